@@ -1,0 +1,157 @@
+"""The in-memory subject record every layout reader produces, and the one function that builds it."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from advnorm.data.grid import crop_box, resample, shift_affine, working_affine
+from advnorm.data.volume_io import Volume, load_volume
+from advnorm.errors import AdvnormError
+
+CROP_MARGIN = 16
+"""Voxels kept around the brain: half a 32-voxel patch, so every patch centred in the brain fits."""
+
+
+@dataclass(frozen=True, eq=False)
+class SourceGrid:
+    """Where a subject came from: enough to write results back on the user's own grid."""
+
+    path: str
+    shape: tuple[int, int, int]
+    affine: np.ndarray
+    spacing: tuple[float, float, float]
+
+
+@dataclass(eq=False)
+class Subject:
+    """One subject on the 1 mm working grid.
+
+    ``image`` is float32 and zero outside ``mask``; ``label`` is uint8 in 0-3
+    (background, CSF, GM, WM) or ``None`` for unlabelled subjects.
+    ``label_values`` gives the dataset's own id for classes 0-3 (iSEG: 0, 10, 150, 250),
+    used to write segmentations back in the dataset's convention.
+    """
+
+    case_id: str
+    domain: str
+    layout: str
+    image: np.ndarray
+    label: np.ndarray | None
+    mask: np.ndarray
+    affine: np.ndarray
+    source: SourceGrid
+    label_values: tuple[int, int, int, int] = (0, 1, 2, 3)
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def spacing(self) -> tuple[float, float, float]:
+        return tuple(float(z) for z in np.linalg.norm(self.affine[:3, :3], axis=0))  # type: ignore[return-value]
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return tuple(self.image.shape)  # type: ignore[return-value]
+
+    @property
+    def labelled(self) -> bool:
+        return self.label is not None
+
+    def to_source(self, array: np.ndarray, *, order: int) -> np.ndarray:
+        """Resample a working-grid array (or (C, ...) stack) back onto the original grid."""
+        return resample(array, self.affine, self.source.affine, self.source.shape, order=order)
+
+
+def map_labels(raw: np.ndarray, label_map: Mapping[int, int], path: Path) -> np.ndarray:
+    """Map dataset label ids to classes 0-3; any id outside ``label_map`` is an error naming the file."""
+    values = np.unique(raw)
+    if raw.dtype.kind == "f":
+        if not np.allclose(values, np.round(values)):
+            raise AdvnormError("label map holds non-integer values", path)
+        values = np.round(values).astype(np.int64)
+        raw = np.round(raw).astype(np.int64)
+    unknown = sorted(int(v) for v in values if int(v) not in label_map)
+    if unknown:
+        shown = ", ".join(map(str, unknown[:8])) + (" ..." if len(unknown) > 8 else "")
+        raise AdvnormError(f"label values {shown} are outside the layout's map {sorted(label_map)}", path)
+    lut_min = int(min(label_map))
+    lut = np.zeros(int(max(label_map)) - lut_min + 1, dtype=np.uint8)
+    for k, v in label_map.items():
+        lut[int(k) - lut_min] = v
+    return lut[raw.astype(np.int64) - lut_min]
+
+
+def build_subject(
+    image_path: str | Path,
+    label_path: str | Path | None,
+    *,
+    domain: str,
+    case_id: str,
+    layout: str,
+    label_map: Mapping[int, int] | None = None,
+    mask_from: str = "nonzero",
+    label_values: tuple[int, int, int, int] = (0, 1, 2, 3),
+    spacing: float = 1.0,
+) -> Subject:
+    """Load an image (and label), validate, skull-strip, resample to ``spacing`` mm RAS and crop.
+
+    ``mask_from``: ``"nonzero"`` (already skull-stripped: image != 0), ``"label"`` (the
+    paper's skull stripping for MRBrainS: label > 0), or ``"auto"`` (nonzero if the
+    image has a zero background, else the label when there is one).
+    """
+    img: Volume = load_volume(image_path, kind="image")
+    label_raw = None
+    if label_path is not None:
+        lab = load_volume(label_path, kind="label")
+        if lab.data.shape != img.data.shape:
+            raise AdvnormError(f"label shape {lab.data.shape} does not match image shape {img.data.shape} ({img.path.name})", lab.path)
+        if not np.allclose(lab.affine, img.affine, atol=1e-3, rtol=1e-4):
+            raise AdvnormError(f"label affine does not match the affine of {img.path.name} (not on the same grid)", lab.path)
+        label_raw = map_labels(lab.data, label_map or {0: 0, 1: 1, 2: 2, 3: 3}, lab.path)
+
+    image = img.data.astype(np.float32)
+    mask = _brain_mask(image, label_raw, mask_from, img.path)
+    image = np.where(mask, image, 0.0).astype(np.float32)
+
+    dst_affine, dst_shape = working_affine(img.affine, image.shape, spacing)
+    w_mask = resample(mask.astype(np.uint8), img.affine, dst_affine, dst_shape, order=0).astype(bool)
+    if not w_mask.any():
+        raise AdvnormError("brain mask is empty after resampling", img.path)
+    w_image = resample(image, img.affine, dst_affine, dst_shape, order=1)
+    w_image = np.where(w_mask, w_image, 0.0).astype(np.float32)
+    w_label = None
+    if label_raw is not None:
+        w_label = resample(label_raw, img.affine, dst_affine, dst_shape, order=0)
+        w_label = np.where(w_mask, w_label, 0).astype(np.uint8)
+
+    box = crop_box(w_mask, CROP_MARGIN)
+    return Subject(
+        case_id=case_id,
+        domain=domain,
+        layout=layout,
+        image=np.ascontiguousarray(w_image[box]),
+        label=None if w_label is None else np.ascontiguousarray(w_label[box]),
+        mask=np.ascontiguousarray(w_mask[box]),
+        affine=shift_affine(dst_affine, box),
+        source=SourceGrid(path=str(img.path), shape=tuple(image.shape), affine=img.affine, spacing=img.zooms),  # type: ignore[arg-type]
+        label_values=label_values,
+    )
+
+
+def _brain_mask(image: np.ndarray, label: np.ndarray | None, mask_from: str, path: Path) -> np.ndarray:
+    if mask_from == "auto":
+        zero_fraction = float(np.mean(image == 0))
+        mask_from = "nonzero" if zero_fraction > 0.05 or label is None else "label"
+    if mask_from == "label":
+        if label is None:
+            raise AdvnormError("this layout skull-strips with the label map, but no label file was found", path)
+        mask = label > 0
+    elif mask_from == "nonzero":
+        mask = image != 0
+    else:  # pragma: no cover - programming error
+        raise ValueError(mask_from)
+    if not mask.any():
+        raise AdvnormError("brain mask is empty (no non-zero voxels)", path)
+    return mask

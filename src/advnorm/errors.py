@@ -1,0 +1,14 @@
+"""The one error type users see: a one-line message naming the file and the problem."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class AdvnormError(Exception):
+    """A user-facing error. The CLI prints ``str(err)`` on one line and exits non-zero."""
+
+    def __init__(self, problem: str, path: str | Path | None = None) -> None:
+        self.problem = " ".join(str(problem).split())  # always one line
+        self.path = None if path is None else str(path)
+        super().__init__(self.problem if self.path is None else f"{self.path}: {self.problem}")
