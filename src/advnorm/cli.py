@@ -1,0 +1,167 @@
+"""The ``advnorm`` command: parse, call, report. Errors are one line and a non-zero exit (``--debug``: traceback)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import warnings
+from pathlib import Path
+
+from advnorm import __version__
+from advnorm.config import METHODS, PROFILES
+from advnorm.errors import AdvnormError
+
+EXIT_USER_ERROR = 2
+EXIT_INTERNAL_ERROR = 1
+
+
+def _add_data(p: argparse.ArgumentParser, required: bool = True) -> None:
+    p.add_argument("--data", action="append", required=required, metavar="[LAYOUT:]PATH",
+                   help="a dataset folder, one domain each (layouts: iseg2017, mrbrains13, mrbrains18, nnunet; "
+                        "auto-detected unless LAYOUT: is given); repeat for several domains")
+
+
+def _add_training(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--profile", choices=sorted(PROFILES), default="quick", help="quick (CPU minutes) or paper (authors' sizes)")
+    p.add_argument("--config", metavar="FILE", help="JSON file overriding profile settings (see docs/configuration.md)")
+    p.add_argument("--epochs", type=int, help="override train.epochs")
+    p.add_argument("--seed", type=int, help="override train.seed")
+    p.add_argument("--split", choices=("subject", "patch"), help="subject (default) or the paper's patch-level split (leaky)")
+    p.add_argument("--device", help="auto (default), cpu, cuda, cuda:1, mps")
+    p.add_argument("--amp", action="store_true", default=None, help="bf16 mixed precision")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="advnorm", description="Adversarial intensity normalization for multi-domain 3-D MRI segmentation.")
+    parser.add_argument("--version", action="version", version=f"advnorm {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
+    sub = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
+    _add_parser = sub.add_parser
+    sub.add_parser = lambda *a, **k: _add_parser(*a, parents=[common], **k)  # type: ignore[method-assign]
+
+    p = sub.add_parser("inspect", help="describe datasets: layout, subjects, shapes, spacing, intensities, class counts")
+    _add_data(p)
+    p.add_argument("--json", action="store_true", help="print JSON instead of text")
+
+    p = sub.add_parser("phantom", help="write the built-in multi-domain brain phantom (nnU-Net layout)")
+    p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--domains", type=int, default=3)
+    p.add_argument("--subjects", type=int, default=5, help="subjects per domain")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--scale", type=float, default=0.7, help="brain size relative to the adult template")
+
+    p = sub.add_parser("train", help="train one method (an experiment of Table 1) into a run folder")
+    _add_data(p)
+    p.add_argument("--method", choices=METHODS, default="adversarial")
+    p.add_argument("--out", required=True, type=Path, help="run folder")
+    p.add_argument("--train-domain", help="for --method single: the domain to train on (default: the first --data)")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted run from its last checkpoint")
+    _add_training(p)
+
+    p = sub.add_parser("predict", help="normalize and segment whole volumes; NIfTI on the input's own grid")
+    p.add_argument("--model", required=True, type=Path, help="run folder")
+    p.add_argument("-i", "--input", action="append", required=True, help="image file or dataset folder (repeatable)")
+    p.add_argument("-o", "--output", required=True, type=Path, help="output folder")
+    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--checkpoint", choices=("best", "final"), default="best")
+    p.add_argument("--device", default="auto")
+
+    p = sub.add_parser("evaluate", help="Dice, HD95, ASD per class and JSD on the full test volumes")
+    p.add_argument("--model", required=True, type=Path, help="run folder")
+    _add_data(p)
+    p.add_argument("-o", "--output", required=True, type=Path, help="metrics JSON file")
+    p.add_argument("--checkpoint", choices=("best", "final"), default="best")
+    p.add_argument("--device", default="auto")
+
+    p = sub.add_parser("reproduce", help="train and evaluate every experiment of Table 1 (+ baselines); tables, figures, report")
+    _add_data(p)
+    p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--methods", help="comma-separated subset of " + ",".join(METHODS))
+    _add_training(p)
+
+    p = sub.add_parser("demo", help="build the phantom and reproduce Table 1 on it with the quick profile")
+    p.add_argument("--out", type=Path, default=Path("advnorm-demo"))
+    p.add_argument("--no-progress", action="store_true")
+    return parser
+
+
+def _training_overrides(args: argparse.Namespace) -> dict:
+    return {"train.epochs": args.epochs, "train.seed": args.seed, "data.split": args.split,
+            "train.device": args.device, "train.amp": args.amp}
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.verb == "inspect":
+        from advnorm.data.inspect import describe, format_text
+        from advnorm.data.layouts import open_domains
+
+        report = describe(open_domains(args.data))
+        print(json.dumps(report, indent=2) if args.json else format_text(report))
+        return 0
+    if args.verb == "phantom":
+        from advnorm.data.phantom.generate import PhantomSpec, write_phantom
+
+        folders = write_phantom(args.out, PhantomSpec(domains=args.domains, subjects=args.subjects, seed=args.seed, scale=args.scale),
+                                progress=True)
+        for f in folders:
+            print(f)
+        print(args.out / "phantom.png")
+        return 0
+    if args.verb == "train":
+        from advnorm.workflows import train
+
+        train(args.data, args.out, method=args.method, profile=args.profile, config_file=args.config,
+              overrides={**_training_overrides(args), "data.train_domain": args.train_domain},
+              resume=args.resume, progress=not args.no_progress)
+        return 0
+    if args.verb == "predict":
+        from advnorm.workflows import predict
+
+        predict(args.model, args.input, args.output, overwrite=args.overwrite, checkpoint=args.checkpoint, device=args.device)
+        return 0
+    if args.verb == "evaluate":
+        from advnorm.workflows import evaluate_run
+
+        evaluate_run(args.model, args.data, args.output, checkpoint=args.checkpoint, device=args.device)
+        return 0
+    if args.verb == "reproduce":
+        from advnorm.reproduce import reproduce
+
+        methods = args.methods.split(",") if args.methods else None
+        reproduce(args.data, args.out, profile=args.profile, config_file=args.config, overrides=_training_overrides(args),
+                  methods=methods, progress=not args.no_progress)
+        return 0
+    if args.verb == "demo":
+        from advnorm.reproduce import demo
+
+        demo(args.out, progress=not args.no_progress)
+        return 0
+    raise AssertionError(args.verb)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not args.debug:
+        warnings.filterwarnings("ignore", category=UserWarning, module="monai")
+        warnings.formatwarning = lambda msg, cat, *a, **k: f"advnorm: warning: {msg}\n"
+    try:
+        return run(args)
+    except AdvnormError as exc:
+        if args.debug:
+            raise
+        print(f"advnorm: error: {exc}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print("advnorm: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001 - one line for users, traceback with --debug
+        if args.debug:
+            raise
+        msg = " ".join(str(exc).split())[:300]
+        print(f"advnorm: internal error: {type(exc).__name__}: {msg} (run with --debug for the traceback)", file=sys.stderr)
+        return EXIT_INTERNAL_ERROR

@@ -1,0 +1,250 @@
+"""Typed, frozen settings and the two profiles: ``quick`` (2 CPU cores, minutes) and ``paper`` (the authors' sizes).
+
+A configuration is a tree of frozen dataclasses. ``resolve`` starts from a profile,
+applies a user's JSON file (unknown keys and wrong types are errors naming the
+file and the key), then command-line overrides, and validates ranges.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import types
+import typing
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any, Literal
+
+from advnorm.errors import AdvnormError
+
+METHODS = ("single", "standardized", "unconstrained", "adversarial", "nyul", "augmented")
+Method = Literal["single", "standardized", "unconstrained", "adversarial", "nyul", "augmented"]
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Widths per U-Net level (G and S) and per discriminator stage (D)."""
+
+    generator_widths: tuple[int, ...] = (8, 16, 32)
+    segmenter_widths: tuple[int, ...] = (8, 16, 32, 64)
+    discriminator_widths: tuple[int, ...] = (8, 16, 32, 64)
+    discriminator_blocks: int = 1
+    """Residual blocks per discriminator stage (2 with widths 64-512 is a 3-D ResNet-18, as the authors used)."""
+    n_classes: int = 4
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    dice_weights: tuple[float, ...] | None = None
+    """w_c of eq. (2) for background, CSF, GM, WM. ``None``: inverse class frequency in the
+    training patches, normalised to sum to 1 (so each class pulls equally; see docs/method.md)."""
+    dice_epsilon: float = 1e-5
+    adv_lambda: float = 1.0
+    adv_form: Literal["non_saturating", "saturating"] = "non_saturating"
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    optimizer: Literal["sgd", "adam"] = "adam"
+    lr_generator: float = 1e-3
+    lr_segmenter: float = 1e-3
+    lr_discriminator: float = 2e-4
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    plateau_patience: int = 3
+    plateau_factor: float = 0.1
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = 6
+    warmup_epochs: int = 1
+    steps_per_epoch: int | None = 40
+    """Batches per epoch; ``None`` means one pass over the training patch index (the paper's epoch)."""
+    warmup_steps_per_epoch: int | None = 15
+    batch_size: int = 12
+    patch_size: int = 32
+    patch_stride: int = 8
+    val_patches: int = 96
+    seed: int = 0
+    amp: bool = False
+    """bf16 autocast (CPU and GPUs that support it)."""
+    device: str = "auto"
+    channels_last: bool = True
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    split: Literal["subject", "patch"] = "subject"
+    fractions: tuple[float, float, float] = (0.6, 0.2, 0.2)
+    train_domain: str | None = None
+    """For ``--method single``: the one domain to train on (default: the first ``--data``)."""
+    scale_percentile: float = 99.5
+    """Per-image linear rescale of raw inputs: brain intensities mapped so this percentile is 1."""
+
+
+@dataclass(frozen=True)
+class Config:
+    profile: str = "quick"
+    method: Method = "adversarial"
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def quick_profile() -> Config:
+    """Small nets and Adam: trains on 2 CPU cores in minutes (measured choices in docs/method.md)."""
+    return Config(profile="quick")
+
+
+def paper_profile() -> Config:
+    """The authors' configuration (paper sec. 3.3 and their code)."""
+    return Config(
+        profile="paper",
+        model=ModelConfig(
+            generator_widths=(64, 128, 256, 512),
+            segmenter_widths=(64, 128, 256, 512),
+            discriminator_widths=(64, 128, 256, 512),
+            discriminator_blocks=2,
+        ),
+        optim=OptimConfig(
+            optimizer="sgd", lr_generator=1e-5, lr_segmenter=1e-4, lr_discriminator=1e-4,
+            momentum=0.9, weight_decay=0.1, plateau_patience=3, plateau_factor=0.1,
+        ),
+        train=TrainConfig(epochs=50, warmup_epochs=3, steps_per_epoch=None, warmup_steps_per_epoch=None,
+                          batch_size=16, val_patches=2048, channels_last=True),
+    )
+
+
+PROFILES = {"quick": quick_profile, "paper": paper_profile}
+
+
+def resolve(profile: str = "quick", *, file: str | Path | None = None, overrides: dict[str, Any] | None = None) -> Config:
+    """Profile, then a JSON file, then ``overrides`` (``{"train.epochs": 3, "method": "single"}``)."""
+    if profile not in PROFILES:
+        raise AdvnormError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
+    cfg = PROFILES[profile]()
+    if file is not None:
+        path = Path(file)
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise AdvnormError("config file does not exist", path) from None
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise AdvnormError(f"config file is not valid JSON: {exc}", path) from None
+        if not isinstance(data, dict):
+            raise AdvnormError("config file must hold a JSON object", path)
+        data.pop("versions", None)
+        data.pop("run", None)
+        cfg = _merge(cfg, data, str(path), "")
+    for dotted, value in (overrides or {}).items():
+        if value is None:
+            continue
+        head, _, tail = dotted.rpartition(".")
+        nested: dict[str, Any] = {tail: value}
+        for part in reversed(head.split(".") if head else []):
+            nested = {part: nested}
+        cfg = _merge(cfg, nested, "command line", "")
+    validate(cfg)
+    return cfg
+
+
+def validate(cfg: Config) -> None:
+    """Range checks that types alone cannot express."""
+    def need(ok: bool, what: str) -> None:
+        if not ok:
+            raise AdvnormError(f"invalid configuration: {what}")
+
+    t, o, m, loss = cfg.train, cfg.optim, cfg.model, cfg.loss
+    need(cfg.method in METHODS, f"method must be one of {', '.join(METHODS)}")
+    need(t.epochs >= 1, "train.epochs must be >= 1")
+    need(0 <= t.warmup_epochs < t.epochs or cfg.method not in ("unconstrained", "adversarial") or t.warmup_epochs == 0,
+         "train.warmup_epochs must be smaller than train.epochs")
+    need(t.batch_size >= 2, "train.batch_size must be >= 2")
+    need(t.patch_size >= 8 and t.patch_size % 8 == 0, "train.patch_size must be a multiple of 8, >= 8")
+    need(t.patch_stride >= 1, "train.patch_stride must be >= 1")
+    need(t.steps_per_epoch is None or t.steps_per_epoch >= 1, "train.steps_per_epoch must be >= 1")
+    need(t.val_patches >= 1, "train.val_patches must be >= 1")
+    need(all(lr > 0 for lr in (o.lr_generator, o.lr_segmenter, o.lr_discriminator)), "learning rates must be > 0")
+    need(0 <= o.momentum < 1 and o.weight_decay >= 0, "optim.momentum must be in [0, 1) and weight_decay >= 0")
+    need(o.plateau_patience >= 0 and 0 < o.plateau_factor < 1, "optim.plateau_factor must be in (0, 1)")
+    for name in ("generator_widths", "segmenter_widths", "discriminator_widths"):
+        widths = getattr(m, name)
+        need(len(widths) >= 2 and all(w >= 1 for w in widths), f"model.{name} needs >= 2 positive widths")
+    need(t.patch_size % 2 ** (max(len(m.generator_widths), len(m.segmenter_widths)) - 1) == 0,
+         "train.patch_size must be divisible by the U-Net's total stride")
+    need(m.n_classes == 4, "model.n_classes must be 4 (background, CSF, GM, WM)")
+    need(loss.dice_weights is None or (len(loss.dice_weights) == 4 and all(w >= 0 for w in loss.dice_weights)
+                                      and sum(loss.dice_weights) > 0), "loss.dice_weights needs 4 non-negative weights")
+    need(loss.dice_epsilon > 0 and loss.adv_lambda >= 0, "loss.dice_epsilon must be > 0 and loss.adv_lambda >= 0")
+    need(len(cfg.data.fractions) == 3 and all(f >= 0 for f in cfg.data.fractions) and abs(sum(cfg.data.fractions) - 1) < 1e-6,
+         "data.fractions must be three non-negative numbers summing to 1")
+    need(50 < cfg.data.scale_percentile <= 100, "data.scale_percentile must be in (50, 100]")
+
+
+def _merge(obj: Any, data: dict[str, Any], source: str, prefix: str) -> Any:
+    known = {f.name: f for f in fields(obj)}
+    hints = typing.get_type_hints(type(obj))
+    changes: dict[str, Any] = {}
+    for key, value in data.items():
+        where = f"{prefix}{key}"
+        if key not in known:
+            raise AdvnormError(f"unknown configuration key {where!r} (known: {', '.join(known)})", source)
+        current = getattr(obj, key)
+        if dataclasses.is_dataclass(current):
+            if not isinstance(value, dict):
+                raise AdvnormError(f"configuration key {where!r} must be an object", source)
+            changes[key] = _merge(current, value, source, where + ".")
+        else:
+            changes[key] = _coerce(value, hints[key], where, source)
+    return replace(obj, **changes)
+
+
+def _coerce(value: Any, hint: Any, where: str, source: str) -> Any:
+    """Check ``value`` against a type hint; lists become tuples. Wrong types are errors."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in (a for a in args if a is not type(None)):
+            try:
+                return _coerce(value, arg, where, source)
+            except AdvnormError as exc:
+                errors.append(exc)
+        raise errors[0]
+    if origin is Literal:
+        if value not in args:
+            raise AdvnormError(f"configuration key {where!r} must be one of {', '.join(map(repr, args))}, got {value!r}", source)
+        return value
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise AdvnormError(f"configuration key {where!r} must be a list, got {type(value).__name__}", source)
+        inner = args[0] if args else Any
+        if len(args) == 2 and args[1] is Ellipsis or len(args) == 1:
+            return tuple(_coerce(v, inner, where, source) for v in value)
+        if len(value) != len(args):
+            raise AdvnormError(f"configuration key {where!r} must have {len(args)} items", source)
+        return tuple(_coerce(v, a, where, source) for v, a in zip(value, args))
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise AdvnormError(f"configuration key {where!r} must be true or false, got {value!r}", source)
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise AdvnormError(f"configuration key {where!r} must be an integer, got {value!r}", source)
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise AdvnormError(f"configuration key {where!r} must be a number, got {value!r}", source)
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str):
+            raise AdvnormError(f"configuration key {where!r} must be a string, got {value!r}", source)
+        return value
+    return value

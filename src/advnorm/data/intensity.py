@@ -1,0 +1,73 @@
+"""Per-image input intensity transforms, one per method's input (fitted state is a plain dict, saved as JSON).
+
+* ``scale``  : linear rescale so brain intensities run from 0 to their ``percentile`` (-> 1). Keeps each
+               domain's contrast (tissue order and overlap) intact: the raw input of G and of Exp. 1-4, 6, 7.
+* ``zscore`` : (x - mean) / std inside the brain, per image (Exp. 5, "standardized"; the authors z-scored
+               each voxel position across subjects, which is not per-image standardization).
+* ``nyul``   : Nyúl & Udupa piecewise-linear histogram standardization; the standard landmarks are fitted
+               on the training images (the ``nyul`` baseline).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+NYUL_PERCENTILES = (1.0, 10.0, 20.0, 30.0, 40.0, 50.0, 60.0, 70.0, 80.0, 90.0, 99.0)
+NYUL_RANGE = (0.0, 1.0)
+
+
+def scale_image(image: np.ndarray, mask: np.ndarray, percentile: float = 99.5) -> np.ndarray:
+    brain = image[mask]
+    top = float(np.percentile(brain, percentile)) if brain.size else 1.0
+    top = top if top > 0 else float(brain.max(initial=1.0)) or 1.0
+    return np.where(mask, np.clip(image / top, 0.0, 1.5), 0.0).astype(np.float32)
+
+
+def zscore_image(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    brain = image[mask]
+    mean, std = float(brain.mean()), float(brain.std())
+    return np.where(mask, (image - mean) / (std if std > 0 else 1.0), 0.0).astype(np.float32)
+
+
+def fit_nyul(images: Sequence[np.ndarray], masks: Sequence[np.ndarray],
+             percentiles: Sequence[float] = NYUL_PERCENTILES) -> dict:
+    """Learn the standard scale: each image's landmarks mapped linearly so its 1st..99th percentiles
+    span ``NYUL_RANGE``, then averaged over the training images."""
+    rows = []
+    for image, mask in zip(images, masks):
+        lm = np.percentile(image[mask], percentiles)
+        span = lm[-1] - lm[0]
+        rows.append((lm - lm[0]) / (span if span > 0 else 1.0))
+    standard = NYUL_RANGE[0] + np.mean(rows, axis=0) * (NYUL_RANGE[1] - NYUL_RANGE[0])
+    return {"percentiles": list(map(float, percentiles)), "standard_landmarks": [float(v) for v in standard]}
+
+
+def nyul_image(image: np.ndarray, mask: np.ndarray, fitted: dict) -> np.ndarray:
+    """Map the image's own landmarks onto the standard ones, piecewise linearly (linear extrapolation at the ends)."""
+    lm = np.percentile(image[mask], fitted["percentiles"])
+    std = np.asarray(fitted["standard_landmarks"])
+    lm = np.maximum.accumulate(lm + np.arange(len(lm)) * 1e-6)  # strictly increasing
+    brain = image[mask]
+    out = np.interp(brain, lm, std)
+    lo_slope = (std[1] - std[0]) / (lm[1] - lm[0])
+    hi_slope = (std[-1] - std[-2]) / (lm[-1] - lm[-2])
+    out = np.where(brain < lm[0], std[0] + (brain - lm[0]) * lo_slope, out)
+    out = np.where(brain > lm[-1], std[-1] + (brain - lm[-1]) * hi_slope, out)
+    result = np.zeros_like(image, dtype=np.float32)
+    result[mask] = out
+    return result
+
+
+def transform_image(kind: str, image: np.ndarray, mask: np.ndarray, *, percentile: float = 99.5, fitted: dict | None = None) -> np.ndarray:
+    """Apply the named input transform (``scale`` | ``zscore`` | ``nyul``)."""
+    if kind == "scale":
+        return scale_image(image, mask, percentile)
+    if kind == "zscore":
+        return zscore_image(image, mask)
+    if kind == "nyul":
+        if fitted is None:
+            raise ValueError("nyul needs fitted landmarks")
+        return nyul_image(image, mask, fitted)
+    raise ValueError(f"unknown input transform {kind!r}")

@@ -1,0 +1,131 @@
+"""nnU-Net raw layout: ``DatasetXXX_Name/`` with ``imagesTr/``, ``labelsTr/`` and ``dataset.json``.
+
+Only channel ``0000`` is used. Classes are found by *name* in ``dataset.json``'s
+``labels`` (case-insensitive, with synonyms such as "grey matter"); any other named
+label maps to background. ``imagesTs/`` cases are unlabelled. nnU-Net v1 folders
+(``TaskXXX_Name``, ``labels`` written id -> name) are read too.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+from advnorm.data.layouts.base import CaseRef, Dataset, child, list_dir, require_cases
+from advnorm.data.volume_io import IMAGE_SUFFIXES
+from advnorm.errors import AdvnormError
+
+NAME = "nnunet"
+SIGNATURE = "DatasetXXX_Name/ with dataset.json, imagesTr/{case}_0000.nii.gz, labelsTr/{case}.nii.gz"
+SYNONYMS = {
+    1: ("csf", "cerebrospinal fluid", "cerebro spinal fluid"),
+    2: ("gm", "gray matter", "grey matter", "cortical gray matter", "cortical grey matter"),
+    3: ("wm", "white matter"),
+}
+CLASS_NAMES = {1: "CSF", 2: "GM", 3: "WM"}
+_FOLDER = re.compile(r"^(?:dataset|task)\d+_(.+)$", re.IGNORECASE)
+
+
+def detect(folder: Path) -> Path | None:
+    images = child(folder, "imagesTr")
+    if images is not None and images.is_dir():
+        return folder
+    meta = child(folder, "dataset.json")
+    return folder if meta is not None and meta.is_file() and _FOLDER.match(folder.name) else None
+
+
+def _normal(name: str) -> str:
+    return " ".join(re.sub(r"[_\-]+", " ", name.lower()).split())
+
+
+def read_meta(folder: Path) -> tuple[dict, Path]:
+    path = child(folder, "dataset.json") or folder / "dataset.json"
+    if not path.is_file():
+        raise AdvnormError("dataset.json is missing (an nnU-Net dataset needs it for its labels)", path)
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise AdvnormError(f"cannot read dataset.json: {exc}", path) from None
+    if not isinstance(meta, dict) or not isinstance(meta.get("labels"), dict) or not meta["labels"]:
+        raise AdvnormError('dataset.json has no "labels" object (name -> integer)', path)
+    return meta, path
+
+
+def label_map_from(labels: dict, path: Path) -> tuple[dict[int, int], tuple[int, int, int, int]]:
+    """(id -> class map, ids of classes 0-3) from dataset.json's ``labels``, by label name."""
+    pairs: list[tuple[str, object]] = list(labels.items())
+    if all(re.fullmatch(r"\d+", str(k)) for k in labels) and all(isinstance(v, str) for v in labels.values()):
+        pairs = [(v, int(k)) for k, v in labels.items()]  # nnU-Net v1: id -> name
+    label_map: dict[int, int] = {}
+    found: dict[int, list[int]] = {1: [], 2: [], 3: []}
+    for name, value in pairs:
+        ids = _ids(name, value, path)
+        cls = next((c for c, names in SYNONYMS.items() if _normal(str(name)) in names), 0)
+        if cls and isinstance(value, list):
+            raise AdvnormError(f'dataset.json label "{name}" is a region (list of ids); a single id is needed', path)
+        for i in ids:
+            if cls or i not in label_map:
+                label_map[i] = cls
+        if cls:
+            found[cls].extend(ids)
+    missing = [CLASS_NAMES[c] for c in (1, 2, 3) if not found[c]]
+    if missing:
+        have = ", ".join(str(n) for n, _ in pairs)
+        raise AdvnormError(f"dataset.json labels have no {'/'.join(missing)} (found: {have}); name them CSF, GM and WM", path)
+    clash = [CLASS_NAMES[c] for c in (1, 2, 3) if any(label_map.get(i) != c for i in found[c])]
+    if clash:
+        raise AdvnormError(f"dataset.json gives the {'/'.join(clash)} id to two different labels", path)
+    label_map.setdefault(0, 0)  # nnU-Net's background is always 0
+    return label_map, (0, found[1][0], found[2][0], found[3][0])
+
+
+def _ids(name: str, value: object, path: Path) -> list[int]:
+    out = []
+    for v in value if isinstance(value, list) else [value]:
+        try:
+            f = float(v)  # type: ignore[arg-type]
+            ok = not isinstance(v, bool) and f == int(f)
+        except (TypeError, ValueError, OverflowError):
+            ok = False
+        if not ok:
+            raise AdvnormError(f'dataset.json label "{name}" has a non-integer value {value!r}', path)
+        out.append(int(f))
+    return out
+
+
+def _file_ending(meta: dict, path: Path) -> str:
+    ending = str(meta.get("file_ending", ".nii.gz")).lower()
+    if not ending.startswith("."):
+        ending = "." + ending
+    if ending not in IMAGE_SUFFIXES:
+        raise AdvnormError(f'dataset.json file_ending "{ending}" is not supported (use one of {", ".join(IMAGE_SUFFIXES)})', path)
+    return ending
+
+
+def _images(folder: Path | None, ending: str) -> list[tuple[str, Path]]:
+    if folder is None or not folder.is_dir():
+        return []
+    tail = "_0000" + ending
+    return [(p.name[: -len(tail)], p) for p in list_dir(folder) if p.name.lower().endswith(tail) and p.is_file()]
+
+
+def open_dataset(folder: Path) -> Dataset:
+    meta, meta_path = read_meta(folder)
+    label_map, label_values = label_map_from(meta["labels"], meta_path)
+    ending = _file_ending(meta, meta_path)
+    images_tr = child(folder, "imagesTr")
+    labels_tr = child(folder, "labelsTr")
+    cases = []
+    for case, image in _images(images_tr, ending):
+        label = (labels_tr / f"{case}{ending}") if labels_tr is not None else None
+        if label is None or not label.is_file():
+            raise AdvnormError(f"training image has no label file labelsTr/{case}{ending}", image)
+        cases.append(CaseRef(case_id=case, image=image, label=label))
+    train_ids = {c.case_id for c in cases}
+    for case, image in _images(child(folder, "imagesTs"), ending):
+        cases.append(CaseRef(case_id=case if case not in train_ids else f"{case}_ts", image=image, label=None))
+    cases = require_cases(cases, folder, NAME, f"imagesTr/{{case}}_0000{ending} files")
+    m = _FOLDER.match(folder.name)
+    name = m.group(1) if m else folder.name
+    return Dataset(name=name, layout=NAME, root=folder, cases=cases, label_values=label_values, label_map=label_map, mask_from="auto")

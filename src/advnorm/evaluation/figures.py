@@ -1,0 +1,223 @@
+"""Figures of the paper (Fig. 3, Fig. 4) and of training runs, as PNG files.
+
+Matplotlib runs on the Agg backend and nothing is ever shown; every function writes its
+PNG atomically (a temporary file in the same folder, then ``os.replace``) so a killed
+run never leaves a truncated image, and returns the path it wrote.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from matplotlib.colors import ListedColormap  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+from advnorm.evaluation.metrics import CLASS_NAMES  # noqa: E402
+from advnorm.io_atomic import atomic_path  # noqa: E402
+
+TISSUE_COLORS = ("#1f77b4", "#2ca02c", "#d62728")
+"""CSF, GM, WM overlay colours."""
+_HIST_PERCENTILES = (1.0, 99.0)
+
+
+def _save(fig: Figure, out: Path) -> Path:
+    out = Path(out)
+    try:
+        with atomic_path(out) as tmp:
+            fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
+    finally:
+        plt.close(fig)
+    return out
+
+
+def axial_index(volume: np.ndarray, mask: np.ndarray | None = None) -> int:
+    """Middle axial slice (last axis) of the brain: of ``mask`` if given, else of the non-zero voxels."""
+    region = np.asarray(mask if mask is not None else volume) != 0
+    idx = np.flatnonzero(region.any(axis=(0, 1)))
+    return int((idx[0] + idx[-1]) // 2) if idx.size else volume.shape[-1] // 2
+
+
+def _axial(volume: np.ndarray, k: int) -> np.ndarray:
+    """Axial slice ``k`` oriented for display (rows = second axis, flipped so anterior is up)."""
+    return np.asarray(volume)[:, :, k].T[::-1]
+
+
+def _grey_limits(img: np.ndarray) -> tuple[float, float]:
+    vals = img[np.isfinite(img) & (img != 0)]
+    if vals.size == 0:
+        return 0.0, 1.0
+    lo, hi = np.percentile(vals, (0.5, 99.5))
+    return float(lo), float(hi if hi > lo else lo + 1.0)
+
+
+def fig3_normalization(rows: Sequence[tuple[str, np.ndarray, np.ndarray]], out: Path) -> Path:
+    """Paper Fig. 3: per domain, an axial slice of the input (left) and of G's output (right).
+
+    ``rows`` holds ``(domain name, input volume, normalized volume)``. The slice is the
+    middle of the input's non-zero (brain) extent; each panel has its own grey scale
+    (0.5-99.5th percentile of its non-zero pixels) because input and output intensities
+    live on different scales.
+    """
+    if not rows:
+        raise ValueError("fig3_normalization needs at least one row")
+    fig, axes = plt.subplots(len(rows), 2, figsize=(7, 3.4 * len(rows)), squeeze=False)
+    for r, (name, image, normalized) in enumerate(rows):
+        k = axial_index(image)
+        for c, (vol, what) in enumerate(((image, "input"), (normalized, "normalized"))):
+            sl = _axial(vol, k)
+            lo, hi = _grey_limits(sl)
+            ax = axes[r, c]
+            ax.imshow(sl, cmap="gray", vmin=lo, vmax=hi, interpolation="nearest")
+            ax.set_title(f"{name}: {what} (z={k})", fontsize=10)
+            ax.axis("off")
+    fig.suptitle("Inputs and adversarially normalized images")
+    return _save(fig, out)
+
+
+def _tones(cmap_name: str, n: int) -> list:
+    cmap = plt.get_cmap(cmap_name)
+    return [cmap(v) for v in np.linspace(0.85, 0.45, max(n, 1))]
+
+
+def fig4_histograms(
+    before: Mapping[str, Mapping[str, np.ndarray]],
+    after: Mapping[str, Mapping[str, np.ndarray]],
+    out: Path,
+    bins: int = 100,
+) -> Path:
+    """Paper Fig. 4: per tissue, intensity histograms of the inputs (reds) and of G's outputs (blues).
+
+    ``before[domain][tissue]`` and ``after[domain][tissue]`` are 1-D arrays of voxel
+    intensities. Inputs and outputs are on unrelated scales, so the figure has two rows,
+    inputs on top and outputs below, one column per tissue (CSF, GM, WM), each panel
+    with its own x axis spanning the 1st-99th percentile of what it shows. Two rows
+    rather than rescaling both to [0, 1]: rescaling would hide exactly what the figure
+    is about, the spread of each tissue relative to the others. Histograms are
+    densities, so domains with different voxel counts compare.
+    """
+    tissues = [t for t in CLASS_NAMES if any(t in d for d in (*before.values(), *after.values()))]
+    if not tissues:
+        raise ValueError("fig4_histograms found none of CSF, GM, WM in its inputs")
+    fig, axes = plt.subplots(2, len(tissues), figsize=(4.2 * len(tissues), 6.4), squeeze=False)
+    for r, (data, cmap, what) in enumerate(((before, "Reds", "input"), (after, "Blues", "normalized"))):
+        colors = _tones(cmap, len(data))
+        for c, tissue in enumerate(tissues):
+            ax = axes[r, c]
+            series = {d: np.asarray(v[tissue], float).ravel() for d, v in data.items() if tissue in v}
+            series = {d: x[np.isfinite(x)] for d, x in series.items()}
+            series = {d: x for d, x in series.items() if x.size}
+            if series:
+                lo, hi = np.percentile(np.concatenate(list(series.values())), _HIST_PERCENTILES)
+                hi = hi if hi > lo else lo + 1.0
+                for color, (domain, x) in zip(colors, series.items(), strict=False):
+                    ax.hist(x, bins=bins, range=(lo, hi), density=True, histtype="stepfilled",
+                            alpha=0.45, color=color, edgecolor=color, label=domain)
+                ax.legend(fontsize=8)
+            else:
+                ax.text(0.5, 0.5, "no data", ha="center", va="center", transform=ax.transAxes)
+            ax.set_title(f"{tissue} ({what})", fontsize=10)
+            ax.set_xlabel("intensity")
+            ax.set_ylabel("density")
+    fig.suptitle("Intensity histograms: inputs (red) and generator outputs (blue)")
+    fig.tight_layout()
+    return _save(fig, out)
+
+
+def _label_rgba(labels: np.ndarray) -> np.ndarray:
+    cmap = ListedColormap(["none", *TISSUE_COLORS])
+    rgba = cmap(np.clip(labels.astype(int), 0, len(TISSUE_COLORS)))
+    rgba[..., 3] = np.where(labels > 0, 0.45, 0.0)
+    return rgba
+
+
+def segmentation_overlay(
+    image: np.ndarray, truth: np.ndarray, pred: np.ndarray, out: Path, title: str = ""
+) -> Path:
+    """Axial slice through the middle of the labelled brain, ground truth (left) and prediction (right) in colour.
+
+    Labels 1-3 are drawn as translucent fills (CSF blue, GM green, WM red) over the
+    image, which shows both the boundaries and the misclassified regions.
+    """
+    k = axial_index(image, mask=np.asarray(truth) > 0)
+    sl = _axial(image, k)
+    lo, hi = _grey_limits(sl)
+    fig, axes = plt.subplots(1, 2, figsize=(8, 4.4), squeeze=False)
+    for ax, (labels, what) in zip(axes[0], ((truth, "ground truth"), (pred, "prediction")), strict=True):
+        ax.imshow(sl, cmap="gray", vmin=lo, vmax=hi, interpolation="nearest")
+        ax.imshow(_label_rgba(_axial(labels, k)), interpolation="nearest")
+        ax.set_title(what, fontsize=10)
+        ax.axis("off")
+    handles = [plt.Rectangle((0, 0), 1, 1, color=c) for c in TISSUE_COLORS]
+    fig.legend(handles, CLASS_NAMES, loc="lower center", ncol=3, fontsize=9)
+    fig.suptitle(f"{title} (z={k})" if title else f"z={k}")
+    return _save(fig, out)
+
+
+def _read_log(log_csv: Path) -> dict[str, np.ndarray]:
+    """Numeric columns of a CSV log as float arrays; empty or non-numeric cells become nan."""
+    with open(log_csv, newline="", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    columns: dict[str, list[float]] = {}
+    names = list(rows[0].keys()) if rows else []
+    for name in names:
+        if name is None:
+            continue
+        vals = []
+        for row in rows:
+            try:
+                vals.append(float(row.get(name) or "nan"))
+            except ValueError:
+                vals.append(math.nan)
+        if np.isfinite(vals).any():
+            columns[name] = np.asarray(vals)
+    return columns
+
+
+def learning_curves(log_csv: Path, out: Path) -> Path:
+    """Training curves from a CSV log: ``loss*`` columns, ``val_*`` columns, and ``d_acc*`` if present.
+
+    The x axis is ``epoch`` if the log has it (else the row number). Missing columns and
+    empty cells are tolerated: a panel with nothing to plot says so. Loss panels switch
+    to a log scale when all their values are positive and span more than two decades.
+    """
+    cols = _read_log(Path(log_csv))
+    x = cols.pop("epoch", None)
+    n = max((v.size for v in cols.values()), default=0)
+    if x is None:
+        x = np.arange(n, dtype=float)
+    groups = [
+        ("losses", [c for c in cols if c.startswith("loss")]),
+        ("validation", [c for c in cols if c.startswith("val_")]),
+    ]
+    d_acc = [c for c in cols if c.startswith("d_acc")]
+    if d_acc:
+        groups.append(("discriminator accuracy", d_acc))
+    fig, axes = plt.subplots(1, len(groups), figsize=(5 * len(groups), 3.8), squeeze=False)
+    for ax, (title, names) in zip(axes[0], groups, strict=True):
+        plotted = False
+        for name in names:
+            y = cols[name]
+            ok = np.isfinite(y) & np.isfinite(x)
+            if ok.any():
+                ax.plot(x[ok], y[ok], marker="." if ok.sum() < 30 else None, label=name)
+                plotted = True
+        if plotted:
+            ax.legend(fontsize=8)
+            if title == "losses":
+                vals = np.concatenate([cols[c][np.isfinite(cols[c])] for c in names])
+                if vals.size and vals.min() > 0 and vals.max() / vals.min() > 100:
+                    ax.set_yscale("log")
+        else:
+            ax.text(0.5, 0.5, "no data", ha="center", va="center", transform=ax.transAxes)
+        ax.set_title(title, fontsize=10)
+        ax.set_xlabel("epoch")
+    fig.tight_layout()
+    return _save(fig, out)

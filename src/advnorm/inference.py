@@ -1,0 +1,109 @@
+"""Full-volume normalization and segmentation with a trained run, results on the input's own grid.
+
+G and S use BatchNorm, whose eval-mode output does not depend on the window, so a
+volume is processed fully convolutionally in a few large windows (whole volume
+when it fits) and blended with Gaussian weights; what is averaged is G's output
+and S's softmax probabilities, never label ids. Probabilities are resampled back
+to the source grid and only then turned into labels.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from monai.inferers import sliding_window_inference
+
+from advnorm.config import resolve
+from advnorm.data.intensity import transform_image
+from advnorm.data.subject import Subject
+from advnorm.data.volume_io import save_nifti
+from advnorm.errors import AdvnormError
+from advnorm.training.checkpoint import architecture, load_weights
+from advnorm.training.loop import RunFiles, pick_device
+from advnorm.training.methods import METHOD_SPECS
+from advnorm.training.step import AdversarialNormalization
+
+DEFAULT_WINDOW = 160
+"""Window edge for whole-volume inference: large windows amortise the U-Net's border cost."""
+
+
+@dataclass
+class Prediction:
+    normalized: np.ndarray  # working grid, float32 (G's output, or the fixed input transform without G)
+    probs: np.ndarray  # (4, ...) working grid
+
+    @property
+    def labels(self) -> np.ndarray:
+        return self.probs.argmax(0).astype(np.uint8)
+
+
+class TrainedModel:
+    """A run folder loaded for inference: config, fitted input transform and weights (never pickles)."""
+
+    def __init__(self, run_dir: str | Path, checkpoint: str = "best", device: str = "auto") -> None:
+        files = RunFiles(Path(run_dir))
+        if not files.config.exists():
+            raise AdvnormError("not a training run folder (config.json missing)", files.root)
+        try:
+            raw = json.loads(files.config.read_text())
+            run = raw["run"]
+        except (json.JSONDecodeError, KeyError, OSError) as exc:
+            raise AdvnormError(f"run config is unreadable or incomplete ({type(exc).__name__})", files.config) from None
+        self.cfg = resolve(raw.get("profile", "quick"), file=files.config)
+        self.run = run
+        self.spec = METHOD_SPECS[self.cfg.method]
+        self.domains: list[str] = run["domains"]
+        self.device = pick_device(device)
+        weights = torch.tensor(run["dice_weights"])
+        self.model = AdversarialNormalization(self.cfg, self.spec, len(self.domains), weights, self.device)
+        path = files.best if checkpoint == "best" else files.final
+        load_weights(path, self.model.networks(), architecture(self.cfg.to_dict(), len(self.domains)))
+        self.model.eval()
+
+    def network_input(self, subject: Subject) -> np.ndarray:
+        return transform_image(self.spec.input_transform, subject.image, subject.mask,
+                               percentile=self.cfg.data.scale_percentile, fitted=self.run.get("input_state") or None)
+
+    @torch.no_grad()
+    def predict(self, subject: Subject, *, window: int = DEFAULT_WINDOW, overlap: float = 0.25) -> Prediction:
+        x = torch.from_numpy(self.network_input(subject))[None, None]
+        m = torch.from_numpy(subject.mask.astype(np.float32))[None, None]
+        stride = max(2 ** (len(self.cfg.model.segmenter_widths) - 1), 2 ** (len(self.cfg.model.generator_widths) - 1))
+        roi = tuple(min(window, _round_up(s, stride)) for s in x.shape[2:])
+        model = self.model
+
+        def predictor(inp: torch.Tensor) -> torch.Tensor:
+            xi, mi = inp[:, :1], inp[:, 1:]
+            with model._autocast():
+                x_hat = model.normalize(xi, mi)
+                probs = torch.softmax(model.S(x_hat).float(), dim=1)
+            return torch.cat([x_hat.float(), probs], dim=1)
+
+        inp = torch.cat([x, m], dim=1).to(self.device)
+        out = sliding_window_inference(inp, roi, 1, predictor, overlap=overlap, mode="gaussian",
+                                       padding_mode="constant", cval=0.0)
+        out = out[0].cpu().numpy()
+        normalized = np.where(subject.mask, out[0], 0.0).astype(np.float32)
+        return Prediction(normalized=normalized, probs=out[1:].astype(np.float32))
+
+
+def write_outputs(subject: Subject, pred: Prediction, out_dir: Path) -> tuple[Path, Path]:
+    """``<case>_normalized.nii.gz`` and ``<case>_seg.nii.gz`` on the source grid, in the dataset's label ids."""
+    norm = subject.to_source(pred.normalized, order=1).astype(np.float32)
+    probs = subject.to_source(pred.probs, order=1)
+    classes = probs.argmax(0)
+    lut = np.asarray(subject.label_values, dtype=np.int64)
+    seg = lut[classes]
+    dtype = np.uint8 if seg.max(initial=0) < 256 else np.int16
+    paths = (out_dir / f"{subject.case_id}_normalized.nii.gz", out_dir / f"{subject.case_id}_seg.nii.gz")
+    save_nifti(paths[0], norm, subject.source.affine)
+    save_nifti(paths[1], seg.astype(dtype), subject.source.affine)
+    return paths
+
+
+def _round_up(n: int, k: int) -> int:
+    return int(-(-n // k) * k)

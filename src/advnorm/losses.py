@@ -1,0 +1,67 @@
+"""The paper's losses, as written: weighted Dice (eq. 2) and the (K+1)-class domain losses (eq. 1, 3, 4).
+
+Sign conventions. Eq. (1) is  min_{G,S} max_D  L_seg - lambda * [L_dis(D(x), z) + L_dis(D(G(x)), fake)].
+* D maximises it, i.e. minimises  L_dis(D(x), z) + L_dis(D(G(x)), fake)   -> :func:`discriminator_loss`.
+* G and S minimise  L_seg - lambda * L_dis(D(G(x)), fake)  (the real-image term does not depend on G).
+  ``-L_dis(D(G(x)), fake) = log p_D(fake | G(x))`` is the *saturating* form; its gradient vanishes
+  while D confidently rejects G's output. The *non-saturating* form minimises
+  ``-log(1 - p_D(fake | G(x)))`` instead: same fixed point, strong gradients early.
+  -> :func:`generator_adversarial_loss`.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+
+
+def weighted_dice_loss(probs: torch.Tensor, target: torch.Tensor, weights: torch.Tensor, epsilon: float = 1e-5) -> torch.Tensor:
+    """Eq. (2): ``1 - (eps + 2 sum_c w_c sum_v s_vc y_vc) / (eps + sum_c w_c sum_v (s_vc + y_vc))``.
+
+    ``probs``: softmax output (B, C, ...); ``target``: integer labels (B, ...) or one-hot (B, C, ...);
+    ``weights``: (C,). Sums run over every voxel of the batch, as in the paper's single ratio: the
+    weights enter numerator and denominator alike (the authors' code weighted only the
+    intersection, which floors each class's loss near 0.75).
+    """
+    if target.dim() == probs.dim() - 1:
+        target = F.one_hot(target.long(), probs.shape[1]).movedim(-1, 1)
+    target = target.to(probs.dtype)
+    dims = [0] + list(range(2, probs.dim()))
+    intersection = (probs * target).sum(dim=dims)
+    total = (probs + target).sum(dim=dims)
+    w = weights.to(probs.dtype)
+    return 1.0 - (epsilon + 2.0 * (w * intersection).sum()) / (epsilon + (w * total).sum())
+
+
+def discriminator_loss(logits_real: torch.Tensor, domains: torch.Tensor, logits_fake: torch.Tensor) -> torch.Tensor:
+    """Eq. (3) + (4): ``-log p_D(z | x)`` on raw patches plus ``-log p_D(fake | G(x))`` on generated ones.
+
+    Each term is averaged over its batch; the fake class is the last index (K).
+    """
+    fake = torch.full((logits_fake.shape[0],), logits_fake.shape[1] - 1, dtype=torch.long, device=logits_fake.device)
+    return F.cross_entropy(logits_real, domains.long()) + F.cross_entropy(logits_fake, fake)
+
+
+def generator_adversarial_loss(logits_fake: torch.Tensor, form: Literal["non_saturating", "saturating"] = "non_saturating") -> torch.Tensor:
+    """G's adversarial term of eq. (1), to be *added* (times lambda) to L_seg.
+
+    saturating:      ``log p_D(fake | G(x))``          (= -L_dis(D(G(x)), fake), eq. 1 as written)
+    non_saturating:  ``-log(1 - p_D(fake | G(x)))``  = ``-log sum_{k<=K} p_D(k | G(x))``
+    Both are computed from log-softmax, so they are finite for any logits.
+    """
+    log_p = F.log_softmax(logits_fake.float(), dim=1)
+    log_p_fake = log_p[:, -1]
+    if form == "saturating":
+        return log_p_fake.mean()
+    if form == "non_saturating":
+        return -torch.logsumexp(log_p[:, :-1], dim=1).mean()
+    raise ValueError(f"unknown adversarial form {form!r}")
+
+
+def inverse_frequency_weights(class_counts: torch.Tensor) -> torch.Tensor:
+    """Default w_c: proportional to 1 / frequency, normalised to sum to 1 (absent classes get 0)."""
+    counts = class_counts.double()
+    w = torch.where(counts > 0, 1.0 / counts.clamp_min(1), torch.zeros_like(counts))
+    return (w / w.sum()).float()

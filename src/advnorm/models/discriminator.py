@@ -1,0 +1,55 @@
+"""D: a 3-D residual CNN classifying a patch into K source domains or a (K+1)-th "generated" class.
+
+With widths 64-128-256-512 and two blocks per stage it is a 3-D ResNet-18 with
+GroupNorm, the authors' discriminator; the quick profile uses a slim version.
+GroupNorm suits D: it is never applied to whole volumes and sees real and
+generated batches in separate passes.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def _norm(ch: int) -> nn.GroupNorm:
+    return nn.GroupNorm(min(8, ch), ch)
+
+
+class ResidualBlock(nn.Module):
+    def __init__(self, in_ch: int, out_ch: int, stride: int) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv3d(in_ch, out_ch, 3, stride=stride, padding=1, bias=False), _norm(out_ch), nn.LeakyReLU(0.2, inplace=True),
+            nn.Conv3d(out_ch, out_ch, 3, padding=1, bias=False), _norm(out_ch),
+        )
+        self.skip = (nn.Identity() if stride == 1 and in_ch == out_ch
+                     else nn.Sequential(nn.Conv3d(in_ch, out_ch, 1, stride=stride, bias=False), _norm(out_ch)))
+        self.act = nn.LeakyReLU(0.2, inplace=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(self.body(x) + self.skip(x))
+
+
+class DomainDiscriminator(nn.Module):
+    """Logits over K + 1 classes: indices 0..K-1 are the source domains, index K is "generated"."""
+
+    def __init__(self, n_domains: int, widths: tuple[int, ...], blocks_per_stage: int = 1, in_channels: int = 1) -> None:
+        super().__init__()
+        self.n_domains = n_domains
+        self.stem = nn.Sequential(nn.Conv3d(in_channels, widths[0], 3, padding=1, bias=False), _norm(widths[0]), nn.LeakyReLU(0.2, inplace=True))
+        stages, ch = [], widths[0]
+        for w in widths:
+            for b in range(blocks_per_stage):
+                stages.append(ResidualBlock(ch, w, stride=2 if b == 0 else 1))
+                ch = w
+        self.stages = nn.Sequential(*stages)
+        self.head = nn.Linear(ch, n_domains + 1)
+
+    @property
+    def fake_index(self) -> int:
+        return self.n_domains
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stages(self.stem(x))
+        return self.head(x.mean(dim=(2, 3, 4)))

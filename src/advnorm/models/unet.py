@@ -1,0 +1,82 @@
+"""The 3-D U-Net used for both G (normalizer) and S (segmenter), paper Fig. 2.
+
+Blocks are conv3 -> BatchNorm -> ReLU twice, max-pool down, upsample + concatenation
+up, a 1x1x1 output conv (as the authors configured it). BatchNorm, not instance or
+group norm, on purpose: in eval mode BatchNorm uses running statistics, so the
+output for a voxel does not depend on the window it is computed in, and a net
+trained on 32^3 patches can be applied to a whole volume at once (see
+docs/architecture.md; instance norm drops whole-volume Dice to ~0.3 here).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from torch import nn
+import torch.nn.functional as F
+
+
+class DoubleConv(nn.Sequential):
+    def __init__(self, in_ch: int, out_ch: int) -> None:
+        super().__init__(
+            nn.Conv3d(in_ch, out_ch, 3, padding=1, bias=False),
+            nn.BatchNorm3d(out_ch),
+            nn.ReLU(inplace=True),
+            nn.Conv3d(out_ch, out_ch, 3, padding=1, bias=False),
+            nn.BatchNorm3d(out_ch),
+            nn.ReLU(inplace=True),
+        )
+
+
+class UNet3D(nn.Module):
+    """A fully convolutional 3-D U-Net; inputs must be divisible by ``2 ** (len(widths) - 1)``.
+
+    ``output``: ``"logits"`` for S (softmax is applied by the loss and at inference) or
+    ``"sigmoid"`` for G, whose normalized image is thereby defined in [0, 1] in training
+    and inference alike (the authors applied a ReLU in training only).
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, widths: tuple[int, ...],
+                 output: Literal["logits", "sigmoid"] = "logits") -> None:
+        super().__init__()
+        self.widths = tuple(widths)
+        self.output = output
+        self.down = nn.ModuleList()
+        ch = in_channels
+        for w in widths:
+            self.down.append(DoubleConv(ch, w))
+            ch = w
+        self.up = nn.ModuleList(DoubleConv(widths[i] + widths[i + 1], widths[i]) for i in reversed(range(len(widths) - 1)))
+        self.head = nn.Conv3d(widths[0], out_channels, 1)
+
+    @property
+    def stride(self) -> int:
+        return 2 ** (len(self.widths) - 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        skips = []
+        for i, block in enumerate(self.down):
+            if i:
+                x = F.max_pool3d(x, 2)
+            x = block(x)
+            skips.append(x)
+        skips.pop()
+        for block in self.up:
+            skip = skips.pop()
+            x = F.interpolate(x, size=skip.shape[2:], mode="nearest")
+            x = block(torch.cat([skip, x], dim=1))
+        x = self.head(x)
+        return torch.sigmoid(x) if self.output == "sigmoid" else x
+
+
+def kaiming_init(module: nn.Module) -> None:
+    """Kaiming (He) initialization of every conv and linear layer (paper sec. 3.3)."""
+    for m in module.modules():
+        if isinstance(m, (nn.Conv3d, nn.Linear)):
+            nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, (nn.BatchNorm3d, nn.GroupNorm)):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)

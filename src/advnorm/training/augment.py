@@ -1,0 +1,30 @@
+"""Random intensity augmentation for the ``augmented`` baseline: gamma, bias field, contrast, noise.
+
+Applied to a batch of patches on the device, inside the brain only; each patch
+draws its own parameters from a torch Generator, so runs are reproducible.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def augment_intensity(x: torch.Tensor, mask: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """``x``, ``mask``: (B, 1, D, H, W), ``x`` roughly in [0, 1.5]. Returns a new tensor."""
+    b = x.shape[0]
+
+    def uniform(lo: float, hi: float, *shape: int) -> torch.Tensor:
+        return (lo + (hi - lo) * torch.rand((b, *shape), generator=gen)).to(x.device, x.dtype)
+
+    gamma = torch.exp(uniform(-0.7, 0.7, 1, 1, 1, 1))
+    y = x.clamp_min(0) ** gamma
+    # a smooth multiplicative bias field: random coarse 4^3 grid upsampled trilinearly
+    coarse = uniform(-0.3, 0.3, 1, 4, 4, 4)
+    bias = torch.exp(F.interpolate(coarse, size=x.shape[2:], mode="trilinear", align_corners=True))
+    y = y * bias
+    # contrast: random affine stretch about the patch mean
+    mean = (y * mask).sum(dim=(2, 3, 4), keepdim=True) / mask.sum(dim=(2, 3, 4), keepdim=True).clamp_min(1)
+    y = (y - mean) * uniform(0.6, 1.5, 1, 1, 1, 1) + mean * uniform(0.7, 1.3, 1, 1, 1, 1)
+    noise = torch.randn(x.shape, generator=gen).to(x.device, x.dtype) * uniform(0.0, 0.08, 1, 1, 1, 1)
+    return torch.where(mask > 0, y + noise, torch.zeros_like(y))

@@ -1,0 +1,120 @@
+"""From opened datasets to what the training loop consumes: split, transformed volumes, patch indices."""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from advnorm.config import Config
+from advnorm.data.intensity import fit_nyul, transform_image
+from advnorm.data.layouts import Dataset
+from advnorm.data.patches import PatchIndex, gather
+from advnorm.data.splits import split_subjects, stratified_patch_split
+from advnorm.data.subject import Subject
+from advnorm.errors import AdvnormError
+from advnorm.training.methods import MethodSpec
+
+
+@dataclass
+class TrainingData:
+    domains: list[str]
+    subjects: list[Subject]
+    inputs: list[np.ndarray]
+    labels: list[np.ndarray]
+    masks: list[np.ndarray]
+    subject_domain: np.ndarray
+    train: PatchIndex
+    val: PatchIndex
+    split: dict[str, dict[str, list[str]]]
+    input_state: dict = field(default_factory=dict)
+
+    def batch(self, index: PatchIndex, rows: np.ndarray) -> tuple[torch.Tensor, ...]:
+        """Gather patches ``rows``: x (B,1,P,P,P) float32, y (B,P,P,P) long, mask like x, z (B,) long."""
+        x = torch.from_numpy(gather(self.inputs, index, rows)).unsqueeze(1)
+        y = torch.from_numpy(gather(self.labels, index, rows)).long()
+        m = torch.from_numpy(gather(self.masks, index, rows)).unsqueeze(1).float()
+        z = torch.from_numpy(self.subject_domain[index.subjects[rows]]).long()
+        return x, y, m, z
+
+    def row_domains(self, index: PatchIndex) -> np.ndarray:
+        return self.subject_domain[index.subjects]
+
+    def class_counts(self, rows: int = 512, seed: int = 0) -> torch.Tensor:
+        """Voxel counts of classes 0-3 over a sample of training patches (for the default Dice weights)."""
+        rng = np.random.default_rng(seed)
+        pick = rng.choice(len(self.train), size=min(rows, len(self.train)), replace=False)
+        y = gather(self.labels, self.train, pick)
+        return torch.from_numpy(np.bincount(y.ravel(), minlength=4)[:4].astype(np.int64))
+
+
+def domain_split(ds: Dataset, cfg: Config) -> dict[str, list[str]]:
+    """A domain's subject split: a pure function of its labelled case ids, the seed and the fractions,
+    so every run and ``evaluate`` agree on which subjects are test subjects."""
+    ids = [c.case_id for c in ds.labelled()]
+    if cfg.data.split == "patch":
+        if not ids:
+            raise AdvnormError("no labelled subjects to train on", ds.root)
+        return {"train": ids, "val": ids, "test": ids}
+    s = split_subjects(ids, cfg.data.fractions, cfg.train.seed, domain=str(ds.root))
+    return {"train": list(s.train), "val": list(s.val), "test": list(s.test)}
+
+
+def prepare(datasets: list[Dataset], cfg: Config, spec: MethodSpec, *, log=print) -> TrainingData:
+    """Load the training and validation subjects of every training domain and index their patches."""
+    if spec.single_domain:
+        wanted = cfg.data.train_domain or datasets[0].name
+        chosen = [d for d in datasets if d.name == wanted]
+        if not chosen:
+            raise AdvnormError(f"--train-domain {wanted!r} is none of the domains {', '.join(d.name for d in datasets)}")
+        datasets = chosen
+    elif len(datasets) < 2:
+        raise AdvnormError(f"method {spec.name!r} trains on several domains: give at least two --data")
+    subjects, split, subject_domain = [], {}, []
+    for k, ds in enumerate(datasets):
+        split[ds.name] = domain_split(ds, cfg)
+        wanted_ids = set(split[ds.name]["train"]) | set(split[ds.name]["val"])
+        cases = [c for c in ds.labelled() if c.case_id in wanted_ids]
+        log(f"loading {len(cases)} subjects of {ds.name} ({ds.layout})")
+        for case in cases:
+            subjects.append(ds.load_case(case))
+            subject_domain.append(k)
+    input_state: dict = {}
+    if spec.input_transform == "nyul":
+        train_ids = {(d, c) for d in split for c in split[d]["train"]}
+        fit_on = [s for s in subjects if (s.domain, s.case_id) in train_ids]
+        input_state = fit_nyul([s.image for s in fit_on], [s.mask for s in fit_on])
+    inputs = [transform_image(spec.input_transform, s.image, s.mask, percentile=cfg.data.scale_percentile, fitted=input_state)
+              for s in subjects]
+    labels = [s.label for s in subjects]
+    masks = [s.mask.astype(np.uint8) for s in subjects]
+    index = PatchIndex.build([lab > 0 for lab in labels], patch_size=cfg.train.patch_size, stride=cfg.train.patch_stride)
+    if cfg.data.split == "patch":
+        centre = np.array([labels[s][x, y, z] for s, x, y, z in index.entries], dtype=np.int64)
+        tr, va, _ = stratified_patch_split(centre, cfg.data.fractions, cfg.train.seed)
+        train, val = index.subset(tr), index.subset(va)
+    else:
+        role = {(s.domain, s.case_id): ("train" if s.case_id in split[s.domain]["train"] else "val") for s in subjects}
+        is_train = np.array([role[(subjects[i].domain, subjects[i].case_id)] == "train" for i in index.subjects])
+        train, val = index.subset(np.flatnonzero(is_train)), index.subset(np.flatnonzero(~is_train))
+    if len(train) == 0 or len(val) == 0:
+        raise AdvnormError("no labelled foreground patches to train or validate on (empty label maps?)")
+    return TrainingData(
+        domains=[d.name for d in datasets], subjects=subjects, inputs=inputs, labels=labels, masks=masks,
+        subject_domain=np.asarray(subject_domain, dtype=np.int64), train=train, val=val, split=split,
+        input_state=input_state,
+    )
+
+
+def validation_rows(data: TrainingData, n: int, seed: int) -> np.ndarray:
+    """A fixed, domain-balanced sample of validation patches."""
+    rng = np.random.default_rng(seed + 1)
+    doms = data.row_domains(data.val)
+    per = max(1, n // len(np.unique(doms)))
+    rows = [rng.choice(np.flatnonzero(doms == d), size=min(per, int(np.sum(doms == d))), replace=False) for d in np.unique(doms)]
+    return np.sort(np.concatenate(rows))
+
+
+warnings.filterwarnings("once", message="patch-level split")

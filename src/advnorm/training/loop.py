@@ -1,0 +1,233 @@
+"""The epoch loop of ``advnorm train``: warm-up, adversarial epochs, validation, logs, checkpoints, resume."""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import platform
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+import advnorm
+from advnorm.config import Config
+from advnorm.data.layouts import Dataset
+from advnorm.data.sampler import DomainBalancedSampler
+from advnorm.errors import AdvnormError
+from advnorm.io_atomic import atomic_write_json, atomic_write_text
+from advnorm.losses import inverse_frequency_weights
+from advnorm.training.checkpoint import architecture, load_train_state, save_train_state, save_weights
+from advnorm.training.data import prepare, validation_rows
+from advnorm.training.methods import METHOD_SPECS
+from advnorm.training.step import AdversarialNormalization
+from advnorm.training.validation import validate
+
+DIVERGENCE_LIMIT = 50.0
+"""A discriminator loss above this (chance level is ~2 ln(K+1)) means D has diverged."""
+
+
+@dataclass(frozen=True)
+class RunFiles:
+    root: Path
+
+    config = property(lambda self: self.root / "config.json")
+    best = property(lambda self: self.root / "checkpoint_best.safetensors")
+    final = property(lambda self: self.root / "checkpoint_final.safetensors")
+    state = property(lambda self: self.root / "train_state.pt")
+    log = property(lambda self: self.root / "training_log.csv")
+    progress = property(lambda self: self.root / "progress.png")
+    summary = property(lambda self: self.root / "summary.json")
+
+
+def pick_device(name: str) -> torch.device:
+    if name != "auto":
+        return torch.device(name)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def versions() -> dict[str, str]:
+    import monai
+
+    return {"advnorm": advnorm.__version__, "torch": torch.__version__, "monai": monai.__version__,
+            "numpy": np.__version__, "python": platform.python_version()}
+
+
+def fit(cfg: Config, datasets: list[Dataset], run_dir: str | Path, *, resume: bool = False,
+        progress: bool = True, log: Callable[[str], None] = print) -> dict:
+    """Train ``cfg.method`` on ``datasets`` into ``run_dir``; returns the summary (also in summary.json)."""
+    files = RunFiles(Path(run_dir))
+    spec = METHOD_SPECS[cfg.method]
+    _check_run_dir(files, resume)
+    torch.manual_seed(cfg.train.seed)
+    device = pick_device(cfg.train.device)
+    data = prepare(datasets, cfg, spec, log=log)
+    weights = (torch.tensor(cfg.loss.dice_weights) if cfg.loss.dice_weights is not None
+               else inverse_frequency_weights(data.class_counts(seed=cfg.train.seed)))
+    model = AdversarialNormalization(cfg, spec, len(data.domains), weights, device)
+    arch = architecture(cfg.to_dict(), len(data.domains))
+    schedulers = {k: torch.optim.lr_scheduler.ReduceLROnPlateau(o, patience=cfg.optim.plateau_patience,
+                                                                factor=cfg.optim.plateau_factor)
+                  for k, o in model.optimizers().items() if k != "G_warmup"}
+    run_info = {"domains": data.domains, "datasets": [{"name": d.name, "layout": d.layout, "root": str(d.root)} for d in datasets],
+                "split": data.split, "split_kind": cfg.data.split, "input_state": data.input_state,
+                "dice_weights": [float(w) for w in weights], "patches": {"train": len(data.train), "val": len(data.val)},
+                "device": str(device)}
+    atomic_write_json(files.config, {**cfg.to_dict(), "run": run_info, "versions": versions()})
+
+    start_epoch, best, rows = 0, math.inf, []
+    if resume:
+        state = load_train_state(files.state)
+        for name, net in model.networks().items():
+            net.load_state_dict(state["networks"][name])
+        for k, opt in model.optimizers().items():
+            opt.load_state_dict(state["optimizers"][k])
+        for k, sch in schedulers.items():
+            sch.load_state_dict(state["schedulers"][k])
+        model.aug_gen.set_state(state["aug_rng"])
+        torch.set_rng_state(state["torch_rng"])
+        start_epoch, best = int(state["epoch"]) + 1, float(state["best"])
+        rows = _read_log(files.log)[:start_epoch]
+        log(f"resuming {files.root} after epoch {start_epoch}")
+
+    sampler = DomainBalancedSampler(data.row_domains(data.train), cfg.train.batch_size, seed=cfg.train.seed)
+    val_rows = validation_rows(data, cfg.train.val_patches, cfg.train.seed)
+    t0 = time.perf_counter()
+    for epoch in range(start_epoch, cfg.train.epochs):
+        warm = spec.uses_generator and epoch < cfg.train.warmup_epochs
+        phase = "warmup" if warm else "main"
+        steps = (cfg.train.warmup_steps_per_epoch if warm else cfg.train.steps_per_epoch) or sampler.full_pass_steps()
+        row = {"epoch": epoch + 1, "phase": phase}
+        row.update(_train_epoch(model, data, sampler, epoch, steps, phase, progress, cfg.train.epochs))
+        row.update(validate(model, data, val_rows))
+        row.update({f"lr_{k}": o.param_groups[0]["lr"] for k, o in model.optimizers().items()})
+        row["seconds"] = round(time.perf_counter() - t0, 2)
+        if not warm:
+            for sch in schedulers.values():
+                sch.step(row["val_loss"])
+        rows.append(row)
+        if not warm and row["val_loss"] < best:
+            best = row["val_loss"]
+            save_weights(files.best, model.networks(), arch)
+        _write_log(files.log, rows)
+        save_train_state(files.state, {
+            "epoch": epoch, "best": best, "networks": {k: n.state_dict() for k, n in model.networks().items()},
+            "torch_rng": torch.get_rng_state(), "aug_rng": model.aug_gen.get_state(),
+            "optimizers": {k: o.state_dict() for k, o in model.optimizers().items()},
+            "schedulers": {k: s.state_dict() for k, s in schedulers.items()},
+        })
+        _plot(files)
+        log(_epoch_line(row))
+    save_weights(files.final, model.networks(), arch)
+    if not files.best.exists():
+        save_weights(files.best, model.networks(), arch)
+    summary = {"method": cfg.method, "domains": data.domains, "epochs": cfg.train.epochs, "best_val_loss": best,
+               "final": {k: v for k, v in rows[-1].items() if k.startswith("val_")}, "seconds": rows[-1]["seconds"]}
+    atomic_write_json(files.summary, summary)
+    return summary
+
+
+def _train_epoch(model, data, sampler, epoch, steps, phase, progress, n_epochs) -> dict[str, float]:
+    from tqdm import tqdm
+
+    sums: dict[str, torch.Tensor] = {}
+    history: list[torch.Tensor] = []
+    names: list[str] = []
+    bar = tqdm(sampler.epoch(epoch, steps), total=steps, disable=not progress, leave=False,
+               desc=f"epoch {epoch + 1}/{n_epochs} {phase}", unit="batch")
+    model.train()
+    for step, rows in enumerate(bar):
+        model.set_input(*data.batch(data.train, rows))
+        out = model.optimize_parameters(phase)
+        names = list(out)
+        history.append(torch.stack([v.float() for v in out.values()]))
+        if (step + 1) % 10 == 0 or step + 1 == steps:
+            _check_finite(history, names, epoch, step + 1 - len(history))
+            for v in history:
+                for k, val in zip(names, v):
+                    sums[k] = sums.get(k, 0.0) + val
+            history = []
+            bar.set_postfix({k: f"{float(sums[k]) / (step + 1):.3f}" for k in names if k.startswith("loss")})
+    return {k: float(v) / steps for k, v in sums.items()}
+
+
+def _check_finite(history: list[torch.Tensor], names: list[str], epoch: int, first_step: int) -> None:
+    block = torch.stack(history)
+    bad = ~torch.isfinite(block)
+    if "loss_dis" in names:
+        bad[:, names.index("loss_dis")] |= block[:, names.index("loss_dis")] > DIVERGENCE_LIMIT
+    if bool(bad.any()):
+        i, j = (int(t) for t in torch.nonzero(bad)[0])
+        what = "diverged" if torch.isfinite(block[i, j]) else "became NaN/Inf"
+        raise AdvnormError(f"training stopped: {names[j]} {what} ({float(block[i, j]):.4g}) at epoch {epoch + 1}, "
+                           f"step {first_step + i + 1}; the last good checkpoint is kept")
+
+
+def _check_run_dir(files: RunFiles, resume: bool) -> None:
+    root = files.root
+    if resume:
+        if not files.state.exists():
+            raise AdvnormError("nothing to resume: no train_state.pt in the run folder", root)
+        return
+    if files.final.exists() or files.state.exists():
+        raise AdvnormError("run folder already holds a training run; use --resume or another --out", root)
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        probe = root / ".write_test"
+        probe.write_bytes(b"x" * 1024)
+        probe.unlink()
+    except OSError as exc:
+        raise AdvnormError(f"run folder is not writable: {exc.strerror or exc}", root) from None
+
+
+LOG_FIXED = ("epoch", "phase")
+
+
+def _write_log(path: Path, rows: list[dict]) -> None:
+    cols = list(LOG_FIXED)
+    for r in rows:
+        cols += [k for k in r if k not in cols]
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=cols, restval="")
+    w.writeheader()
+    for r in rows:
+        w.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in r.items()})
+    atomic_write_text(path, buf.getvalue())
+
+
+def _read_log(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    with open(path, newline="") as fh:
+        return [{k: _num(v) for k, v in r.items()} for r in csv.DictReader(fh)]
+
+
+def _num(v: str):
+    try:
+        return int(v)
+    except ValueError:
+        try:
+            return float(v)
+        except ValueError:
+            return v
+
+
+def _plot(files: RunFiles) -> None:
+    try:
+        from advnorm.evaluation.figures import learning_curves
+    except ImportError:  # figures land separately
+        return
+    learning_curves(files.log, files.progress)
+
+
+def _epoch_line(row: dict) -> str:
+    losses = " ".join(f"{k}={row[k]:.3f}" for k in row if k.startswith("loss"))
+    return f"epoch {row['epoch']} [{row['phase']}] {losses} val_loss={row['val_loss']:.3f} val_dice={row['val_dice_mean']:.3f} ({row['seconds']:.0f}s)"
