@@ -1,8 +1,9 @@
 """``advnorm evaluate``: a trained run on the full volumes of each domain's test subjects.
 
 Dice, HD95 and ASD per class on the 1 mm working grid (the grid the paper worked on),
-and intensity agreement (true JSD, base 2) between domains, of G's inputs and of
-G's outputs, whole brain and per tissue.
+and intensity agreement (true JSD, base 2) between domains, of the raw inputs (linearly
+rescaled) and of what the method feeds S (G's output; the z-scored or Nyúl-standardized
+image for those baselines), whole brain and per tissue.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from advnorm.data.intensity import transform_image
 from advnorm.data.layouts import Dataset
 from advnorm.data.subject import Subject
 from advnorm.evaluation.intensity_agreement import per_class_jsd
@@ -64,7 +66,7 @@ def evaluate(model: TrainedModel, datasets: list[Dataset], *, keep_predictions: 
             result.cases.append(CaseResult(ds.name, case.case_id, subject if keep_predictions else None,
                                            pred if keep_predictions else None, metrics))
             brain = subject.label > 0
-            inputs.setdefault(ds.name, []).append(model.network_input(subject)[brain])
+            inputs.setdefault(ds.name, []).append(raw_input(model, subject)[brain])
             outputs.setdefault(ds.name, []).append(pred.normalized[brain])
             labels.setdefault(ds.name, []).append(subject.label[brain])
     by_domain = {}
@@ -74,6 +76,11 @@ def evaluate(model: TrainedModel, datasets: list[Dataset], *, keep_predictions: 
     if len(inputs) >= 2:
         result.summary["jsd"] = intensity_agreement(inputs, outputs, labels)
     return result
+
+
+def raw_input(model: TrainedModel, subject: Subject) -> np.ndarray:
+    """The un-normalized image as G sees it: linearly rescaled, each domain's contrast intact."""
+    return transform_image("scale", subject.image, subject.mask, percentile=model.cfg.data.scale_percentile)
 
 
 def intensity_agreement(inputs: dict, outputs: dict, labels: dict, seed: int = 0) -> dict:
