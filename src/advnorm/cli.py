@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 import warnings
 from pathlib import Path
@@ -101,6 +102,10 @@ def run(args: argparse.Namespace) -> int:
 
         report = describe(open_domains(args.data))
         print(json.dumps(report, indent=2) if args.json else format_text(report))
+        errors = [c["error"] for d in report["domains"] for c in d["cases"] if "error" in c]
+        if errors:  # the report is printed, but a dataset with unreadable cases is not fit for use
+            more = f" (and {len(errors) - 1} more case(s) could not be read; see the report)" if len(errors) > 1 else ""
+            raise AdvnormError(errors[0] + more)
         return 0
     if args.verb == "phantom":
         from advnorm.data.phantom.generate import PhantomSpec, write_phantom
@@ -148,6 +153,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not args.debug:
         warnings.filterwarnings("ignore", category=UserWarning, module="monai")
+        # nibabel logs header fix-ups ("sform_code 7 not valid; setting to 0") straight to stderr,
+        # which would break the one-line contract; real problems still raise and are reported
+        logging.getLogger("nibabel.global").setLevel(logging.CRITICAL + 1)
         warnings.formatwarning = lambda msg, cat, *a, **k: f"advnorm: warning: {msg}\n"
     try:
         return run(args)
@@ -156,12 +164,23 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"advnorm: error: {exc}", file=sys.stderr)
         return EXIT_USER_ERROR
+    except OSError as exc:  # disk full, permission denied, ...: the user's to fix, but name the file
+        if args.debug:
+            raise
+        if exc.filename is None:
+            return _internal_error(exc)
+        print(f"advnorm: error: {exc.filename}: {exc.strerror or exc}", file=sys.stderr)
+        return EXIT_USER_ERROR
     except KeyboardInterrupt:
         print("advnorm: interrupted", file=sys.stderr)
         return 130
     except Exception as exc:  # noqa: BLE001 - one line for users, traceback with --debug
         if args.debug:
             raise
-        msg = " ".join(str(exc).split())[:300]
-        print(f"advnorm: internal error: {type(exc).__name__}: {msg} (run with --debug for the traceback)", file=sys.stderr)
-        return EXIT_INTERNAL_ERROR
+        return _internal_error(exc)
+
+
+def _internal_error(exc: BaseException) -> int:
+    msg = " ".join(str(exc).split())[:300]
+    print(f"advnorm: internal error: {type(exc).__name__}: {msg} (run with --debug for the traceback)", file=sys.stderr)
+    return EXIT_INTERNAL_ERROR

@@ -73,7 +73,9 @@ class TrainedModel:
         x = torch.from_numpy(self.network_input(subject))[None, None]
         m = torch.from_numpy(subject.mask.astype(np.float32))[None, None]
         stride = max(2 ** (len(self.cfg.model.segmenter_widths) - 1), 2 ** (len(self.cfg.model.generator_widths) - 1))
-        roi = tuple(min(window, _round_up(s, stride)) for s in x.shape[2:])
+        shape = x.shape[2:]
+        pad = [_round_up(s, stride) - s for s in shape]  # at the far end, so the pooling grid starts at voxel 0
+        roi = tuple(min(_round_up(window, stride), s + p) for s, p in zip(shape, pad))
         model = self.model
 
         def predictor(inp: torch.Tensor) -> torch.Tensor:
@@ -83,10 +85,10 @@ class TrainedModel:
                 probs = torch.softmax(model.S(x_hat).float(), dim=1)
             return torch.cat([x_hat.float(), probs], dim=1)
 
-        inp = torch.cat([x, m], dim=1).to(self.device)
+        inp = torch.nn.functional.pad(torch.cat([x, m], dim=1), (0, pad[2], 0, pad[1], 0, pad[0])).to(self.device)
         out = sliding_window_inference(inp, roi, 1, predictor, overlap=overlap, mode="gaussian",
                                        padding_mode="constant", cval=0.0)
-        out = out[0].cpu().numpy()
+        out = out[0, :, : shape[0], : shape[1], : shape[2]].cpu().numpy()
         normalized = np.where(subject.mask, out[0], 0.0).astype(np.float32)
         return Prediction(normalized=normalized, probs=out[1:].astype(np.float32))
 

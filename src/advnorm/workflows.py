@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from advnorm.config import resolve
 from advnorm.data.layouts import open_domains, open_input
 from advnorm.errors import AdvnormError
-from advnorm.io_atomic import atomic_write_json
+from advnorm.io_atomic import atomic_write_json, staged_folder
 
 
 def train(data: list[str], out: Path, *, method: str, profile: str = "quick", config_file: str | None = None,
@@ -17,7 +18,12 @@ def train(data: list[str], out: Path, *, method: str, profile: str = "quick", co
     out = Path(out)
     if resume and config_file is None and (out / "config.json").exists():
         config_file = str(out / "config.json")
-    cfg = resolve(profile, file=config_file, overrides={**(overrides or {}), "method": method})
+    try:
+        cfg = resolve(profile, file=config_file, overrides={**(overrides or {}), "method": method})
+    except AdvnormError as exc:
+        if exc.path is None and config_file is not None and _file_is_invalid(profile, config_file, method):
+            raise AdvnormError(exc.problem, config_file) from None  # name the file holding the bad value
+        raise
     datasets = open_domains(data)
     _refuse_inside_inputs(out, [d.root for d in datasets], "run folder")
     summary = fit(cfg, datasets, out, resume=resume, progress=progress, log=log)
@@ -44,13 +50,21 @@ def predict(model_dir: Path, inputs: list[str], out_dir: Path, *, overwrite: boo
     existing = [t for t in targets if t.exists()]
     if existing and not overwrite:
         raise AdvnormError("output exists; pass --overwrite to replace it", existing[0])
+    if len(set(targets)) < len(targets):
+        dup = next(t for t in targets if targets.count(t) > 1)
+        raise AdvnormError("two inputs have the same case name; their outputs would collide", dup)
+    _check_output_parent(out_dir, "output folder", is_dir=True)
     model = TrainedModel(model_dir, checkpoint=checkpoint, device=device)
     written: list[Path] = []
-    for ds, case in planned:
-        subject = ds.load_case(case, with_label=False)
-        paths = write_outputs(subject, model.predict(subject), out_dir)
-        log(f"{case.case_id}: {paths[0].name}, {paths[1].name}")
-        written += list(paths)
+    try:
+        with staged_folder(out_dir) as staging:  # all outputs appear together, or none (and no new folder)
+            for ds, case in planned:
+                subject = ds.load_case(case, with_label=False)
+                paths = write_outputs(subject, model.predict(subject), staging)
+                log(f"{case.case_id}: {paths[0].name}, {paths[1].name}")
+                written += [out_dir / p.name for p in paths]
+    except OSError as exc:
+        raise AdvnormError(f"cannot write the outputs: {exc.strerror or exc}", exc.filename or out_dir) from None
     return written
 
 
@@ -58,7 +72,9 @@ def evaluate_run(model_dir: Path, data: list[str], output: Path, *, checkpoint: 
     from advnorm.evaluation.evaluate import evaluate
     from advnorm.inference import TrainedModel
 
+    output = Path(output)
     datasets = open_domains(data)
+    _check_output_parent(output, "metrics file", is_dir=False)
     model = TrainedModel(model_dir, checkpoint=checkpoint, device=device)
     result = evaluate(model, datasets, log=log).to_json()
     atomic_write_json(output, result)
@@ -68,9 +84,31 @@ def evaluate_run(model_dir: Path, data: list[str], output: Path, *, checkpoint: 
     return result
 
 
+def _file_is_invalid(profile: str, config_file: str, method: str) -> bool:
+    try:
+        resolve(profile, file=config_file, overrides={"method": method})
+    except AdvnormError:
+        return True
+    return False
+
+
 def _refuse_inside_inputs(out: Path, roots: list[Path], what: str) -> None:
     out_r = Path(out).resolve()
     for root in roots:
         root_r = Path(root).resolve()
         if out_r == root_r or root_r in out_r.parents:
             raise AdvnormError(f"{what} must not be inside an input dataset folder ({root})", out)
+
+
+def _check_output_parent(out: Path, what: str, *, is_dir: bool) -> None:
+    """Refuse, before any work, an output that cannot be created: a file where a folder is needed, or vice versa."""
+    out = Path(out)
+    if out.exists() and out.is_dir() != is_dir:
+        raise AdvnormError(f"{what} is {'a file' if is_dir else 'a folder'}; expected {'a folder' if is_dir else 'a file'}", out)
+    for folder in ((out,) if is_dir else ()) + tuple(out.parents):
+        if folder.exists():
+            if not folder.is_dir():
+                raise AdvnormError(f"cannot create the {what}: this is a file, not a folder", folder)
+            if not os.access(folder, os.W_OK | os.X_OK):
+                raise AdvnormError(f"cannot create the {what}: folder is not writable", folder)
+            break

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,6 +14,13 @@ import numpy as np
 from advnorm.errors import AdvnormError
 
 IMAGE_SUFFIXES = (".nii.gz", ".nii", ".hdr", ".img", ".mgz", ".mgh")
+MAX_VOXEL_BYTES = 2 * 1024**3
+"""Voxel data a header may declare (2 GiB); more is treated as a corrupt header, before allocating."""
+MAX_GZIP_RATIO = 1100
+"""Deflate cannot expand more than ~1032:1, so a .gz file cannot hold more than this many times its size."""
+MAX_FIELD_OF_VIEW_MM3 = 1000.0**3
+"""A volume spanning more than a cubic metre is not a brain MRI: a corrupt voxel size would make the
+1 mm working grid enormous."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -53,9 +63,13 @@ def load_volume(path: str | Path, *, kind: str = "image") -> Volume:
     if path.stat().st_size == 0:
         raise AdvnormError(f"{kind} file is empty", path)
     try:
-        img = nib.load(str(path))
+        with _quiet_nibabel():
+            img = nib.load(str(path))
+        _check_declared_size(img, path, kind)
         data = np.asanyarray(img.dataobj)
         affine = np.asarray(img.affine, dtype=np.float64)
+    except AdvnormError:
+        raise
     except MemoryError:
         raise AdvnormError(f"{kind} file header declares an impossible size (corrupt header?)", path) from None
     except Exception as exc:  # nibabel raises many types for corrupt/truncated data
@@ -71,12 +85,56 @@ def load_volume(path: str | Path, *, kind: str = "image") -> Volume:
         raise AdvnormError(f"{kind} has a degenerate shape {tuple(data.shape)}; a 3-D volume is needed", path)
     if not np.all(np.isfinite(affine)) or abs(np.linalg.det(affine[:3, :3])) < 1e-8:
         raise AdvnormError(f"{kind} has an invalid (singular or non-finite) affine", path)
+    extent = np.abs(affine[:3, :3]) @ (np.asarray(data.shape, dtype=np.float64) - 1) + 1
+    if float(np.prod(extent)) > MAX_FIELD_OF_VIEW_MM3:
+        mm = "x".join(f"{e:.4g}" for e in extent)
+        raise AdvnormError(f"{kind} spans {mm} mm, too large for a brain MRI (corrupt voxel size in the header?)", path)
     if data.dtype.kind not in "biuf":
         raise AdvnormError(f"{kind} has unsupported data type {data.dtype}", path)
     if data.dtype.kind == "f" and not np.all(np.isfinite(data)):
         bad = int(np.count_nonzero(~np.isfinite(data)))
         raise AdvnormError(f"{kind} contains {bad} NaN/Inf voxels", path)
     return Volume(data=np.asarray(data), affine=affine, path=path)
+
+
+@contextlib.contextmanager
+def _quiet_nibabel():
+    """nibabel logs header fix-ups to stderr; problems it cannot fix still raise (and become AdvnormError)."""
+    logger = logging.getLogger("nibabel.global")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL + 1)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def _check_declared_size(img, path: Path, kind: str) -> None:
+    """Refuse, before any voxel is read, a header whose shape needs more data than is sane or than the file holds.
+
+    (nibabel allocates the whole array up front, so a corrupt dimension would otherwise
+    ask for terabytes.)
+    """
+    shape = tuple(int(n) for n in img.header.get_data_shape())
+    if any(n < 0 for n in shape):
+        raise AdvnormError(f"{kind} header declares a negative dimension {shape} (corrupt header?)", path)
+    n_bytes = math.prod(shape) * int(img.header.get_data_dtype().itemsize)
+    if n_bytes > MAX_VOXEL_BYTES:
+        raise AdvnormError(f"{kind} header declares a {'x'.join(map(str, shape))} volume ({n_bytes / 1024**3:.3g} GiB), "
+                           f"more than the {MAX_VOXEL_BYTES // 1024**3} GiB supported (corrupt header?)", path)
+    data_file = Path(img.file_map["image"].filename or path)
+    what = f"{kind} file" if data_file == path else f"{kind} data file {data_file.name}"
+    if not data_file.is_file():
+        raise AdvnormError(f"{what} is missing", path)
+    size = data_file.stat().st_size
+    offset = int(getattr(img.dataobj, "offset", 0) or 0)
+    if data_file.name.lower().endswith((".gz", ".mgz")):
+        if n_bytes > MAX_GZIP_RATIO * size + 65536:
+            raise AdvnormError(f"{kind} header declares {n_bytes} bytes of voxel data, more than the "
+                               f"{size}-byte compressed {what} can hold (corrupt or truncated?)", path)
+    elif offset + n_bytes > size:
+        raise AdvnormError(f"{what} is truncated: the header declares {n_bytes} bytes of voxel data "
+                           f"at offset {offset}, the file holds {size} bytes", path)
 
 
 def save_nifti(path: str | Path, data: np.ndarray, affine: np.ndarray, *, template_header=None) -> None:

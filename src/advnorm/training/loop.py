@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import math
 import platform
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +23,7 @@ from advnorm.data.sampler import DomainBalancedSampler
 from advnorm.errors import AdvnormError
 from advnorm.io_atomic import atomic_write_json, atomic_write_text
 from advnorm.losses import inverse_frequency_weights
-from advnorm.training.checkpoint import architecture, load_train_state, save_train_state, save_weights
+from advnorm.training.checkpoint import _differences, architecture, load_train_state, save_train_state, save_weights
 from advnorm.training.data import prepare, validation_rows
 from advnorm.training.methods import METHOD_SPECS
 from advnorm.training.step import AdversarialNormalization
@@ -66,41 +68,40 @@ def fit(cfg: Config, datasets: list[Dataset], run_dir: str | Path, *, resume: bo
     """Train ``cfg.method`` on ``datasets`` into ``run_dir``; returns the summary (also in summary.json)."""
     files = RunFiles(Path(run_dir))
     spec = METHOD_SPECS[cfg.method]
-    _check_run_dir(files, resume)
-    torch.manual_seed(cfg.train.seed)
-    device = pick_device(cfg.train.device)
-    data = prepare(datasets, cfg, spec, log=log)
-    weights = (torch.tensor(cfg.loss.dice_weights) if cfg.loss.dice_weights is not None
-               else inverse_frequency_weights(data.class_counts(seed=cfg.train.seed)))
-    model = AdversarialNormalization(cfg, spec, len(data.domains), weights, device)
-    arch = architecture(cfg.to_dict(), len(data.domains))
-    schedulers = {k: torch.optim.lr_scheduler.ReduceLROnPlateau(o, patience=cfg.optim.plateau_patience,
-                                                                factor=cfg.optim.plateau_factor)
-                  for k, o in model.optimizers().items() if k != "G_warmup"}
-    run_info = {"domains": data.domains, "datasets": [{"name": d.name, "layout": d.layout, "root": str(d.root)} for d in datasets],
-                "split": data.split, "split_kind": cfg.data.split, "input_state": data.input_state,
-                "dice_weights": [float(w) for w in weights], "patches": {"train": len(data.train), "val": len(data.val)},
-                "device": str(device)}
-    atomic_write_json(files.config, {**cfg.to_dict(), "run": run_info, "versions": versions()})
-
-    start_epoch, best, rows = 0, math.inf, []
-    if resume:
-        state = load_train_state(files.state)
-        for name, net in model.networks().items():
-            net.load_state_dict(state["networks"][name])
-        for k, opt in model.optimizers().items():
-            opt.load_state_dict(state["optimizers"][k])
-        for k, sch in schedulers.items():
-            sch.load_state_dict(state["schedulers"][k])
-        model.aug_gen.set_state(state["aug_rng"])
-        torch.set_rng_state(state["torch_rng"])
-        start_epoch, best = int(state["epoch"]) + 1, float(state["best"])
-        rows = _read_log(files.log)[:start_epoch]
+    created = _check_run_dir(files, resume)
+    try:  # everything that can fail before training: on failure, leave no run folder behind
+        state = load_train_state(files.state) if resume else None
+        torch.manual_seed(cfg.train.seed)
+        device = pick_device(cfg.train.device)
+        data = prepare(datasets, cfg, spec, log=log)
+        _check_foreground(data, datasets)
+        weights = (torch.tensor(cfg.loss.dice_weights) if cfg.loss.dice_weights is not None
+                   else inverse_frequency_weights(data.class_counts(seed=cfg.train.seed)))
+        model = AdversarialNormalization(cfg, spec, len(data.domains), weights, device)
+        arch = architecture(cfg.to_dict(), len(data.domains))
+        schedulers = {k: torch.optim.lr_scheduler.ReduceLROnPlateau(o, patience=cfg.optim.plateau_patience,
+                                                                    factor=cfg.optim.plateau_factor)
+                      for k, o in model.optimizers().items() if k != "G_warmup"}
+        start_epoch, best, rows = 0, math.inf, []
+        if state is not None:
+            _restore(state, files.state, model, schedulers, arch, data.domains)
+            start_epoch, best = int(state["epoch"]) + 1, float(state["best"])
+            rows = _read_log(files.log)[:start_epoch]
+        run_info = {"domains": data.domains, "datasets": [{"name": d.name, "layout": d.layout, "root": str(d.root)} for d in datasets],
+                    "split": data.split, "split_kind": cfg.data.split, "input_state": data.input_state,
+                    "dice_weights": [float(w) for w in weights], "patches": {"train": len(data.train), "val": len(data.val)},
+                    "device": str(device)}
+        atomic_write_json(files.config, {**cfg.to_dict(), "run": run_info, "versions": versions()})
+    except BaseException:
+        if created is not None:
+            shutil.rmtree(created, ignore_errors=True)
+        raise
+    if state is not None:
         log(f"resuming {files.root} after epoch {start_epoch}")
 
     sampler = DomainBalancedSampler(data.row_domains(data.train), cfg.train.batch_size, seed=cfg.train.seed)
     val_rows = validation_rows(data, cfg.train.val_patches, cfg.train.seed)
-    t0 = time.perf_counter()
+    t0 = time.perf_counter() - (float(rows[-1].get("seconds", 0) or 0) if rows else 0.0)
     for epoch in range(start_epoch, cfg.train.epochs):
         warm = spec.uses_generator and epoch < cfg.train.warmup_epochs
         phase = "warmup" if warm else "main"
@@ -119,7 +120,8 @@ def fit(cfg: Config, datasets: list[Dataset], run_dir: str | Path, *, resume: bo
             save_weights(files.best, model.networks(), arch)
         _write_log(files.log, rows)
         save_train_state(files.state, {
-            "epoch": epoch, "best": best, "networks": {k: n.state_dict() for k, n in model.networks().items()},
+            "epoch": epoch, "best": best, "architecture": json.dumps(arch, sort_keys=True), "domains": list(data.domains),
+            "networks": {k: n.state_dict() for k, n in model.networks().items()},
             "torch_rng": torch.get_rng_state(), "aug_rng": model.aug_gen.get_state(),
             "optimizers": {k: o.state_dict() for k, o in model.optimizers().items()},
             "schedulers": {k: s.state_dict() for k, s in schedulers.items()},
@@ -171,21 +173,84 @@ def _check_finite(history: list[torch.Tensor], names: list[str], epoch: int, fir
                            f"step {first_step + i + 1}; the last good checkpoint is kept")
 
 
-def _check_run_dir(files: RunFiles, resume: bool) -> None:
+def _check_run_dir(files: RunFiles, resume: bool) -> Path | None:
+    """Check (and create) the run folder before any work; returns the top-most folder created here, if any."""
     root = files.root
+    if root.exists() and not root.is_dir():
+        raise AdvnormError("run folder is a file, not a folder", root)
     if resume:
         if not files.state.exists():
             raise AdvnormError("nothing to resume: no train_state.pt in the run folder", root)
-        return
+        _probe_writable(root)
+        for stale in root.glob(".*.part*"):  # temporary files of writes a kill interrupted
+            stale.unlink(missing_ok=True)
+        return None
     if files.final.exists() or files.state.exists():
         raise AdvnormError("run folder already holds a training run; use --resume or another --out", root)
+    created = None
+    for folder in (root, *root.parents):
+        if folder.exists():
+            if not folder.is_dir():
+                raise AdvnormError("cannot create the run folder: this is a file, not a folder", folder)
+            break
+        created = folder
     try:
         root.mkdir(parents=True, exist_ok=True)
-        probe = root / ".write_test"
+    except OSError as exc:
+        raise AdvnormError(f"cannot create the run folder: {exc.strerror or exc}", root) from None
+    try:
+        _probe_writable(root)
+    except BaseException:
+        if created is not None:
+            shutil.rmtree(created, ignore_errors=True)
+        raise
+    return created
+
+
+def _probe_writable(root: Path) -> None:
+    probe = root / ".write_test"
+    try:
         probe.write_bytes(b"x" * 1024)
         probe.unlink()
     except OSError as exc:
         raise AdvnormError(f"run folder is not writable: {exc.strerror or exc}", root) from None
+
+
+def _check_foreground(data, datasets: list[Dataset]) -> None:
+    """Every training domain needs foreground (CSF/GM/WM) labels in its training subjects."""
+    roots = {d.name: d.root for d in datasets}
+    have = set(int(k) for k in np.unique(data.row_domains(data.train)))
+    for k, name in enumerate(data.domains):
+        if k not in have:
+            raise AdvnormError(f"domain {name!r} has no foreground labels (CSF/GM/WM) in its training subjects: "
+                               "their label maps hold only background; training needs labelled tissue in every domain",
+                               roots.get(name, name))
+
+
+def _restore(state: dict, path: Path, model, schedulers: dict, arch: dict, domains: list[str]) -> None:
+    """Load a training state into the freshly built nets, optimizers and schedulers; refuse one made for another run."""
+    stored_arch = state.get("architecture")
+    if isinstance(stored_arch, str):
+        diffs = _differences(json.loads(stored_arch), arch)
+        if diffs:
+            raise AdvnormError("training state does not match this run's config and data: " + "; ".join(diffs[:4]), path)
+    stored_domains = state.get("domains")
+    if stored_domains is not None and list(stored_domains) != list(domains):
+        raise AdvnormError(f"training state was made for the domains {', '.join(stored_domains)}, "
+                           f"the --data folders give {', '.join(domains)}", path)
+    try:
+        for name, net in model.networks().items():
+            net.load_state_dict(state["networks"][name])
+        for k, opt in model.optimizers().items():
+            opt.load_state_dict(state["optimizers"][k])
+        for k, sch in schedulers.items():
+            sch.load_state_dict(state["schedulers"][k])
+        model.aug_gen.set_state(state["aug_rng"])
+        torch.set_rng_state(state["torch_rng"])
+        int(state["epoch"]), float(state["best"])
+    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+        reason = " ".join(str(exc).split())[:160]
+        raise AdvnormError(f"training state does not fit this run's networks ({type(exc).__name__}: {reason})", path) from None
 
 
 LOG_FIXED = ("epoch", "phase")

@@ -1,0 +1,180 @@
+"""Model files never run code, and weights made for another K or architecture are refused with what differs."""
+
+from __future__ import annotations
+
+import builtins
+import hashlib
+import json
+import pickle
+from pathlib import Path
+
+import pytest
+import torch
+
+from advnorm.cli import main
+from advnorm.config import resolve
+from advnorm.errors import AdvnormError
+from advnorm.training.checkpoint import architecture, load_train_state, load_weights
+from advnorm.training.methods import METHOD_SPECS
+from advnorm.training.step import AdversarialNormalization
+from tests.conftest import copy_run
+
+
+class _Payload:
+    """Unpickling this creates ``marker``: proof that the file's code ran."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return builtins.open, (self.marker, "w")
+
+
+def _raw_pickle(path: Path, marker: Path) -> None:
+    path.write_bytes(pickle.dumps({"epoch": 0, "networks": _Payload(marker)}, protocol=2))
+
+
+def _torch_zip_pickle(path: Path, marker: Path) -> None:
+    torch.save({"epoch": 0, "best": 1.0, "networks": _Payload(marker)}, str(path))
+    assert not marker.exists()  # saving does not run the payload
+
+
+def _snapshot(folder: Path) -> dict[str, str]:
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def _one_error_line(err: str) -> str:
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("advnorm: error: ") and "Traceback" not in err, err
+    return lines[0]
+
+
+def _data_args(folders) -> list[str]:
+    return [a for d in folders for a in ("--data", str(d))]
+
+
+@pytest.mark.parametrize("craft", [_raw_pickle, _torch_zip_pickle], ids=["raw-pickle", "torch-zip-pickle"])
+def test_pickled_train_state_is_refused_by_resume_and_never_runs(tiny_run, tiny_phantom, tmp_path, capsys, craft):
+    run = copy_run(tiny_run, tmp_path / "run")
+    marker = tmp_path / "PWNED"
+    craft(run / "train_state.pt", marker)
+    before = _snapshot(run)
+    code = main(["train", "--out", str(run), "--resume", "--no-progress", *_data_args(tiny_phantom)])
+    line = _one_error_line(capsys.readouterr().err)
+    assert code == 2
+    assert str(run / "train_state.pt") in line and "refusing to load training state" in line, line
+    assert not marker.exists(), "the pickle payload ran"
+    assert _snapshot(run) == before  # config.json, logs and checkpoints untouched
+
+
+@pytest.mark.parametrize("craft", [_raw_pickle, _torch_zip_pickle], ids=["raw-pickle", "torch-zip-pickle"])
+@pytest.mark.parametrize("verb", ["predict", "evaluate"])
+def test_pickled_weights_file_is_refused_and_never_runs(tiny_run, tiny_phantom, tmp_path, capsys, craft, verb):
+    run = copy_run(tiny_run, tmp_path / "run")
+    marker = tmp_path / "PWNED"
+    craft(run / "checkpoint_best.safetensors", marker)
+    out = tmp_path / "out"
+    if verb == "predict":
+        image = next((Path(tiny_phantom[0]) / "imagesTr").iterdir())
+        argv = ["predict", "--model", str(run), "-i", str(image), "-o", str(out)]
+    else:
+        argv = ["evaluate", "--model", str(run), *_data_args(tiny_phantom), "-o", str(out / "metrics.json")]
+    code = main(argv)
+    line = _one_error_line(capsys.readouterr().err)
+    assert code == 2
+    assert str(run / "checkpoint_best.safetensors") in line and "not a valid safetensors weights file" in line, line
+    assert not marker.exists(), "the pickle payload ran"
+    assert not out.exists()
+
+
+def test_load_train_state_refuses_pickles_directly(tmp_path):
+    marker = tmp_path / "PWNED"
+    for craft in (_raw_pickle, _torch_zip_pickle):
+        path = tmp_path / f"{craft.__name__}.pt"
+        craft(path, marker)
+        with pytest.raises(AdvnormError, match="refusing to load training state"):
+            load_train_state(path)
+    assert not marker.exists()
+
+
+# ------------------------------------------------------------------ another K / another architecture
+
+
+def _networks(cfg_dict: dict, k: int):
+    cfg = resolve("quick", overrides={"model.generator_widths": cfg_dict["model"]["generator_widths"],
+                                      "model.segmenter_widths": cfg_dict["model"]["segmenter_widths"],
+                                      "model.discriminator_widths": cfg_dict["model"]["discriminator_widths"]})
+    model = AdversarialNormalization(cfg, METHOD_SPECS[cfg.method], k, torch.ones(4) / 4, torch.device("cpu"))
+    return cfg, model.networks()
+
+
+def test_load_weights_refuses_another_k_and_another_architecture(tiny_run):
+    stored = json.loads((tiny_run / "config.json").read_text())
+    weights = tiny_run / "checkpoint_final.safetensors"
+    cfg, nets = _networks(stored, 2)
+    load_weights(weights, nets, architecture(cfg.to_dict(), 2))  # the right K and widths load
+
+    cfg, nets = _networks(stored, 3)
+    with pytest.raises(AdvnormError) as info:
+        load_weights(weights, nets, architecture(cfg.to_dict(), 3))
+    assert "n_domains is 2 in the file, 3 in the config" in str(info.value)
+
+    wider = {**stored, "model": {**stored["model"], "segmenter_widths": [4, 16]}}
+    cfg, nets = _networks(wider, 2)
+    with pytest.raises(AdvnormError) as info:
+        load_weights(weights, nets, architecture(cfg.to_dict(), 2))
+    assert "model.segmenter_widths is [4, 8] in the file, [4, 16] in the config" in str(info.value)
+
+    # metadata that lies about the architecture still cannot load mismatched tensors
+    with pytest.raises(AdvnormError, match="weights of S do not fit the network"):
+        load_weights(weights, nets, json.loads(_metadata(weights)["architecture"]))
+
+
+def _metadata(path: Path) -> dict:
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as fh:
+        return fh.metadata()
+
+
+@pytest.mark.parametrize("change, expected", [
+    (lambda c: c["run"]["domains"].append("ThirdSite"), "n_domains is 2 in the file, 3 in the config"),
+    (lambda c: c["model"].update(discriminator_widths=[4, 8, 16]),
+     "model.discriminator_widths is [4, 8] in the file, [4, 8, 16] in the config"),
+], ids=["another-K", "another-architecture"])
+def test_predict_refuses_weights_of_another_k_or_architecture(tiny_run, tiny_phantom, tmp_path, capsys, change, expected):
+    run = copy_run(tiny_run, tmp_path / "run")
+    cfg = json.loads((run / "config.json").read_text())
+    change(cfg)
+    (run / "config.json").write_text(json.dumps(cfg))
+    out = tmp_path / "out"
+    image = next((Path(tiny_phantom[1]) / "imagesTr").iterdir())
+    assert main(["predict", "--model", str(run), "-i", str(image), "-o", str(out)]) == 2
+    line = _one_error_line(capsys.readouterr().err)
+    assert str(run / "checkpoint_best.safetensors") in line and expected in line, line
+    assert not out.exists()
+
+
+def test_resume_refuses_a_training_state_of_another_k(tiny_run, tiny_phantom, tmp_path, capsys):
+    run = copy_run(tiny_run, tmp_path / "run")
+    before = _snapshot(run)
+    three = [*tiny_phantom, tiny_phantom[0]]  # the third --data is a new domain (named InfantT1_2)
+    assert main(["train", "--out", str(run), "--resume", "--no-progress", *_data_args(three)]) == 2
+    line = _one_error_line(capsys.readouterr().err)
+    assert str(run / "train_state.pt") in line and "n_domains is 2 in the file, 3 in the config" in line, line
+    assert _snapshot(run) == before
+
+
+def test_resume_refuses_a_training_state_of_another_architecture(tiny_run, tiny_phantom, tmp_path, capsys):
+    run = copy_run(tiny_run, tmp_path / "run")
+    before = _snapshot(run)
+    cfg = json.loads((run / "config.json").read_text())
+    other = tmp_path / "wider.json"
+    other.write_text(json.dumps({"model": {**cfg["model"], "generator_widths": [8, 8]}, "train": cfg["train"]}))
+    assert main(["train", "--out", str(run), "--resume", "--config", str(other), "--no-progress",
+                 *_data_args(tiny_phantom)]) == 2
+    line = _one_error_line(capsys.readouterr().err)
+    assert "model.generator_widths is [4, 8] in the file, [8, 8] in the config" in line, line
+    assert _snapshot(run) == before

@@ -1,0 +1,99 @@
+"""The adversarial step: which nets each half updates, and that learning happens."""
+
+import pytest
+import torch
+
+from advnorm.config import resolve
+from advnorm.training.methods import METHOD_SPECS
+from advnorm.training.step import AdversarialNormalization
+
+TINY = {"model.generator_widths": (4, 8), "model.segmenter_widths": (4, 8), "model.discriminator_widths": (4, 8),
+        "train.patch_size": 16, "train.channels_last": False}
+
+
+def make(method="adversarial", k=2, **over):
+    cfg = resolve("quick", overrides={**TINY, "method": method, **over})
+    torch.manual_seed(0)
+    return AdversarialNormalization(cfg, METHOD_SPECS[method], k, torch.full((4,), 0.25), torch.device("cpu"))
+
+
+def batch(k=2, b=4, s=16):
+    g = torch.Generator().manual_seed(1)
+    x = torch.rand(b, 1, s, s, s, generator=g)
+    y = torch.randint(0, 4, (b, s, s, s), generator=g)
+    return x, y, torch.ones_like(x), torch.arange(b) % k
+
+
+def snapshot(net):
+    return [p.detach().clone() for p in net.parameters()]
+
+
+def changed(net, before):
+    return any(not torch.equal(p, q) for p, q in zip(net.parameters(), before))
+
+
+def test_gs_half_never_changes_d_and_d_half_never_changes_gs():
+    m = make()
+    m.set_input(*batch())
+    d0, g0, s0 = snapshot(m.D), snapshot(m.G), snapshot(m.S)
+    # G+S half alone
+    m.opt_GS.zero_grad()
+    m.forward()
+    m.backward_GS()
+    m.opt_GS.step()
+    assert changed(m.G, g0) and changed(m.S, s0)
+    assert not changed(m.D, d0)
+    # D half alone
+    g1, s1 = snapshot(m.G), snapshot(m.S)
+    m.opt_D.zero_grad()
+    m.backward_D()
+    m.opt_D.step()
+    assert changed(m.D, d0)
+    assert not changed(m.G, g1) and not changed(m.S, s1)
+
+
+def test_full_step_unfreezes_d_afterwards():
+    m = make()
+    m.set_input(*batch())
+    m.optimize_parameters()
+    assert all(p.requires_grad for p in m.D.parameters())
+
+
+def test_warmup_updates_only_g():
+    m = make()
+    m.set_input(*batch())
+    s0, d0 = snapshot(m.S), snapshot(m.D)
+    out = m.optimize_parameters("warmup")
+    assert set(out) == {"loss_mse"}
+    assert not changed(m.S, s0) and not changed(m.D, d0)
+
+
+def test_warmup_brings_g_close_to_identity():
+    m = make(**{"optim.lr_generator": 1e-2})
+    x, y, mask, z = batch(b=4)
+    x = torch.nn.functional.avg_pool3d(x, 3, 1, 1)  # smooth, image-like
+    first = None
+    for _ in range(40):
+        m.set_input(x, y, mask, z)
+        loss = float(m.optimize_parameters("warmup")["loss_mse"])
+        first = first if first is not None else loss
+    assert loss < 0.1 * first and loss < 5e-3
+
+
+@pytest.mark.parametrize("method", list(METHOD_SPECS))
+def test_every_method_steps(method):
+    m = make(method)
+    m.set_input(*batch())
+    out = m.optimize_parameters()
+    assert "loss_seg" in out and torch.isfinite(out["loss_seg"])
+    assert ("loss_dis" in out) == (method == "adversarial")
+    assert (m.G is not None) == METHOD_SPECS[method].uses_generator
+
+
+def test_g_output_is_zero_outside_the_brain():
+    m = make()
+    x, y, mask, z = batch()
+    mask[:, :, :4] = 0
+    m.set_input(x, y, mask, z)
+    m.forward()
+    assert float(m.x_hat[:, :, :4].abs().max()) == 0.0
