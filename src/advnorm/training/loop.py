@@ -25,6 +25,7 @@ from advnorm.io_atomic import atomic_write_json, atomic_write_text
 from advnorm.losses import inverse_frequency_weights
 from advnorm.training.checkpoint import _differences, architecture, load_train_state, save_train_state, save_weights
 from advnorm.training.data import prepare, validation_rows
+from advnorm.training.distributed import context_from_env, init as dist_init, shutdown as dist_shutdown, wrap as wrap_ddp
 from advnorm.training.methods import METHOD_SPECS
 from advnorm.training.step import AdversarialNormalization
 from advnorm.training.validation import validate
@@ -68,11 +69,18 @@ def fit(cfg: Config, datasets: list[Dataset], run_dir: str | Path, *, resume: bo
     """Train ``cfg.method`` on ``datasets`` into ``run_dir``; returns the summary (also in summary.json)."""
     files = RunFiles(Path(run_dir))
     spec = METHOD_SPECS[cfg.method]
-    created = _check_run_dir(files, resume)
+    ctx = context_from_env()
+    if cfg.train.batch_size % ctx.world_size:
+        raise AdvnormError(f"train.batch_size {cfg.train.batch_size} is not divisible by the {ctx.world_size} processes")
+    if not ctx.is_main:
+        log, progress = (lambda message: None), False
+    created = _check_run_dir(files, resume) if ctx.is_main else None
+    ctx_device = dist_init(ctx, pick_device(cfg.train.device))
+    ctx.barrier()
     try:  # everything that can fail before training: on failure, leave no run folder behind
         state = load_train_state(files.state) if resume else None
         torch.manual_seed(cfg.train.seed)
-        device = pick_device(cfg.train.device)
+        device = ctx_device
         data = prepare(datasets, cfg, spec, log=log)
         _check_foreground(data, datasets)
         weights = (torch.tensor(cfg.loss.dice_weights) if cfg.loss.dice_weights is not None
@@ -90,16 +98,19 @@ def fit(cfg: Config, datasets: list[Dataset], run_dir: str | Path, *, resume: bo
         run_info = {"domains": data.domains, "datasets": [{"name": d.name, "layout": d.layout, "root": str(d.root)} for d in datasets],
                     "split": data.split, "split_kind": cfg.data.split, "input_state": data.input_state,
                     "dice_weights": [float(w) for w in weights], "patches": {"train": len(data.train), "val": len(data.val)},
-                    "device": str(device)}
-        atomic_write_json(files.config, {**cfg.to_dict(), "run": run_info, "versions": versions()})
+                    "device": str(device), "world_size": ctx.world_size}
+        if ctx.is_main:
+            atomic_write_json(files.config, {**cfg.to_dict(), "run": run_info, "versions": versions()})
     except BaseException:
         if created is not None:
             shutil.rmtree(created, ignore_errors=True)
         raise
     if state is not None:
         log(f"resuming {files.root} after epoch {start_epoch}")
+    wrap_ddp(model, ctx)
 
-    sampler = DomainBalancedSampler(data.row_domains(data.train), cfg.train.batch_size, seed=cfg.train.seed)
+    sampler = DomainBalancedSampler(data.row_domains(data.train), cfg.train.batch_size, seed=cfg.train.seed,
+                                    rank=ctx.rank, world_size=ctx.world_size)
     val_rows = validation_rows(data, cfg.train.val_patches, cfg.train.seed)
     t0 = time.perf_counter() - (float(rows[-1].get("seconds", 0) or 0) if rows else 0.0)
     for epoch in range(start_epoch, cfg.train.epochs):
@@ -107,7 +118,7 @@ def fit(cfg: Config, datasets: list[Dataset], run_dir: str | Path, *, resume: bo
         phase = "warmup" if warm else "main"
         steps = (cfg.train.warmup_steps_per_epoch if warm else cfg.train.steps_per_epoch) or sampler.full_pass_steps()
         row = {"epoch": epoch + 1, "phase": phase}
-        row.update(_train_epoch(model, data, sampler, epoch, steps, phase, progress, cfg.train.epochs))
+        row.update(ctx.mean(_train_epoch(model, data, sampler, epoch, steps, phase, progress, cfg.train.epochs)))
         row.update(validate(model, data, val_rows))
         row.update({f"lr_{k}": o.param_groups[0]["lr"] for k, o in model.optimizers().items()})
         row["seconds"] = round(time.perf_counter() - t0, 2)
@@ -115,8 +126,11 @@ def fit(cfg: Config, datasets: list[Dataset], run_dir: str | Path, *, resume: bo
             for sch in schedulers.values():
                 sch.step(row["val_loss"])
         rows.append(row)
-        if not warm and row["val_loss"] < best:
-            best = row["val_loss"]
+        improved = not warm and row["val_loss"] < best
+        best = row["val_loss"] if improved else best
+        if not ctx.is_main:  # only rank 0 writes
+            continue
+        if improved:
             save_weights(files.best, model.networks(), arch)
         _write_log(files.log, rows)
         save_train_state(files.state, {
@@ -128,12 +142,15 @@ def fit(cfg: Config, datasets: list[Dataset], run_dir: str | Path, *, resume: bo
         })
         _plot(files)
         log(_epoch_line(row))
-    save_weights(files.final, model.networks(), arch)
-    if not files.best.exists():
-        save_weights(files.best, model.networks(), arch)
     summary = {"method": cfg.method, "domains": data.domains, "epochs": cfg.train.epochs, "best_val_loss": best,
                "final": {k: v for k, v in rows[-1].items() if k.startswith("val_")}, "seconds": rows[-1]["seconds"]}
-    atomic_write_json(files.summary, summary)
+    if ctx.is_main:
+        save_weights(files.final, model.networks(), arch)
+        if not files.best.exists():
+            save_weights(files.best, model.networks(), arch)
+        atomic_write_json(files.summary, summary)
+    ctx.barrier()
+    dist_shutdown(ctx)
     return summary
 
 

@@ -37,6 +37,7 @@ class AdversarialNormalization(nn.Module):
         self.G = build_generator(cfg.model) if spec.uses_generator else None
         self.S = build_segmenter(cfg.model)
         self.D = build_discriminator(cfg.model, n_domains) if spec.uses_discriminator else None
+        self.raw: dict[str, nn.Module] = {}  # unwrapped nets when G/S/D are wrapped for DDP
         self.register_buffer("dice_weights", dice_weights.float())
         self.to(device)
         if cfg.train.channels_last:
@@ -61,7 +62,9 @@ class AdversarialNormalization(nn.Module):
         return {k: v for k, v in named.items() if v is not None}
 
     def networks(self) -> dict[str, nn.Module]:
-        return {k: v for k, v in (("G", self.G), ("S", self.S), ("D", self.D)) if v is not None}
+        """G, S, D as plain modules (never DDP wrappers): what checkpoints hold."""
+        nets = (("G", self.G), ("S", self.S), ("D", self.D))
+        return {k: self.raw.get(k, v) for k, v in nets if v is not None}
 
     def _autocast(self):
         if not self.cfg.train.amp:
@@ -103,8 +106,8 @@ class AdversarialNormalization(nn.Module):
         out = {"loss_seg": loss_seg.detach()}
         loss = loss_seg
         if self.D is not None:
-            with self._autocast():
-                logits_fake = self.D(self.x_hat)
+            with self._autocast():  # D frozen: call the plain module, so DDP sees one D pass per step
+                logits_fake = self.raw.get("D", self.D)(self.x_hat)
             loss_adv = generator_adversarial_loss(logits_fake, self.cfg.loss.adv_form)
             loss = loss + self.cfg.loss.adv_lambda * loss_adv
             out["loss_adv"] = loss_adv.detach()
@@ -113,12 +116,12 @@ class AdversarialNormalization(nn.Module):
 
     def backward_D(self) -> dict[str, torch.Tensor]:
         """Eq. (3)-(4): raw patches to their domain, G's output (detached) to "generated"."""
-        with self._autocast():
-            logits_real = self.D(self.x)
-            logits_fake = self.D(self.x_hat.detach())
+        with self._autocast():  # one pass over real and generated: D's GroupNorm is per sample
+            logits = self.D(torch.cat([self.x, self.x_hat.detach()]))
+        logits_real, logits_fake = logits[: len(self.x)], logits[len(self.x):]
         loss = discriminator_loss(logits_real.float(), self.z, logits_fake.float())
         loss.backward()
-        fake = self.D.fake_index
+        fake = logits.shape[1] - 1  # the "generated" class is the last
         return {
             "loss_dis": loss.detach(),
             "d_acc_real": (logits_real.argmax(1) == self.z).float().mean().detach(),
