@@ -18,9 +18,10 @@ MAX_VOXEL_BYTES = 2 * 1024**3
 """Voxel data a header may declare (2 GiB); more is treated as a corrupt header, before allocating."""
 MAX_GZIP_RATIO = 1100
 """Deflate cannot expand more than ~1032:1, so a .gz file cannot hold more than this many times its size."""
-MAX_FIELD_OF_VIEW_MM3 = 1000.0**3
-"""A volume spanning more than a cubic metre is not a brain MRI: a corrupt voxel size would make the
-1 mm working grid enormous."""
+MAX_SPAN_MM = 1000.0
+"""No brain MRI spans a metre: a corrupt voxel size would make the 1 mm working grid enormous."""
+MAX_UPSAMPLING = 128
+"""The 1 mm working grid may hold at most this many times the file's voxels (voxels up to ~5 mm across)."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -66,8 +67,9 @@ def load_volume(path: str | Path, *, kind: str = "image") -> Volume:
         with _quiet_nibabel():
             img = nib.load(str(path))
         _check_declared_size(img, path, kind)
-        data = np.asanyarray(img.dataobj)
-        affine = np.asarray(img.affine, dtype=np.float64)
+        with np.errstate(all="ignore"):  # overflowing scale factors etc. end up non-finite: refused below
+            data = np.asanyarray(img.dataobj)
+            affine = np.asarray(img.affine, dtype=np.float64)
     except AdvnormError:
         raise
     except MemoryError:
@@ -85,15 +87,20 @@ def load_volume(path: str | Path, *, kind: str = "image") -> Volume:
         raise AdvnormError(f"{kind} has a degenerate shape {tuple(data.shape)}; a 3-D volume is needed", path)
     if not np.all(np.isfinite(affine)) or abs(np.linalg.det(affine[:3, :3])) < 1e-8:
         raise AdvnormError(f"{kind} has an invalid (singular or non-finite) affine", path)
-    extent = np.abs(affine[:3, :3]) @ (np.asarray(data.shape, dtype=np.float64) - 1) + 1
-    if float(np.prod(extent)) > MAX_FIELD_OF_VIEW_MM3:
-        mm = "x".join(f"{e:.4g}" for e in extent)
-        raise AdvnormError(f"{kind} spans {mm} mm, too large for a brain MRI (corrupt voxel size in the header?)", path)
+    with np.errstate(all="ignore"):  # the 1 mm working grid's extent (inf for absurd affines)
+        span = np.abs(affine[:3, :3]) @ (np.asarray(data.shape, dtype=np.float64) - 1)
+        too_many = float(np.prod(np.floor(span) + 1)) > MAX_UPSAMPLING * float(data.size)
+    if not span.max() <= MAX_SPAN_MM or too_many:
+        mm = "x".join(f"{e:.4g}" for e in span)
+        raise AdvnormError(f"{kind} has implausible voxel sizes: its {'x'.join(map(str, data.shape))} voxels would span "
+                           f"{mm} mm (corrupt voxel size or affine in the header?)", path)
     if data.dtype.kind not in "biuf":
         raise AdvnormError(f"{kind} has unsupported data type {data.dtype}", path)
     if data.dtype.kind == "f" and not np.all(np.isfinite(data)):
         bad = int(np.count_nonzero(~np.isfinite(data)))
         raise AdvnormError(f"{kind} contains {bad} NaN/Inf voxels", path)
+    if data.dtype.itemsize > 4 and data.size and bool(np.max(np.abs(data)) > np.finfo(np.float32).max):
+        raise AdvnormError(f"{kind} holds values beyond the float32 range (corrupt scale factor in the header?)", path)
     return Volume(data=np.asarray(data), affine=affine, path=path)
 
 
