@@ -59,9 +59,9 @@ class OptimConfig:
 class TrainConfig:
     epochs: int = 6
     warmup_epochs: int = 1
-    steps_per_epoch: int | None = 40
+    steps_per_epoch: int | None = 30
     """Batches per epoch; ``None`` means one pass over the training patch index (the paper's epoch)."""
-    warmup_steps_per_epoch: int | None = 15
+    warmup_steps_per_epoch: int | None = 10
     batch_size: int = 12
     patch_size: int = 32
     patch_stride: int = 8
