@@ -27,9 +27,21 @@ def train(data: list[str], out: Path, *, method: str, profile: str = "quick", co
     datasets = open_domains(data)
     _refuse_inside_inputs(out, [d.root for d in datasets], "run folder")
     summary = fit(cfg, datasets, out, resume=resume, progress=progress, log=log)
-    log(f"done: {out} (best validation loss {summary['best_val_loss']:.4f}, "
-        f"final validation Dice {summary['final'].get('val_dice_mean', float('nan')):.3f}, {summary['seconds']:.0f} s)")
+    log(format_summary(out, summary))
     return summary
+
+
+def format_summary(out: Path, summary: dict) -> str:
+    """The one-screen end-of-training summary: validation Dice per domain and class, and the files."""
+    final = summary["final"]
+    lines = [f"\n{summary['method']} on {', '.join(summary['domains'])}: {summary['epochs']} epochs in "
+             f"{summary['seconds']:.0f} s, best validation loss {summary['best_val_loss']:.4f}",
+             f"{'validation Dice (patches)':<28}{'CSF':>7}{'GM':>7}{'WM':>7}"]
+    for d in summary["domains"]:
+        vals = [final.get(f"val_dice_{d}_{c}", float("nan")) for c in ("CSF", "GM", "WM")]
+        lines.append(f"{d:<28}" + "".join(f"{v:7.3f}" for v in vals))
+    lines.append(f"run folder: {out} (checkpoint_best/final.safetensors, training_log.csv, progress.png, config.json)")
+    return "\n".join(lines)
 
 
 def predict(model_dir: Path, inputs: list[str], out_dir: Path, *, overwrite: bool = False, checkpoint: str = "best",
