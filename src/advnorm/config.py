@@ -57,11 +57,11 @@ class OptimConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    epochs: int = 6
+    epochs: int = 4
     warmup_epochs: int = 1
-    steps_per_epoch: int | None = 30
+    steps_per_epoch: int | None = 20
     """Batches per epoch; ``None`` means one pass over the training patch index (the paper's epoch)."""
-    warmup_steps_per_epoch: int | None = 10
+    warmup_steps_per_epoch: int | None = 8
     batch_size: int = 12
     patch_size: int = 32
     patch_stride: int = 8
