@@ -56,16 +56,25 @@ def patch_corner(centre: np.ndarray, shape: tuple[int, ...], size: int) -> np.nd
 
 
 def gather(volumes: Sequence[np.ndarray], index: PatchIndex, rows: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-    """Stack the patches ``rows`` of ``index`` from ``volumes`` into ``out`` (len(rows), size, size, size)."""
+    """Stack the patches ``rows`` of ``index`` from ``volumes`` into ``out`` (len(rows), size, size, size).
+
+    The corners of the whole batch are computed in one vectorized pass (same rule as
+    :func:`patch_corner`); what is left per patch is one strided block copy.
+    """
     s = index.patch_size
+    rows = np.asarray(rows, dtype=np.int64).reshape(-1)
     if out is None:
         out = np.empty((len(rows), s, s, s), dtype=volumes[0].dtype)
-    for k, row in enumerate(rows):
-        sid, x, y, z = index.entries[row]
-        vol = volumes[sid]
-        cx, cy, cz = patch_corner(np.array((x, y, z)), vol.shape, s)
-        block = vol[cx:cx + s, cy:cy + s, cz:cz + s]
-        if block.shape == (s, s, s):
+    if len(rows) == 0:
+        return out
+    ent = index.entries[rows]
+    sids = ent[:, 0]
+    shapes = np.array([volumes[i].shape for i in range(len(volumes))], dtype=np.int64)[sids]
+    corners = np.clip(ent[:, 1:].astype(np.int64) - s // 2, 0, np.maximum(shapes - s, 0))
+    small = (shapes < s).any(axis=1)
+    for k, (sid, (cx, cy, cz)) in enumerate(zip(sids.tolist(), corners.tolist())):
+        block = volumes[sid][cx:cx + s, cy:cy + s, cz:cz + s]
+        if not small[k]:
             out[k] = block
         else:  # a volume smaller than a patch: zero-pad
             out[k] = 0

@@ -1,0 +1,202 @@
+"""Full-volume inference: seconds to normalize and segment one 144 x 192 x 256 volume.
+
+advnorm's ``TrainedModel.predict`` (whole-volume, few large windows; the path ``advnorm
+predict`` runs) against MONAI's ``sliding_window_inference`` with 32^3 windows at 0.75
+overlap (the patch-style inference of the original work), with the *same* trained
+weights and the same G -> S predictor, and the Dice (mean over CSF, GM, WM) of both
+against the ground truth, on a phantom subject of the training domain.
+
+The model is a quick-profile adversarial run trained here for a fixed number of steps
+on two phantom domains; it is kept in ``benchmarks/model/`` so later runs reuse the
+same weights (``--retrain`` rebuilds it).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from _common import BENCH_DIR, log, median
+
+VOLUME_SHAPE = (144, 192, 256)
+TRAIN_STEPS, WARMUP_STEPS = 150, 30
+"""Adversarial and identity warm-up steps (batch 16) of the model the inference benchmark uses."""
+CACHE = BENCH_DIR / "model"
+
+
+def _canvas(a: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """Centre ``a`` in a zero array of ``shape`` (cropping where it is larger)."""
+    out = np.zeros(shape, a.dtype)
+    src, dst = [], []
+    for n, m in zip(a.shape, shape):
+        if n <= m:
+            lo = (m - n) // 2
+            src.append(slice(0, n))
+            dst.append(slice(lo, lo + n))
+        else:
+            lo = (n - m) // 2
+            src.append(slice(lo, lo + m))
+            dst.append(slice(0, m))
+    out[tuple(dst)] = a[tuple(src)]
+    return out
+
+
+def phantom_subject(domain: int, subject: int, shape=VOLUME_SHAPE, scale: float = 0.8, synthetic: bool = False):
+    """A phantom subject (``advnorm.data.phantom``) centred in ``shape``; ``synthetic``: nested ellipsoids (fast, smoke runs)."""
+    from advnorm.data.subject import SourceGrid, Subject
+
+    if synthetic:
+        from bench_data import synthetic_set
+
+        imgs, labs, _ = synthetic_set(1, 0, shape_scale=min(s / t for s, t in zip(shape, (144, 192, 256))), seed=10 * domain + subject)
+        img, lab = imgs[0] * domain, labs[0]
+    else:
+        from advnorm.data.phantom.generate import PhantomSpec, make_case
+
+        img, lab = make_case(PhantomSpec(domains=2, subjects=4, seed=0, scale=scale), domain, subject)
+    img, lab = _canvas(img.astype(np.float32), shape), _canvas(lab.astype(np.uint8), shape)
+    mask = img != 0
+    img = np.where(mask, img, 0).astype(np.float32)
+    lab = np.where(mask, lab, 0).astype(np.uint8)
+    return Subject(case_id=f"d{domain}s{subject}", domain=f"D{domain}", layout="phantom", image=img, label=lab, mask=mask,
+                   affine=np.eye(4), source=SourceGrid(path="phantom", shape=shape, affine=np.eye(4), spacing=(1.0, 1.0, 1.0)))
+
+
+def _train_run(run_dir: Path, steps: int, warmup_steps: int, shape, profile: str = "quick", log_every: int = 20) -> dict:
+    """A short adversarial training on one subject of each of two phantom domains; writes a run folder."""
+    from _common import profile_config
+
+    from advnorm.data.intensity import transform_image
+    from advnorm.data.patches import PatchIndex
+    from advnorm.data.sampler import DomainBalancedSampler
+    from advnorm.losses import inverse_frequency_weights
+    from advnorm.training.checkpoint import architecture, save_weights
+    from advnorm.training.data import TrainingData
+    from advnorm.training.loop import versions
+    from advnorm.training.methods import METHOD_SPECS
+    from advnorm.training.step import AdversarialNormalization
+
+    cfg = profile_config(profile)
+    cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, batch_size=16))
+    spec = METHOD_SPECS["adversarial"]
+    synthetic = profile == "tiny"
+    subjects = [phantom_subject(1, 1, shape, synthetic=synthetic), phantom_subject(2, 1, shape, synthetic=synthetic)]
+    inputs = [transform_image("scale", s.image, s.mask, percentile=cfg.data.scale_percentile) for s in subjects]
+    labels = [s.label for s in subjects]
+    masks = [s.mask.astype(np.uint8) for s in subjects]
+    index = PatchIndex.build([lab > 0 for lab in labels], patch_size=cfg.train.patch_size, stride=cfg.train.patch_stride)
+    data = TrainingData(domains=["D1", "D2"], subjects=subjects, inputs=inputs, labels=labels, masks=masks,
+                        subject_domain=np.array([0, 1]), train=index, val=index, split={})
+    torch.manual_seed(cfg.train.seed)
+    weights = inverse_frequency_weights(data.class_counts(seed=0))
+    model = AdversarialNormalization(cfg, spec, 2, weights, torch.device("cpu"))
+    model.train()
+    sampler = DomainBalancedSampler(data.row_domains(index), 16, seed=0)
+    t = time.perf_counter()
+    for phase, n, epoch in (("warmup", warmup_steps, 0), ("main", steps, 1)):
+        for i, rows in enumerate(sampler.epoch(epoch, n)):
+            model.set_input(*data.batch(index, rows))
+            out = model.optimize_parameters(phase)
+            if (i + 1) % log_every == 0:
+                log(f"inference: training {phase} {i + 1}/{n} " + " ".join(f"{k}={float(v):.3f}" for k, v in out.items()))
+    seconds = time.perf_counter() - t
+    run_dir.mkdir(parents=True, exist_ok=True)
+    run = {"domains": data.domains, "dice_weights": [float(w) for w in weights], "input_state": {}}
+    (run_dir / "config.json").write_text(json.dumps({**cfg.to_dict(), "run": run, "versions": versions()}, default=list))
+    save_weights(run_dir / "checkpoint_best.safetensors", model.networks(), architecture(cfg.to_dict(), 2))
+    return {"steps": steps, "warmup_steps": warmup_steps, "seconds": seconds}
+
+
+def trained_run(steps: int, warmup_steps: int, *, retrain: bool, shape, root: Path = CACHE, profile: str = "quick") -> tuple[Path, dict]:
+    key = hashlib.sha1(json.dumps([steps, warmup_steps, list(shape), 2]).encode()).hexdigest()[:10]
+    run_dir = root / f"inference_run_{key}"
+    info_file = run_dir / "bench_training.json"
+    if retrain and run_dir.exists():
+        shutil.rmtree(run_dir)
+    if not info_file.exists():
+        log(f"inference: training the model ({warmup_steps} warm-up + {steps} adversarial steps of 16 patches)")
+        info = _train_run(run_dir, steps, warmup_steps, shape, profile)
+        info_file.write_text(json.dumps(info))
+    else:
+        log(f"inference: reusing the cached model {run_dir.name}")
+    return run_dir, json.loads(info_file.read_text())
+
+
+def dice_per_class(pred: np.ndarray, truth: np.ndarray) -> list[float]:
+    out = []
+    for c in (1, 2, 3):
+        p, t = pred == c, truth == c
+        denom = int(p.sum()) + int(t.sum())
+        out.append(2.0 * int((p & t).sum()) / denom if denom else 1.0)
+    return out
+
+
+def run(smoke: bool = False, retrain: bool = False) -> dict:
+    from monai.inferers import sliding_window_inference
+
+    from advnorm.inference import DEFAULT_WINDOW, TrainedModel
+
+    shape = (40, 48, 56) if smoke else VOLUME_SHAPE
+    if smoke:  # untrained weights in a temporary folder: the smoke run only exercises the code
+        tmp = Path(tempfile.mkdtemp(prefix="advnorm-bench-"))
+        run_dir, training = trained_run(0, 0, retrain=True, shape=shape, root=tmp, profile="tiny")
+    else:
+        run_dir, training = trained_run(TRAIN_STEPS, WARMUP_STEPS, retrain=retrain, shape=shape)
+    tm = TrainedModel(run_dir, device="cpu")
+    subject = phantom_subject(1, 2, shape, synthetic=smoke)  # an unseen subject of the first training domain
+    model = tm.model
+
+    def predictor(inp: torch.Tensor) -> torch.Tensor:
+        xi, mi = inp[:, :1], inp[:, 1:]
+        x_hat = model.normalize(xi, mi)
+        probs = torch.softmax(model.S(x_hat).float(), dim=1)
+        return torch.cat([x_hat.float(), probs], dim=1)
+
+    def reference():
+        x = torch.from_numpy(tm.network_input(subject))[None, None]
+        m = torch.from_numpy(subject.mask.astype(np.float32))[None, None]
+        with torch.no_grad():
+            out = sliding_window_inference(torch.cat([x, m], 1), (32, 32, 32), 16, predictor, overlap=0.75)
+        return out[0, 1:].numpy().argmax(0).astype(np.uint8)
+
+    def ours():
+        return tm.predict(subject).labels
+
+    log("inference: advnorm whole-volume predict (warm-up)")
+    ours()
+    times: dict[str, list[float]] = {"advnorm": [], "reference": []}
+    labels = {}
+    order = ["advnorm", "reference", "advnorm"]
+    for name in order:
+        log(f"inference: {name}")
+        t = time.perf_counter()
+        labels[name] = (ours if name == "advnorm" else reference)()
+        times[name].append(time.perf_counter() - t)
+    d_ours = dice_per_class(labels["advnorm"], subject.label)
+    d_ref = dice_per_class(labels["reference"], subject.label)
+    n_windows = int(np.prod([len(range(0, max(s - 32, 0) + 1, 8)) + (1 if (s - 32) % 8 else 0) for s in shape]))
+    res = {
+        "volume_shape": list(shape), "brain_voxels": int(subject.mask.sum()),
+        "advnorm": {"seconds": times["advnorm"], "median_seconds": median(times["advnorm"]), "window": DEFAULT_WINDOW,
+                    "overlap": 0.25, "blend": "gaussian", "dice_csf_gm_wm": d_ours, "mean_dice": float(np.mean(d_ours))},
+        "reference": {"seconds": times["reference"], "median_seconds": median(times["reference"]), "window": 32, "overlap": 0.75,
+                      "sw_batch_size": 16, "blend": "constant", "windows": n_windows, "dice_csf_gm_wm": d_ref,
+                      "mean_dice": float(np.mean(d_ref))},
+        "training": training,
+    }
+    res["speedup_vs_reference"] = res["reference"]["median_seconds"] / res["advnorm"]["median_seconds"]
+    res["mean_dice_difference"] = res["advnorm"]["mean_dice"] - res["reference"]["mean_dice"]
+    res["label_agreement"] = float(np.mean(labels["advnorm"][subject.mask] == labels["reference"][subject.mask]))
+    if smoke:
+        shutil.rmtree(run_dir.parent, ignore_errors=True)
+    log(f"inference: advnorm {res['advnorm']['median_seconds']:.1f} s vs reference {res['reference']['median_seconds']:.1f} s "
+        f"(x{res['speedup_vs_reference']:.1f}); mean Dice {res['advnorm']['mean_dice']:.4f} vs {res['reference']['mean_dice']:.4f}")
+    return res

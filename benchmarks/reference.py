@@ -1,0 +1,201 @@
+"""The straightforward references the benchmarks compare against.
+
+``ReferenceGAN``: G, S and D built from MONAI's building blocks (``monai.networks.blocks.Convolution``:
+conv -> norm -> activation) with exactly advnorm's architecture (double-conv U-Nets with
+max-pool down and nearest upsample + concatenation up; a residual GroupNorm
+discriminator), run the way one writes it first: float32, default memory format, PyTorch's
+stock ``nn.Conv3d`` (oneDNN's own weight gradient), one ``torch.optim`` optimizer per net
+with its default (per-parameter loop) implementation, each stepped on its own, and D
+called separately on the real and the generated batch. Its parameters come in the same
+order as advnorm's, so :meth:`ReferenceGAN.load_from` copies advnorm's weights and
+both sides can be checked to compute the same losses.
+
+``monai_class_nets``: MONAI's own ``UNet`` and ``ResNet`` classes at the same widths, a
+library baseline; they are *different* (much cheaper) networks, so they are reported
+with their own FLOP count, not as a like-for-like reference.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from monai.networks.blocks import Convolution
+from monai.networks.nets import ResNet, UNet
+
+from advnorm.losses import discriminator_loss, generator_adversarial_loss, weighted_dice_loss
+
+LEAKY = ("leakyrelu", {"negative_slope": 0.2, "inplace": True})
+
+
+def _cbr(cin: int, cout: int, stride: int = 1, k: int = 3) -> Convolution:
+    return Convolution(3, cin, cout, strides=stride, kernel_size=k, act=("relu", {"inplace": True}), norm="batch", bias=False)
+
+
+class RefUNet(nn.Module):
+    def __init__(self, cin: int, cout: int, widths: tuple[int, ...], sigmoid: bool) -> None:
+        super().__init__()
+        self.sigmoid = sigmoid
+        self.down = nn.ModuleList()
+        ch = cin
+        for w in widths:
+            self.down.append(nn.Sequential(_cbr(ch, w), _cbr(w, w)))
+            ch = w
+        self.up = nn.ModuleList(nn.Sequential(_cbr(widths[i] + widths[i + 1], widths[i]), _cbr(widths[i], widths[i]))
+                                for i in reversed(range(len(widths) - 1)))
+        self.head = Convolution(3, widths[0], cout, kernel_size=1, conv_only=True, bias=True)
+        self.pool = nn.MaxPool3d(2)
+        self.upsample = nn.Upsample(scale_factor=2, mode="nearest")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        skips = []
+        for i, block in enumerate(self.down):
+            x = block(self.pool(x) if i else x)
+            skips.append(x)
+        skips.pop()
+        for block in self.up:
+            x = block(torch.cat([skips.pop(), self.upsample(x)], dim=1))
+        x = self.head(x)
+        return torch.sigmoid(x) if self.sigmoid else x
+
+
+class RefResBlock(nn.Module):
+    def __init__(self, cin: int, cout: int, stride: int) -> None:
+        super().__init__()
+        norm = ("group", {"num_groups": min(8, cout)})
+        self.body = nn.Sequential(
+            Convolution(3, cin, cout, strides=stride, kernel_size=3, act=LEAKY, norm=norm, bias=False),
+            Convolution(3, cout, cout, kernel_size=3, act=None, norm=norm, bias=False),
+        )
+        self.skip = (nn.Identity() if stride == 1 and cin == cout
+                     else Convolution(3, cin, cout, strides=stride, kernel_size=1, act=None, norm=norm, bias=False))
+        self.act = nn.LeakyReLU(0.2, inplace=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(self.body(x) + self.skip(x))
+
+
+class RefDiscriminator(nn.Module):
+    def __init__(self, n_domains: int, widths: tuple[int, ...], blocks: int) -> None:
+        super().__init__()
+        self.stem = Convolution(3, 1, widths[0], kernel_size=3, act=LEAKY, norm=("group", {"num_groups": min(8, widths[0])}), bias=False)
+        stages, ch = [], widths[0]
+        for w in widths:
+            for b in range(blocks):
+                stages.append(RefResBlock(ch, w, 2 if b == 0 else 1))
+                ch = w
+        self.stages = nn.Sequential(*stages)
+        self.head = nn.Linear(ch, n_domains + 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.stages(self.stem(x)).mean(dim=(2, 3, 4)))
+
+
+def _copy_state(dst: nn.Module, src: nn.Module) -> None:
+    a, b = list(dst.state_dict().values()), list(src.state_dict().values())
+    if len(a) != len(b) or any(x.shape != y.shape for x, y in zip(a, b)):
+        raise ValueError("reference and advnorm networks differ in structure")
+    with torch.no_grad():
+        for x, y in zip(a, b):
+            x.copy_(y)
+
+
+class ReferenceGAN:
+    """G -> S with D, one adversarial step written the straightforward way."""
+
+    def __init__(self, model_cfg, n_domains: int, dice_weights: torch.Tensor, optim_cfg, *, adv_lambda: float = 1.0,
+                 adv_form: str = "non_saturating", dice_epsilon: float = 1e-5) -> None:
+        m = model_cfg
+        self.G = RefUNet(1, 1, m.generator_widths, sigmoid=True)
+        self.S = RefUNet(1, m.n_classes, m.segmenter_widths, sigmoid=False)
+        self.D = RefDiscriminator(n_domains, m.discriminator_widths, m.discriminator_blocks)
+        self.dice_weights = dice_weights.float()
+        self.adv_lambda, self.adv_form, self.dice_epsilon = adv_lambda, adv_form, dice_epsilon
+        o = optim_cfg
+
+        def opt(net: nn.Module, lr: float) -> torch.optim.Optimizer:
+            if o.optimizer == "sgd":
+                return torch.optim.SGD(net.parameters(), lr=lr, momentum=o.momentum, weight_decay=o.weight_decay)
+            return torch.optim.Adam(net.parameters(), lr=lr, weight_decay=o.weight_decay)
+
+        self.opt_G, self.opt_S, self.opt_D = opt(self.G, o.lr_generator), opt(self.S, o.lr_segmenter), opt(self.D, o.lr_discriminator)
+        for net in (self.G, self.S, self.D):
+            net.train()
+
+    def load_from(self, G: nn.Module, S: nn.Module, D: nn.Module) -> None:
+        _copy_state(self.G, G)
+        _copy_state(self.S, S)
+        _copy_state(self.D, D)
+
+    def step(self, x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor, z: torch.Tensor) -> dict[str, torch.Tensor]:
+        for p in self.D.parameters():
+            p.requires_grad_(False)
+        self.opt_G.zero_grad()
+        self.opt_S.zero_grad()
+        x_hat = self.G(x) * mask
+        logits = self.S(x_hat)
+        loss_seg = weighted_dice_loss(torch.softmax(logits, dim=1), y, self.dice_weights, self.dice_epsilon)
+        loss_adv = generator_adversarial_loss(self.D(x_hat), self.adv_form)
+        (loss_seg + self.adv_lambda * loss_adv).backward()
+        self.opt_G.step()
+        self.opt_S.step()
+        for p in self.D.parameters():
+            p.requires_grad_(True)
+        self.opt_D.zero_grad()
+        loss_dis = discriminator_loss(self.D(x), z, self.D(x_hat.detach()))
+        loss_dis.backward()
+        self.opt_D.step()
+        return {"loss_seg": loss_seg.detach(), "loss_adv": loss_adv.detach(), "loss_dis": loss_dis.detach()}
+
+
+class MonaiClassGAN(ReferenceGAN):
+    """The same step with MONAI's ``UNet`` (num_res_units=2, batch norm) and ``ResNet`` classes at the same widths."""
+
+    def __init__(self, model_cfg, n_domains: int, dice_weights: torch.Tensor, optim_cfg) -> None:
+        super().__init__(model_cfg, n_domains, dice_weights, optim_cfg)
+        m = model_cfg
+
+        def unet(cout: int, widths: tuple[int, ...]) -> nn.Module:
+            return UNet(3, 1, cout, channels=widths, strides=(2,) * (len(widths) - 1), num_res_units=2, norm="batch")
+
+        class Sig(nn.Module):
+            def __init__(self, net: nn.Module) -> None:
+                super().__init__()
+                self.net = net
+
+            def forward(self, x: torch.Tensor) -> torch.Tensor:
+                return torch.sigmoid(self.net(x))
+
+        self.G = Sig(unet(1, m.generator_widths))
+        self.S = unet(m.n_classes, m.segmenter_widths)
+        self.D = ResNet("basic", [m.discriminator_blocks] * len(m.discriminator_widths), list(m.discriminator_widths), spatial_dims=3,
+                        n_input_channels=1, conv1_t_size=3, conv1_t_stride=2, no_max_pool=True, num_classes=n_domains + 1,
+                        act=LEAKY, norm=("group", {"num_groups": min(8, min(m.discriminator_widths))}))
+        o = optim_cfg
+        self.opt_G = torch.optim.Adam(self.G.parameters(), lr=o.lr_generator) if o.optimizer == "adam" else \
+            torch.optim.SGD(self.G.parameters(), lr=o.lr_generator, momentum=o.momentum, weight_decay=o.weight_decay)
+        self.opt_S = torch.optim.Adam(self.S.parameters(), lr=o.lr_segmenter) if o.optimizer == "adam" else \
+            torch.optim.SGD(self.S.parameters(), lr=o.lr_segmenter, momentum=o.momentum, weight_decay=o.weight_decay)
+        self.opt_D = torch.optim.Adam(self.D.parameters(), lr=o.lr_discriminator) if o.optimizer == "adam" else \
+            torch.optim.SGD(self.D.parameters(), lr=o.lr_discriminator, momentum=o.momentum, weight_decay=o.weight_decay)
+        for net in (self.G, self.S, self.D):
+            net.train()
+
+
+def straightforward_patch_loop(volumes, labels, centres, patch: int, batch: int, n_batches: int, rng):
+    """A per-patch Python loop: pick a centre, slice three arrays, convert, stack (used if TorchIO is missing)."""
+    h = patch // 2
+    out = 0
+    for _ in range(n_batches):
+        xs, ys = [], []
+        for i in rng.integers(0, len(centres), size=batch):
+            s, cx, cy, cz = (int(v) for v in centres[i])
+            vol, lab = volumes[s], labels[s]
+            lo = [min(max(c - h, 0), max(n - patch, 0)) for c, n in zip((cx, cy, cz), vol.shape)]
+            sl = tuple(slice(a, a + patch) for a in lo)
+            xs.append(torch.from_numpy(vol[sl].copy())[None])
+            ys.append(torch.from_numpy(lab[sl].astype("int64")))
+        out += len(torch.stack(xs)) + 0 * len(torch.stack(ys))
+    return out
+
+
+__all__ = ["ReferenceGAN", "MonaiClassGAN", "RefUNet", "RefDiscriminator", "straightforward_patch_loop"]

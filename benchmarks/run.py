@@ -1,0 +1,105 @@
+"""advnorm's benchmarks: one command, results to ``benchmarks/results.json`` and the tables of ``docs/performance.md``.
+
+    .venv/bin/python benchmarks/run.py                      # everything (about 15 minutes on 2 cores)
+    .venv/bin/python benchmarks/run.py --only step,data     # some sections (others keep their last results)
+    .venv/bin/python benchmarks/run.py --smoke              # seconds-long run of every code path (CI)
+
+Sections: ``step`` (training step vs the straightforward reference and vs the matmul
+peak), ``inference`` (whole volume vs 32^3 sliding windows), ``data`` (pipeline vs
+TorchIO), ``scaling`` (epoch time vs patches and K, memory vs patches), ``probes``
+(bf16 autocast and threading settings), and, only when asked for, ``compile``
+(torch.compile; minutes of compilation). Every measure is a ratio against a reference
+run in the same process (or in fresh processes side by side), interleaved round by round.
+
+``--smoke`` writes ``benchmarks/results_smoke.json`` and leaves ``docs/performance.md`` alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parent / "src"))
+
+from _common import log, machine  # noqa: E402
+
+SECTIONS = ("step", "inference", "data", "scaling", "probes")
+OPTIONAL = ("compile",)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--smoke", action="store_true", help="tiny sizes: checks every code path in well under a minute")
+    ap.add_argument("--only", default=None, help=f"comma-separated sections of {', '.join(SECTIONS + OPTIONAL)}")
+    ap.add_argument("--out", type=Path, default=None, help="results file (default benchmarks/results.json; smoke: results_smoke.json)")
+    ap.add_argument("--docs", type=Path, default=None, help="markdown to regenerate (default docs/performance.md; not in smoke)")
+    ap.add_argument("--retrain", action="store_true", help="retrain the inference benchmark's model instead of reusing it")
+    args = ap.parse_args(argv)
+
+    sections = list(SECTIONS) if args.only is None else [s.strip() for s in args.only.split(",") if s.strip()]
+    unknown = [s for s in sections if s not in SECTIONS + OPTIONAL]
+    if unknown:
+        ap.error(f"unknown section(s) {', '.join(unknown)}; choose from {', '.join(SECTIONS + OPTIONAL)}")
+    out = args.out or HERE / ("results_smoke.json" if args.smoke else "results.json")
+    docs = args.docs if args.docs is not None else (None if args.smoke else HERE.parent / "docs" / "performance.md")
+
+    if args.smoke:
+        import torch
+
+        torch.set_num_threads(1)  # tiny ops: thread hand-offs would be all there is to measure on a busy machine
+    results: dict = {}
+    if out.exists() and args.only is not None:
+        try:
+            results = json.loads(out.read_text())
+        except json.JSONDecodeError:
+            results = {}
+    results.setdefault("sections", {})
+    results["machine"] = machine()
+    results["smoke"] = args.smoke
+    results["command"] = "benchmarks/run.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    t_all = time.perf_counter()
+    for name in sections:
+        log(f"== {name}")
+        t = time.perf_counter()
+        if name == "step":
+            import bench_step as mod
+            res = mod.run(smoke=args.smoke)
+        elif name == "inference":
+            import bench_inference as mod
+            res = mod.run(smoke=args.smoke, retrain=args.retrain)
+        elif name == "data":
+            import bench_data as mod
+            res = mod.run(smoke=args.smoke)
+        elif name == "scaling":
+            import bench_scaling as mod
+            res = mod.run(smoke=args.smoke)
+        elif name == "probes":
+            import bench_probes as mod
+            res = mod.run(smoke=args.smoke)
+        else:
+            import bench_probes as mod
+            res = mod.run_compile(smoke=args.smoke)
+        res["seconds_to_measure"] = time.perf_counter() - t
+        res["measured_at"] = time.strftime("%Y-%m-%d %H:%M:%S %Z")
+        res["load_average_after"] = list(os.getloadavg())
+        results["sections"][name] = res
+        out.write_text(json.dumps(results, indent=1, default=float))
+    results["seconds_total_last_run"] = time.perf_counter() - t_all
+    out.write_text(json.dumps(results, indent=1, default=float))
+    log(f"wrote {out}")
+    if docs is not None:
+        import report
+
+        report.write(results, docs)
+        log(f"wrote {docs}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
