@@ -51,6 +51,8 @@ def machine() -> dict:
         "monai": monai.__version__,
         "python": platform.python_version(),
         "load_average_at_start": list(os.getloadavg()),
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "(unset: libgomp default)"),
+        "omp_num_threads_env": os.environ.get("OMP_NUM_THREADS", "(unset)"),
     }
 
 

@@ -3,11 +3,10 @@
 * bf16: the quick-profile step with ``train.amp`` on and off (batch 2: with no native
   bf16 on the CPU the autocast step is very slow), interleaved in this process.
 * runtime settings: the quick-profile step (batch 16) in fresh processes with PyTorch's
-  default two OpenMP threads, with ``OMP_WAIT_POLICY=PASSIVE`` (threads sleep at
-  barriers instead of spinning, which matters when other jobs share the cores), with
-  one thread, with glibc malloc told to keep freed memory (``MALLOC_MMAP_MAX_=0``,
-  ``MALLOC_TRIM_THRESHOLD_``: tensors above 32 MiB otherwise come fresh from the kernel,
-  page faults included, on every step), and with both; the processes alternate.
+  default two OpenMP threads and libgomp's default wait policy, with
+  ``OMP_WAIT_POLICY=PASSIVE`` (threads sleep at barriers instead of spinning, which
+  matters when other jobs share the cores), and with one thread; the reference step
+  of ``reference.py`` under the first two; the processes alternate.
 * compile: ``torch.compile`` of G, S and D: compilation time and the compiled step
   against the eager one.
 """
@@ -40,13 +39,13 @@ def bf16_probe(profile: str, batch: int, rounds: int) -> dict:
             "bf16_speed_over_float32": ratio_of_medians_per_round(times["float32"], times["bf16_autocast"])}
 
 
-KEEP_FREED = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": str(2**40)}
+# name: (environment, torch threads, which step); environment None = unset OMP_WAIT_POLICY
 THREAD_CONFIGS = {
-    "default_2_threads": ({}, None),
-    "omp_wait_passive": ({"OMP_WAIT_POLICY": "PASSIVE"}, None),
-    "one_thread": ({}, 1),
-    "malloc_keep_freed": (KEEP_FREED, None),
-    "passive_and_keep_freed": ({"OMP_WAIT_POLICY": "PASSIVE", **KEEP_FREED}, None),
+    "default_2_threads": ({"OMP_WAIT_POLICY": None}, None, "advnorm"),
+    "omp_wait_passive": ({"OMP_WAIT_POLICY": "PASSIVE"}, None, "advnorm"),
+    "one_thread": ({"OMP_WAIT_POLICY": None}, 1, "advnorm"),
+    "reference_default_2_threads": ({"OMP_WAIT_POLICY": None}, None, "reference"),
+    "reference_omp_wait_passive": ({"OMP_WAIT_POLICY": "PASSIVE"}, None, "reference"),
 }
 
 
@@ -55,8 +54,19 @@ def _thread_worker(args: dict) -> dict:
         torch.set_num_threads(int(args["threads"]))
     cfg = profile_config(args["profile"])
     model = build_ours(cfg, args["batch"])
-    run = ours_step(model)
     data = make_batch(args["batch"], cfg.train.patch_size)
+    if args.get("step", "advnorm") == "reference":
+        from bench_step import DICE_WEIGHTS, N_DOMAINS
+        from reference import ReferenceGAN
+
+        ref = ReferenceGAN(cfg.model, N_DOMAINS, DICE_WEIGHTS, cfg.optim)
+        ref.load_from(model.G, model.S, model.D)
+        del model
+
+        def run(b) -> None:
+            ref.step(*b)
+    else:
+        run = ours_step(model)
     run(data)
     ts = []
     for _ in range(args["steps"]):
@@ -70,12 +80,16 @@ def threads_probe(profile: str, batch: int, steps: int, rounds: int, configs=tup
     res: dict = {k: [] for k in configs}
     for r in range(rounds):
         for name in configs:
-            env, threads = THREAD_CONFIGS[name]
+            env, threads, which = THREAD_CONFIGS[name]
             e = dict(os.environ)
-            e.update(env)
+            for k, v in env.items():
+                if v is None:
+                    e.pop(k, None)
+                else:
+                    e[k] = v
             e["PYTHONPATH"] = os.pathsep.join([str(ROOT / "src"), str(BENCH_DIR), e.get("PYTHONPATH", "")])
             cmd = [sys.executable, str(BENCH_DIR / "bench_probes.py"), "--worker",
-                   json.dumps({"profile": profile, "batch": batch, "steps": steps, "threads": threads})]
+                   json.dumps({"profile": profile, "batch": batch, "steps": steps, "threads": threads, "step": which})]
             p = subprocess.run(cmd, capture_output=True, text=True, env=e, timeout=900)
             if p.returncode != 0:
                 raise RuntimeError(p.stderr[-2000:])
@@ -86,6 +100,9 @@ def threads_probe(profile: str, batch: int, steps: int, rounds: int, configs=tup
     base = out["default_2_threads" if "default_2_threads" in out else configs[0]]["patches_per_s"]
     for name in configs:
         out[name]["speed_over_default"] = out[name]["patches_per_s"] / base
+    if "reference_default_2_threads" in out:
+        out["advnorm_passive_over_reference_default"] = (out["omp_wait_passive"]["patches_per_s"]
+                                                         / out["reference_default_2_threads"]["patches_per_s"])
     return out
 
 
@@ -97,7 +114,7 @@ def run(smoke: bool = False) -> dict:
     if smoke:
         out["threads"] = threads_probe("tiny", 4, 1, 1, configs=("one_thread",))
     else:
-        out["threads"] = threads_probe("quick", 16, 3, 1)
+        out["threads"] = threads_probe("quick", 16, 2, 1)
     log("probes: " + ", ".join(f"{k} {v['patches_per_s']:.2f} patches/s" for k, v in out["threads"].items() if isinstance(v, dict)))
     return out
 

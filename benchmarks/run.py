@@ -11,6 +11,9 @@ TorchIO), ``scaling`` (epoch time vs patches and K, memory vs patches), ``probes
 (torch.compile; minutes of compilation). Every measure is a ratio against a reference
 run in the same process (or in fresh processes side by side), interleaved round by round.
 
+The benchmarks run with ``OMP_WAIT_POLICY=PASSIVE`` unless the environment sets it already
+or ``--omp-default`` is given; the value used is recorded in the results.
+
 ``--smoke`` writes ``benchmarks/results_smoke.json`` and leaves ``docs/performance.md`` alone.
 """
 
@@ -27,6 +30,12 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent / "src"))
 
+# OpenMP threads that finish early sleep at barriers instead of spinning: on a machine whose cores
+# other jobs share, spinning takes the core the late thread needs (the probes section measures it).
+# libgomp reads this when torch is imported, so it is set before any import of torch.
+if "--omp-default" not in sys.argv:
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 from _common import log, machine  # noqa: E402
 
 SECTIONS = ("step", "inference", "data", "scaling", "probes")
@@ -40,6 +49,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=None, help="results file (default benchmarks/results.json; smoke: results_smoke.json)")
     ap.add_argument("--docs", type=Path, default=None, help="markdown to regenerate (default docs/performance.md; not in smoke)")
     ap.add_argument("--retrain", action="store_true", help="retrain the inference benchmark's model instead of reusing it")
+    ap.add_argument("--omp-default", action="store_true",
+                    help="leave OMP_WAIT_POLICY unset (default: PASSIVE, unless already set in the environment)")
     args = ap.parse_args(argv)
 
     sections = list(SECTIONS) if args.only is None else [s.strip() for s in args.only.split(",") if s.strip()]
