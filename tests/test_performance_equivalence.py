@@ -45,21 +45,25 @@ def split_in_two_or_three(monkeypatch):
     monkeypatch.setattr(unet, "WEIGHT_GRAD_SHARES", 3)
 
 
-@pytest.mark.parametrize("cin,cout,k,stride,pad,bias,batch,fmt", [
-    (6, 8, 3, 1, 1, False, 5, CL),                      # U-Net conv, odd batch over 3 shares
-    (1, 8, 3, 1, 1, False, 4, CL),                      # first layer: one input channel
-    (8, 16, 3, 2, 1, False, 3, CL),                     # D's strided conv
-    (8, 4, 1, 1, 0, True, 4, CL),                       # 1x1x1 head with bias
-    (8, 16, 1, 2, 0, False, 2, CL),                     # D's strided 1x1x1 skip
-    (6, 8, 3, 1, 1, True, 4, torch.contiguous_format),  # default memory format
-    (6, 8, 3, 1, 1, False, 1, CL),                      # batch of one: nothing to split
+@pytest.mark.parametrize("cin,cout,k,stride,pad,bias,batch,fmt,size", [
+    (6, 8, 3, 1, 1, False, 5, CL, (12, 10, 14)),                      # U-Net conv, odd batch over 3 shares
+    (1, 8, 3, 1, 1, False, 4, CL, (12, 10, 14)),                      # first layer: one input channel
+    (8, 16, 3, 2, 1, False, 3, CL, (12, 10, 14)),                     # D's strided conv
+    (8, 4, 1, 1, 0, True, 4, CL, (12, 10, 14)),                       # 1x1x1 head with bias
+    (8, 16, 1, 2, 0, False, 2, CL, (12, 10, 14)),                     # D's strided 1x1x1 skip
+    (6, 8, 3, 1, 1, True, 4, torch.contiguous_format, (12, 10, 14)),  # default memory format
+    (6, 8, 3, 1, 1, False, 1, CL, (12, 10, 14)),                      # batch of one: nothing to split
+    (16, 12, 3, 1, 1, True, 3, CL, (8, 6, 7)),                        # deep layer: as a forward conv
+    (16, 12, 3, 1, 1, False, 2, torch.contiguous_format, (4, 4, 4)),  # deep layer, default format
+    (5, 7, 3, 1, 0, False, 3, CL, (7, 8, 6)),                         # deep layer without padding
 ])
-def test_conv3d_gradients_match_pytorch(split_in_two_or_three, cin, cout, k, stride, pad, bias, batch, fmt):
+def test_conv3d_gradients_match_pytorch(split_in_two_or_three, cin, cout, k, stride, pad, bias, batch, fmt,
+                                        size):
     torch.manual_seed(0)
     fast = Conv3d(cin, cout, k, stride=stride, padding=pad, bias=bias).to(memory_format=fmt)
     plain = nn.Conv3d(cin, cout, k, stride=stride, padding=pad, bias=bias).to(memory_format=fmt)
     plain.load_state_dict(fast.state_dict())
-    x = torch.randn(batch, cin, 12, 10, 14).contiguous(memory_format=fmt)
+    x = torch.randn(batch, cin, *size).contiguous(memory_format=fmt)
     xf, xp = x.clone().requires_grad_(), x.clone().requires_grad_()
     yf, yp = fast(xf), plain(xp)
     assert torch.equal(yf, yp)  # the forward pass is PyTorch's own
