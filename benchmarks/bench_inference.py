@@ -77,7 +77,7 @@ def _train_run(run_dir: Path, steps: int, warmup_steps: int, shape, profile: str
     from advnorm.data.intensity import transform_image
     from advnorm.data.patches import PatchIndex
     from advnorm.data.sampler import DomainBalancedSampler
-    from advnorm.losses import inverse_frequency_weights
+    from advnorm.losses import default_dice_weights
     from advnorm.training.checkpoint import architecture, save_weights
     from advnorm.training.data import TrainingData
     from advnorm.training.loop import versions
@@ -96,7 +96,7 @@ def _train_run(run_dir: Path, steps: int, warmup_steps: int, shape, profile: str
     data = TrainingData(domains=["D1", "D2"], subjects=subjects, inputs=inputs, labels=labels, masks=masks,
                         subject_domain=np.array([0, 1]), train=index, val=index, split={})
     torch.manual_seed(cfg.train.seed)
-    weights = inverse_frequency_weights(data.class_counts(seed=0))
+    weights = default_dice_weights(cfg.loss.dice_form, data.class_counts(seed=0))
     model = AdversarialNormalization(cfg, spec, 2, weights, torch.device("cpu"))
     model.train()
     sampler = DomainBalancedSampler(data.row_domains(index), 16, seed=0)
@@ -116,7 +116,10 @@ def _train_run(run_dir: Path, steps: int, warmup_steps: int, shape, profile: str
 
 
 def trained_run(steps: int, warmup_steps: int, *, retrain: bool, shape, root: Path = CACHE, profile: str = "quick") -> tuple[Path, dict]:
-    key = hashlib.sha1(json.dumps([steps, warmup_steps, list(shape), 2]).encode()).hexdigest()[:10]
+    from _common import profile_config
+
+    cfg = profile_config(profile).to_dict()  # a change of nets or losses trains a new model
+    key = hashlib.sha1(json.dumps([steps, warmup_steps, list(shape), 2, cfg["model"], cfg["loss"]]).encode()).hexdigest()[:10]
     run_dir = root / f"inference_run_{key}"
     info_file = run_dir / "bench_training.json"
     if retrain and run_dir.exists():

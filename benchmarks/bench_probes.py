@@ -59,7 +59,7 @@ def _thread_worker(args: dict) -> dict:
         from bench_step import DICE_WEIGHTS, N_DOMAINS
         from reference import ReferenceGAN
 
-        ref = ReferenceGAN(cfg.model, N_DOMAINS, DICE_WEIGHTS, cfg.optim)
+        ref = ReferenceGAN(cfg, N_DOMAINS, DICE_WEIGHTS)
         ref.load_from(model.G, model.S, model.D)
         del model
 

@@ -67,8 +67,7 @@ def measure_profile(name: str, *, batch: int, rounds: int, budget_s: float, abla
     patch = cfg.train.patch_size
     log(f"step[{name}]: building nets (batch {batch})")
     ours = build_ours(cfg, batch)
-    ref = ReferenceGAN(cfg.model, N_DOMAINS, DICE_WEIGHTS, cfg.optim, adv_lambda=cfg.loss.adv_lambda,
-                       adv_form=cfg.loss.adv_form, dice_epsilon=cfg.loss.dice_epsilon)
+    ref = ReferenceGAN(cfg, N_DOMAINS, DICE_WEIGHTS)
     ref.load_from(ours.G, ours.S, ours.D)
 
     # same work: one step from the same weights on the same batch gives the same losses
@@ -77,7 +76,7 @@ def measure_profile(name: str, *, batch: int, rounds: int, budget_s: float, abla
     with fast_weight_grad(False):
         flops_model = count_flops(lambda: ours.optimize_parameters(), count_batch, batch)
     ref_check = build_ours(cfg, count_batch)
-    ref_small = ReferenceGAN(cfg.model, N_DOMAINS, DICE_WEIGHTS, cfg.optim)
+    ref_small = ReferenceGAN(cfg, N_DOMAINS, DICE_WEIGHTS)
     ref_small.load_from(ref_check.G, ref_check.S, ref_check.D)
     ref_check.set_input(*small)
     a = ref_check.optimize_parameters()
@@ -92,8 +91,8 @@ def measure_profile(name: str, *, batch: int, rounds: int, budget_s: float, abla
         steps["advnorm_without_fast_weight_grad"] = ours_step(build_ours(cfg, batch), fast_grad=False)
         steps["advnorm_without_channels_last"] = ours_step(build_ours(cfg, batch, channels_last=False))
     if monai_class:
-        mc = MonaiClassGAN(cfg.model, N_DOMAINS, DICE_WEIGHTS, cfg.optim)
-        small_mc = MonaiClassGAN(cfg.model, N_DOMAINS, DICE_WEIGHTS, cfg.optim)
+        mc = MonaiClassGAN(cfg, N_DOMAINS, DICE_WEIGHTS)
+        small_mc = MonaiClassGAN(cfg, N_DOMAINS, DICE_WEIGHTS)
         extra["monai_class_nets"] = {"flops_per_step": count_flops(lambda: small_mc.step(*small), count_batch, batch)}
         steps["monai_class_nets"] = lambda b: mc.step(*b)
 

@@ -22,7 +22,9 @@ from torch import nn
 from monai.networks.blocks import Convolution
 from monai.networks.nets import ResNet, UNet
 
-from advnorm.losses import discriminator_loss, generator_adversarial_loss, weighted_dice_loss
+from advnorm.data.intensity import SCALE_TOP
+from advnorm.losses import discriminator_loss, generator_adversarial_loss, segmentation_loss
+from advnorm.models.unet import RESIDUAL_EPS
 
 LEAKY = ("leakyrelu", {"negative_slope": 0.2, "inplace": True})
 
@@ -32,9 +34,9 @@ def _cbr(cin: int, cout: int, stride: int = 1, k: int = 3) -> Convolution:
 
 
 class RefUNet(nn.Module):
-    def __init__(self, cin: int, cout: int, widths: tuple[int, ...], sigmoid: bool) -> None:
+    def __init__(self, cin: int, cout: int, widths: tuple[int, ...], output: str = "logits", top: float = 1.0) -> None:
         super().__init__()
-        self.sigmoid = sigmoid
+        self.output, self.top = output, top
         self.down = nn.ModuleList()
         ch = cin
         for w in widths:
@@ -47,7 +49,7 @@ class RefUNet(nn.Module):
         self.upsample = nn.Upsample(scale_factor=2, mode="nearest")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        skips = []
+        x_in, skips = x, []
         for i, block in enumerate(self.down):
             x = block(self.pool(x) if i else x)
             skips.append(x)
@@ -55,7 +57,11 @@ class RefUNet(nn.Module):
         for block in self.up:
             x = block(torch.cat([skips.pop(), self.upsample(x)], dim=1))
         x = self.head(x)
-        return torch.sigmoid(x) if self.sigmoid else x
+        if self.output == "sigmoid":
+            return self.top * torch.sigmoid(x)
+        if self.output == "residual":
+            return self.top * torch.sigmoid(torch.logit(x_in / self.top, eps=RESIDUAL_EPS) + x)
+        return x
 
 
 class RefResBlock(nn.Module):
@@ -102,15 +108,14 @@ def _copy_state(dst: nn.Module, src: nn.Module) -> None:
 class ReferenceGAN:
     """G -> S with D, one adversarial step written the straightforward way."""
 
-    def __init__(self, model_cfg, n_domains: int, dice_weights: torch.Tensor, optim_cfg, *, adv_lambda: float = 1.0,
-                 adv_form: str = "non_saturating", dice_epsilon: float = 1e-5) -> None:
-        m = model_cfg
-        self.G = RefUNet(1, 1, m.generator_widths, sigmoid=True)
-        self.S = RefUNet(1, m.n_classes, m.segmenter_widths, sigmoid=False)
+    def __init__(self, cfg, n_domains: int, dice_weights: torch.Tensor) -> None:
+        m = cfg.model
+        self.G = RefUNet(1, 1, m.generator_widths, output=m.generator_output, top=SCALE_TOP)
+        self.S = RefUNet(1, m.n_classes, m.segmenter_widths)
         self.D = RefDiscriminator(n_domains, m.discriminator_widths, m.discriminator_blocks)
         self.dice_weights = dice_weights.float()
-        self.adv_lambda, self.adv_form, self.dice_epsilon = adv_lambda, adv_form, dice_epsilon
-        o = optim_cfg
+        self.loss_cfg = cfg.loss
+        o = cfg.optim
 
         def opt(net: nn.Module, lr: float) -> torch.optim.Optimizer:
             if o.optimizer == "sgd":
@@ -133,9 +138,10 @@ class ReferenceGAN:
         self.opt_S.zero_grad()
         x_hat = self.G(x) * mask
         logits = self.S(x_hat)
-        loss_seg = weighted_dice_loss(torch.softmax(logits, dim=1), y, self.dice_weights, self.dice_epsilon)
-        loss_adv = generator_adversarial_loss(self.D(x_hat), self.adv_form)
-        (loss_seg + self.adv_lambda * loss_adv).backward()
+        lc = self.loss_cfg
+        loss_seg = segmentation_loss(torch.softmax(logits, dim=1), y, self.dice_weights, lc.dice_epsilon, lc.dice_form)
+        loss_adv = generator_adversarial_loss(self.D(x_hat), lc.adv_form)
+        (loss_seg + lc.adv_lambda * loss_adv).backward()
         self.opt_G.step()
         self.opt_S.step()
         for p in self.D.parameters():
@@ -150,9 +156,9 @@ class ReferenceGAN:
 class MonaiClassGAN(ReferenceGAN):
     """The same step with MONAI's ``UNet`` (num_res_units=2, batch norm) and ``ResNet`` classes at the same widths."""
 
-    def __init__(self, model_cfg, n_domains: int, dice_weights: torch.Tensor, optim_cfg) -> None:
-        super().__init__(model_cfg, n_domains, dice_weights, optim_cfg)
-        m = model_cfg
+    def __init__(self, cfg, n_domains: int, dice_weights: torch.Tensor) -> None:
+        super().__init__(cfg, n_domains, dice_weights)
+        m = cfg.model
 
         def unet(cout: int, widths: tuple[int, ...]) -> nn.Module:
             return UNet(3, 1, cout, channels=widths, strides=(2,) * (len(widths) - 1), num_res_units=2, norm="batch")

@@ -202,7 +202,7 @@ def test_atomic_files_respect_the_umask(tmp_path):
 def test_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(tiny_phantom, tiny_config, tmp_path, monkeypatch, capsys):
     from advnorm.training import loop, step
 
-    real_loss, calls = step.weighted_dice_loss, [0]
+    real_loss, calls = step.segmentation_loss, [0]
 
     def poisoned(*args, **kwargs):  # main epochs have 3 steps: call 5 is epoch 3, step 2
         calls[0] += 1
@@ -216,7 +216,7 @@ def test_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(tiny_phantom
         real_save(path, state)
         saved[int(state["epoch"])] = {p.name: _sha(p) for p in Path(path).parent.glob("*.*") if p.suffix in (".pt", ".safetensors")}
 
-    monkeypatch.setattr(step, "weighted_dice_loss", poisoned)
+    monkeypatch.setattr(step, "segmentation_loss", poisoned)
     monkeypatch.setattr(loop, "save_train_state", recording_save)
     run = tmp_path / "run"
     argv = ["train", "--out", str(run), "--config", str(tiny_config), "--no-progress"]

@@ -5,7 +5,15 @@ import math
 import pytest
 import torch
 
-from advnorm.losses import discriminator_loss, generator_adversarial_loss, inverse_frequency_weights, weighted_dice_loss
+from advnorm.losses import (
+    default_dice_weights,
+    discriminator_loss,
+    generator_adversarial_loss,
+    inverse_frequency_weights,
+    per_class_dice_loss,
+    segmentation_loss,
+    weighted_dice_loss,
+)
 
 
 def _probs(*rows):
@@ -49,6 +57,67 @@ def test_weighted_dice_accepts_one_hot_targets():
     onehot = torch.nn.functional.one_hot(y, 4).movedim(-1, 1)
     w = torch.tensor([0.1, 0.2, 0.3, 0.4])
     assert torch.allclose(weighted_dice_loss(probs, y, w), weighted_dice_loss(probs, onehot, w))
+
+
+@pytest.mark.parametrize(
+    "probs, target, weights, expected",
+    [
+        (_probs([1, 0], [0, 1]), [[0, 1]], [1, 1], 0.0),
+        (_probs([0, 1], [1, 0]), [[0, 1]], [1, 1], 1.0),
+        # class 0: inter .25, total 2 -> dice .25; class 1: the same -> 1 - .25
+        (_probs([0.25, 0.75], [0.75, 0.25]), [[0, 1]], [1, 1], 0.75),
+        # class 0: inter .9 (voxel 0), total (.9+.1+.2) + 1 = 2.2; class 1: inter 1.7, total (.1+.9+.8) + 2 = 3.8
+        (_probs([0.9, 0.1], [0.1, 0.9], [0.2, 0.8]), [[0, 1, 1]], [1, 1], 1 - (1.8 / 2.2 + 3.4 / 3.8) / 2),
+        # weighted mean of the two ratios, weights 3:1
+        (_probs([0.9, 0.1], [0.1, 0.9], [0.2, 0.8]), [[0, 1, 1]], [3, 1], 1 - (3 * 1.8 / 2.2 + 3.4 / 3.8) / 4),
+    ],
+)
+def test_per_class_dice_matches_hand_computation(probs, target, weights, expected):
+    loss = per_class_dice_loss(probs, torch.tensor(target), torch.tensor(weights, dtype=torch.float64), epsilon=0.0)
+    assert float(loss) == pytest.approx(expected, abs=1e-12)
+
+
+@pytest.mark.parametrize("form, fn", [("single_ratio", weighted_dice_loss), ("per_class", per_class_dice_loss)])
+def test_segmentation_loss_dispatches_on_the_form(form, fn):
+    probs = torch.softmax(torch.randn(2, 4, 5, 5, 5), 1)
+    y = torch.randint(0, 4, (2, 5, 5, 5))
+    w = torch.tensor([0.1, 0.5, 0.2, 0.2])
+    assert torch.equal(segmentation_loss(probs, y, w, 1e-5, form), fn(probs, y, w, 1e-5))
+    with pytest.raises(ValueError):
+        segmentation_loss(probs, y, w, 1e-5, "mean")
+
+
+def _dead_class_state(form: str, gap: float) -> tuple[float, float]:
+    """(loss, d loss / d b_CSF) when S predicts background, GM and WM right but CSF nowhere: CSF's logit
+    sits ``gap`` below, shifted by a shared offset b_CSF. Realistic class shares (70/5/15/10 %), each form
+    with its default weights. A negative derivative: gradient descent raises CSF again."""
+    torch.manual_seed(0)
+    y = torch.multinomial(torch.tensor([0.7, 0.05, 0.15, 0.1]), 2 * 16 ** 3, replacement=True).view(2, 16, 16, 16)
+    w = default_dice_weights(form, torch.bincount(y.ravel(), minlength=4)).double()
+    offset = torch.zeros(4, dtype=torch.float64, requires_grad=True)
+    shift = offset - torch.tensor([0.0, gap, 0.0, 0.0], dtype=torch.float64)
+    logits = torch.nn.functional.one_hot(y, 4).movedim(-1, 1).double() * 4.0 + shift.view(1, 4, 1, 1, 1)
+    loss = segmentation_loss(torch.softmax(logits, 1), y, w, 1e-5, form)
+    loss.backward()
+    return float(loss), float(offset.grad[1])
+
+
+@pytest.mark.parametrize("gap", [4.0, 8.0])
+def test_a_dead_class_costs_more_and_pulls_harder_in_the_per_class_form(gap):
+    """The reason measured for the quick profile's per-class Dice (docs/method.md): a class S has stopped
+    predicting costs its full share of the per-class loss and gets a pull back 1.5 times as strong or more as
+    in eq. (2), where the other classes' sums dilute it."""
+    loss_eq2, pull_eq2 = _dead_class_state("single_ratio", gap)
+    loss_pc, pull_pc = _dead_class_state("per_class", gap)
+    assert pull_eq2 < 0 and pull_pc < 0  # both pull it back up, ...
+    assert pull_pc < 1.5 * pull_eq2  # ... the per-class form harder (1.9x and 2.7x here)
+    assert loss_pc > loss_eq2 and loss_pc >= 0.2  # a dead class costs ~ its 1/4 share
+
+
+def test_default_weights_per_form():
+    counts = torch.tensor([700, 50, 150, 100])
+    assert torch.equal(default_dice_weights("per_class", counts), torch.full((4,), 0.25))
+    assert torch.allclose(default_dice_weights("single_ratio", counts), inverse_frequency_weights(counts))
 
 
 @pytest.mark.parametrize("k", [2, 3])

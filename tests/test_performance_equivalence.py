@@ -104,6 +104,10 @@ def test_split_workers_leave_the_thread_setting_alone():
     assert torch.get_num_threads() == before
 
 
+GRAD_REL = 5e-3
+"""A wrong gradient is off by O(1) of its scale; reordered float32 sums by ~1e-3 on gradients of ~1e-4."""
+
+
 def _tiny_cfg(**train):
     cfg = quick_profile()
     model = dataclasses.replace(cfg.model, generator_widths=(4, 8), segmenter_widths=(4, 8, 8), discriminator_widths=(4, 8))
@@ -147,8 +151,8 @@ def test_step_with_split_weight_grad_matches_plain(split_in_two_or_three):
     with fast_weight_grad(True):
         loss_b, grad_b = _grads_of_one_step(_model(_tiny_cfg()), batch)
     assert loss_a == pytest.approx(loss_b, rel=1e-5, abs=1e-6)
-    for k in grad_a:
-        assert _close(grad_a[k], grad_b[k], 1e-3), k
+    for k in grad_a:  # float32 sums in another order: ~1e-3 of a tensor's largest entry on tiny BN gradients
+        assert _close(grad_a[k], grad_b[k], GRAD_REL), k
 
 
 def test_channels_last_step_matches_default_format():
@@ -156,8 +160,8 @@ def test_channels_last_step_matches_default_format():
     loss_a, grad_a = _grads_of_one_step(_model(_tiny_cfg(channels_last=False)), batch)
     loss_b, grad_b = _grads_of_one_step(_model(_tiny_cfg(channels_last=True)), batch)
     assert loss_a == pytest.approx(loss_b, rel=1e-5, abs=1e-6)
-    for k in grad_a:
-        assert _close(grad_a[k], grad_b[k], 1e-3), k
+    for k in grad_a:  # float32 sums in another order: ~1e-3 of a tensor's largest entry on tiny BN gradients
+        assert _close(grad_a[k], grad_b[k], GRAD_REL), k
 
 
 def test_full_step_losses_match_plain_over_steps():

@@ -30,14 +30,21 @@ class ModelConfig:
     discriminator_widths: tuple[int, ...] = (8, 16, 32, 64)
     discriminator_blocks: int = 1
     """Residual blocks per discriminator stage (2 with widths 64-512 is a 3-D ResNet-18, as the authors used)."""
+    generator_output: Literal["sigmoid", "residual"] = "sigmoid"
+    """G's last step: ``sigmoid`` = 1.5 * sigmoid(U(x)), which learns the identity in the warm-up;
+    ``residual`` = 1.5 * sigmoid(logit(x / 1.5) + U(x)), the identity from the start (measured: docs/method.md)."""
     n_classes: int = 4
 
 
 @dataclass(frozen=True)
 class LossConfig:
+    dice_form: Literal["per_class", "single_ratio"] = "per_class"
+    """``single_ratio``: eq. (2) as written, one ratio over all classes (the ``paper`` profile).
+    ``per_class``: one Dice ratio per class, weighted mean; keeps classes from dying in short trainings
+    (measured: docs/method.md)."""
     dice_weights: tuple[float, ...] | None = None
-    """w_c of eq. (2) for background, CSF, GM, WM. ``None``: inverse class frequency in the
-    training patches, normalised to sum to 1 (so each class pulls equally; see docs/method.md)."""
+    """w_c for background, CSF, GM, WM. ``None``: inverse class frequency in the training patches,
+    normalised to sum to 1, for ``single_ratio``; equal weights for ``per_class`` (docs/method.md)."""
     dice_epsilon: float = 1e-5
     adv_lambda: float = 1.0
     adv_form: Literal["non_saturating", "saturating"] = "non_saturating"
@@ -112,6 +119,7 @@ def paper_profile() -> Config:
             discriminator_widths=(64, 128, 256, 512),
             discriminator_blocks=2,
         ),
+        loss=LossConfig(dice_form="single_ratio"),
         optim=OptimConfig(
             optimizer="sgd", lr_generator=1e-5, lr_segmenter=1e-4, lr_discriminator=1e-4,
             momentum=0.9, weight_decay=0.1, plateau_patience=3, plateau_factor=0.1,

@@ -35,6 +35,47 @@ def weighted_dice_loss(probs: torch.Tensor, target: torch.Tensor, weights: torch
     return 1.0 - (epsilon + 2.0 * (w * intersection).sum()) / (epsilon + (w * total).sum())
 
 
+def per_class_dice_loss(probs: torch.Tensor, target: torch.Tensor, weights: torch.Tensor, epsilon: float = 1e-5) -> torch.Tensor:
+    """``1 - sum_c w_c (eps + 2 sum_v s_vc y_vc) / (eps + sum_v (s_vc + y_vc)) / sum_c w_c``: a Dice ratio per
+    class, then their weighted mean (MONAI's ``DiceLoss`` with batch=True, weighted). Not eq. (2).
+
+    Why it exists: in eq. (2)'s single ratio, a class's terms are diluted by every other class's sums, so
+    a class S has stopped predicting (CSF, in short trainings on the phantom) costs little and is pulled
+    back weakly. Here each class's ratio is normalised by its own size: a dead class costs its full share
+    of the loss and its pull back is 2-3 times stronger (tests/test_losses.py), and in training it
+    came back where eq. (2) left it dead (docs/method.md has the measurement).
+    """
+    if target.dim() == probs.dim() - 1:
+        target = F.one_hot(target.long(), probs.shape[1]).movedim(-1, 1)
+    target = target.to(probs.dtype)
+    dims = [0] + list(range(2, probs.dim()))
+    ratio = (epsilon + 2.0 * (probs * target).sum(dim=dims)) / (epsilon + (probs + target).sum(dim=dims))
+    w = weights.to(probs.dtype)
+    return 1.0 - (w * ratio).sum() / w.sum()
+
+
+DiceForm = Literal["per_class", "single_ratio"]
+
+
+def segmentation_loss(probs: torch.Tensor, target: torch.Tensor, weights: torch.Tensor, epsilon: float,
+                      form: DiceForm) -> torch.Tensor:
+    """L_seg: eq. (2) as written (``single_ratio``) or its per-class form (``per_class``)."""
+    if form == "single_ratio":
+        return weighted_dice_loss(probs, target, weights, epsilon)
+    if form == "per_class":
+        return per_class_dice_loss(probs, target, weights, epsilon)
+    raise ValueError(f"unknown Dice form {form!r}")
+
+
+def default_dice_weights(form: DiceForm, class_counts: torch.Tensor) -> torch.Tensor:
+    """w_c when none are configured: inverse class frequency for eq. (2)'s single ratio (so each class pulls
+    equally on the one ratio); equal weights for the per-class form (each ratio is already size-normalised,
+    and the equal mean is what a per-class Dice table reports)."""
+    if form == "per_class":
+        return torch.full((len(class_counts),), 1.0 / len(class_counts))
+    return inverse_frequency_weights(class_counts)
+
+
 def discriminator_loss(logits_real: torch.Tensor, domains: torch.Tensor, logits_fake: torch.Tensor) -> torch.Tensor:
     """Eq. (3) + (4): ``-log p_D(z | x)`` on raw patches plus ``-log p_D(fake | G(x))`` on generated ones.
 

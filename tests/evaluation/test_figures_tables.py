@@ -130,3 +130,19 @@ def test_paper_constants() -> None:
     assert with_mean(PAPER_TABLE1[0])["mean"] == pytest.approx((0.906 + 0.868 + 0.863) / 3)
     md = markdown_table([with_mean(r) for r in PAPER_TABLE1], TABLE1_COLUMNS)
     assert "| 7 | Adversarially normalized (ours) |" in md and "0.909" in md
+
+
+@pytest.mark.parametrize("before, after, words", [
+    (0.20, 0.10, "reduces it by 50%"),
+    (0.20, 0.21, "leaves it essentially unchanged (+5%)"),
+    (0.20, 0.30, "increases it by 50%"),
+])
+def test_intensity_verdict_says_what_g_did(before: float, after: float, words: str) -> None:
+    from advnorm.evaluation.report import intensity_verdict
+
+    rows = [{"method": "adversarial", "tissue": "all", "jsd_input": before, "jsd_normalized": after},
+            {"method": "adversarial", "tissue": "CSF", "jsd_input": 0.5, "jsd_normalized": 0.0},
+            {"method": "nyul", "tissue": "all", "jsd_input": before, "jsd_normalized": 0.0}]
+    text = intensity_verdict(rows)
+    assert words in text and text.startswith("Adversarially normalized") and "Nyul" not in text
+    assert intensity_verdict([]) == ""

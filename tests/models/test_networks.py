@@ -1,8 +1,17 @@
+import dataclasses
+
 import pytest
 import torch
 
 from advnorm.config import paper_profile, quick_profile
+from advnorm.data.intensity import SCALE_TOP
 from advnorm.models import build_discriminator, build_generator, build_segmenter
+
+G_FORMS = ["residual", "sigmoid"]
+
+
+def _model_cfg(generator_output: str = "residual"):
+    return dataclasses.replace(quick_profile().model, generator_output=generator_output)
 
 
 @pytest.mark.parametrize("shape", [(32, 32, 32), (40, 48, 24), (64, 32, 16)])
@@ -13,7 +22,7 @@ def test_unets_are_fully_convolutional(shape):
     with torch.no_grad():
         out = g(x)
         assert out.shape == x.shape
-        assert float(out.min()) >= 0 and float(out.max()) <= 1  # G's range is defined: sigmoid, train and eval
+        assert float(out.min()) >= 0 and float(out.max()) <= SCALE_TOP  # G's range is defined, train and eval
         assert s(x).shape == (1, 4, *shape)
 
 
@@ -24,13 +33,47 @@ def test_discriminator_has_k_plus_one_outputs(k):
     assert d.fake_index == k
 
 
-def test_generator_range_same_in_train_and_eval():
-    g = build_generator(quick_profile().model)
+@pytest.mark.parametrize("form", G_FORMS)
+def test_generator_range_same_in_train_and_eval(form):
+    g = build_generator(_model_cfg(form))
+    with torch.no_grad():
+        g.head.weight.normal_(0, 10.0)  # a G far from its start still stays in range
     x = torch.rand(2, 1, 16, 16, 16) * 3 - 1
     for mode in (g.train, g.eval):
         mode()
         y = g(x)
-        assert 0 <= float(y.min()) and float(y.max()) <= 1
+        assert 0 <= float(y.min()) and float(y.max()) <= SCALE_TOP
+
+
+def test_residual_generator_starts_as_the_identity_on_the_input_range():
+    g = build_generator(_model_cfg("residual")).eval()
+    x = torch.rand(2, 1, 16, 16, 16) * SCALE_TOP
+    x[0, 0, :4] = 0.0  # background
+    with torch.no_grad():
+        y = g(x)
+    # exact up to the logit clamp at [1e-3, 1 - 1e-3] of the range
+    assert float((y - x).abs().max()) <= 1e-3 * SCALE_TOP + 1e-6
+
+
+def test_sigmoid_generator_does_not_start_as_the_identity():
+    """The plain form must learn the identity in the warm-up (the residual form starts there)."""
+    torch.manual_seed(0)
+    g = build_generator(_model_cfg("sigmoid")).eval()
+    x = torch.rand(2, 1, 16, 16, 16) * SCALE_TOP
+    with torch.no_grad():
+        assert float((g(x) - x).abs().mean()) > 0.1
+
+
+def test_generator_form_is_part_of_the_architecture():
+    from advnorm.training.checkpoint import architecture
+    a = architecture(quick_profile().to_dict(), 2)
+    b = architecture(dataclasses.replace(quick_profile(), model=_model_cfg("residual")).to_dict(), 2)
+    assert a != b  # weights trained as one form are refused by the other
+
+
+def test_profiles_choose_their_generator_form_and_dice():
+    assert (quick_profile().model.generator_output, quick_profile().loss.dice_form) == ("sigmoid", "per_class")
+    assert (paper_profile().model.generator_output, paper_profile().loss.dice_form) == ("sigmoid", "single_ratio")
 
 
 def test_paper_profile_sizes():

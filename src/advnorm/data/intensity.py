@@ -16,13 +16,15 @@ import numpy as np
 
 NYUL_PERCENTILES = (1.0, 10.0, 20.0, 30.0, 40.0, 50.0, 60.0, 70.0, 80.0, 90.0, 99.0)
 NYUL_RANGE = (0.0, 1.0)
+SCALE_TOP = 1.5
+"""``scale`` clips brain intensities to [0, SCALE_TOP]: the range of G's input, and of its output."""
 
 
 def scale_image(image: np.ndarray, mask: np.ndarray, percentile: float = 99.5) -> np.ndarray:
     brain = image[mask]
     top = float(np.percentile(brain, percentile)) if brain.size else 1.0
     top = top if top > 0 else float(brain.max(initial=1.0)) or 1.0
-    return np.where(mask, np.clip(image / top, 0.0, 1.5), 0.0).astype(np.float32)
+    return np.where(mask, np.clip(image / top, 0.0, SCALE_TOP), 0.0).astype(np.float32)
 
 
 def zscore_image(image: np.ndarray, mask: np.ndarray) -> np.ndarray:

@@ -121,6 +121,22 @@ def verdict(rows: list[dict]) -> str:
     return " ".join(lines)
 
 
+def intensity_verdict(rows: list[dict], change: float = 0.1) -> str:
+    """What G did to the domains' whole-brain intensity agreement, in words (Table 2's 'all' rows)."""
+    lines = []
+    for method in ("unconstrained", "adversarial"):
+        row = next((r for r in rows if r["method"] == method and r["tissue"] == "all"), None)
+        if row is None or row["jsd_input"] is None or row["jsd_normalized"] is None or not row["jsd_input"] > 0:
+            continue
+        before, after = row["jsd_input"], row["jsd_normalized"]
+        rel = (after - before) / before
+        what = (f"reduces it by {-rel:.0%}" if rel < -change else f"increases it by {rel:.0%}" if rel > change
+                else f"leaves it essentially unchanged ({rel:+.0%})")
+        lines.append(f"{METHOD_SPECS[method].title}: the whole-brain JSD between domains is {before:.3f} for the inputs "
+                     f"and {after:.3f} for G's output; G {what}.")
+    return " ".join(lines)
+
+
 def write_report(out: Path, datasets: list[Dataset], results: dict, cfg: Config, log=print) -> Path:
     t1 = table1_rows(datasets, results)
     t2 = table2_rows(results)
@@ -151,6 +167,7 @@ def write_report(out: Path, datasets: list[Dataset], results: dict, cfg: Config,
         "domains' brain-voxel intensity histograms (128 shared bins), of the raw inputs (linearly rescaled) and of "
         "what each method feeds its segmenter (G's output; the z-scored or Nyul-standardized image).", "",
         markdown_table(t2, TABLE2_COLUMNS) if t2 else "(no multi-domain run)", "",
+        intensity_verdict(t2), "",
         f"The paper reports {PAPER_TABLE2['input']} (input) and {PAPER_TABLE2['normalized']} (normalized); these exceed "
         "the ln 2 bound of any JSD: its code applied a softmax to raw histogram counts (see "
         "`paper_patch_jsd` in `advnorm.evaluation.intensity_agreement`).", "",

@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+from torch import nn
+
 from advnorm.config import ModelConfig
+from advnorm.data.intensity import SCALE_TOP
 from advnorm.models.discriminator import DomainDiscriminator
 from advnorm.models.unet import UNet3D, kaiming_init
 
 
 def build_generator(cfg: ModelConfig) -> UNet3D:
-    net = UNet3D(1, 1, cfg.generator_widths, output="sigmoid")
+    """G: output in (0, SCALE_TOP), the range of its input. The residual form starts as the identity
+    (its head, the logit-space correction, is zero; every other layer Kaiming-initialized)."""
+    net = UNet3D(1, 1, cfg.generator_widths, output=cfg.generator_output, top=SCALE_TOP)
     kaiming_init(net)
+    if cfg.generator_output == "residual":
+        nn.init.zeros_(net.head.weight)
+        nn.init.zeros_(net.head.bias)
     return net
 
 

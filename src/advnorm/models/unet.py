@@ -196,16 +196,19 @@ class DoubleConv(nn.Sequential):
 class UNet3D(nn.Module):
     """A fully convolutional 3-D U-Net; inputs must be divisible by ``2 ** (len(widths) - 1)``.
 
-    ``output``: ``"logits"`` for S (softmax is applied by the loss and at inference) or
-    ``"sigmoid"`` for G, whose normalized image is thereby defined in [0, 1] in training
-    and inference alike (the authors applied a ReLU in training only).
+    ``output``: ``"logits"`` for S (softmax is applied by the loss and at inference); for G
+    ``"sigmoid"`` (the image is ``top * sigmoid(u)``) or ``"residual"`` (``top * sigmoid(logit(x / top) + u)``,
+    the network's output ``u`` a correction in logit space, so G is the identity when ``u = 0``). Either way
+    the normalized image is defined in (0, ``top``) in training and inference alike (the authors applied a
+    ReLU in training only). docs/method.md has the measurement that chose the default.
     """
 
     def __init__(self, in_channels: int, out_channels: int, widths: tuple[int, ...],
-                 output: Literal["logits", "sigmoid"] = "logits") -> None:
+                 output: Literal["logits", "sigmoid", "residual"] = "logits", top: float = 1.0) -> None:
         super().__init__()
         self.widths = tuple(widths)
         self.output = output
+        self.top = float(top)
         self.down = nn.ModuleList()
         ch = in_channels
         for w in widths:
@@ -219,6 +222,7 @@ class UNet3D(nn.Module):
         return 2 ** (len(self.widths) - 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x_in = x
         skips = []
         for i, block in enumerate(self.down):
             if i:
@@ -231,7 +235,15 @@ class UNet3D(nn.Module):
             x = F.interpolate(x, size=skip.shape[2:], mode="nearest")
             x = block(torch.cat([skip, x], dim=1))
         x = self.head(x)
-        return torch.sigmoid(x) if self.output == "sigmoid" else x
+        if self.output == "sigmoid":
+            return self.top * torch.sigmoid(x)
+        if self.output == "residual":
+            return self.top * torch.sigmoid(torch.logit(x_in / self.top, eps=RESIDUAL_EPS) + x)
+        return x
+
+
+RESIDUAL_EPS = 1e-3
+"""``logit`` clamps ``x / top`` to [eps, 1 - eps]: an input of 0 enters as logit(1e-3) = -6.9, not -inf."""
 
 
 def kaiming_init(module: nn.Module) -> None:

@@ -22,7 +22,7 @@ from advnorm.data.layouts import Dataset
 from advnorm.data.sampler import DomainBalancedSampler
 from advnorm.errors import AdvnormError
 from advnorm.io_atomic import atomic_write_json, atomic_write_text
-from advnorm.losses import inverse_frequency_weights
+from advnorm.losses import default_dice_weights
 from advnorm.training.checkpoint import _differences, architecture, load_train_state, save_train_state, save_weights
 from advnorm.training.data import prepare, validation_rows
 from advnorm.training.distributed import context_from_env, init as dist_init, shutdown as dist_shutdown, wrap as wrap_ddp
@@ -84,7 +84,7 @@ def fit(cfg: Config, datasets: list[Dataset], run_dir: str | Path, *, resume: bo
         data = prepare(datasets, cfg, spec, log=log)
         _check_foreground(data, datasets)
         weights = (torch.tensor(cfg.loss.dice_weights) if cfg.loss.dice_weights is not None
-                   else inverse_frequency_weights(data.class_counts(seed=cfg.train.seed)))
+                   else default_dice_weights(cfg.loss.dice_form, data.class_counts(seed=cfg.train.seed)))
         model = AdversarialNormalization(cfg, spec, len(data.domains), weights, device)
         arch = architecture(cfg.to_dict(), len(data.domains))
         schedulers = {k: torch.optim.lr_scheduler.ReduceLROnPlateau(o, patience=cfg.optim.plateau_patience,

@@ -16,7 +16,7 @@ from torch import nn
 import torch.nn.functional as F
 
 from advnorm.config import Config
-from advnorm.losses import discriminator_loss, generator_adversarial_loss, weighted_dice_loss
+from advnorm.losses import discriminator_loss, generator_adversarial_loss, segmentation_loss
 from advnorm.models import build_discriminator, build_generator, build_segmenter
 from advnorm.training.augment import augment_intensity
 from advnorm.training.methods import MethodSpec
@@ -102,7 +102,8 @@ class AdversarialNormalization(nn.Module):
     def backward_GS(self) -> dict[str, torch.Tensor]:
         """L_seg (eq. 2) + lambda * G's adversarial term (eq. 1), with D frozen."""
         probs = torch.softmax(self.logits.float(), dim=1)
-        loss_seg = weighted_dice_loss(probs, self.y, self.dice_weights, self.cfg.loss.dice_epsilon)
+        loss_seg = segmentation_loss(probs, self.y, self.dice_weights, self.cfg.loss.dice_epsilon,
+                                     self.cfg.loss.dice_form)
         out = {"loss_seg": loss_seg.detach()}
         loss = loss_seg
         if self.D is not None:

@@ -6,7 +6,7 @@ import numpy as np
 import torch
 
 from advnorm import CLASS_NAMES
-from advnorm.losses import weighted_dice_loss
+from advnorm.losses import segmentation_loss
 from advnorm.training.data import TrainingData
 from advnorm.training.step import AdversarialNormalization
 
@@ -28,7 +28,8 @@ def validate(model: AdversarialNormalization, data: TrainingData, rows: np.ndarr
         model.set_input(x, y, m, z)
         model.forward()
         probs = torch.softmax(model.logits.float(), dim=1)
-        loss_sum += float(weighted_dice_loss(probs, model.y, model.dice_weights, model.cfg.loss.dice_epsilon)) * len(x)
+        loss_sum += float(segmentation_loss(probs, model.y, model.dice_weights, model.cfg.loss.dice_epsilon,
+                                              model.cfg.loss.dice_form)) * len(x)
         n += len(x)
         pred = probs.argmax(1).cpu()
         y = y.cpu()
