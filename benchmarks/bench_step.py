@@ -142,6 +142,6 @@ def run(smoke: bool = False) -> dict:
         out["tiny"] = measure_profile("tiny", batch=4, rounds=1, budget_s=5, ablations=True, monai_class=True, count_batch=2)
         return out
     out["quick"] = measure_profile("quick", batch=16, rounds=5, budget_s=240, ablations=True, monai_class=True)
-    out["paper"] = measure_profile("paper", batch=16, rounds=1, budget_s=1, ablations=False, monai_class=False, count_batch=1,
+    out["paper"] = measure_profile("paper", batch=16, rounds=3, budget_s=420, ablations=False, monai_class=False, count_batch=1,
                                    warmup_full=False)
     return out

@@ -115,16 +115,18 @@ class ReferenceGAN:
         self.D = RefDiscriminator(n_domains, m.discriminator_widths, m.discriminator_blocks)
         self.dice_weights = dice_weights.float()
         self.loss_cfg = cfg.loss
-        o = cfg.optim
+        self.make_optimizers(cfg.optim)
+        for net in (self.G, self.S, self.D):
+            net.train()
 
+    def make_optimizers(self, o) -> None:
+        """A separate optimizer per net, with PyTorch's default implementation."""
         def opt(net: nn.Module, lr: float) -> torch.optim.Optimizer:
             if o.optimizer == "sgd":
                 return torch.optim.SGD(net.parameters(), lr=lr, momentum=o.momentum, weight_decay=o.weight_decay)
             return torch.optim.Adam(net.parameters(), lr=lr, weight_decay=o.weight_decay)
 
         self.opt_G, self.opt_S, self.opt_D = opt(self.G, o.lr_generator), opt(self.S, o.lr_segmenter), opt(self.D, o.lr_discriminator)
-        for net in (self.G, self.S, self.D):
-            net.train()
 
     def load_from(self, G: nn.Module, S: nn.Module, D: nn.Module) -> None:
         _copy_state(self.G, G)
@@ -176,13 +178,7 @@ class MonaiClassGAN(ReferenceGAN):
         self.D = ResNet("basic", [m.discriminator_blocks] * len(m.discriminator_widths), list(m.discriminator_widths), spatial_dims=3,
                         n_input_channels=1, conv1_t_size=3, conv1_t_stride=2, no_max_pool=True, num_classes=n_domains + 1,
                         act=LEAKY, norm=("group", {"num_groups": min(8, min(m.discriminator_widths))}))
-        o = optim_cfg
-        self.opt_G = torch.optim.Adam(self.G.parameters(), lr=o.lr_generator) if o.optimizer == "adam" else \
-            torch.optim.SGD(self.G.parameters(), lr=o.lr_generator, momentum=o.momentum, weight_decay=o.weight_decay)
-        self.opt_S = torch.optim.Adam(self.S.parameters(), lr=o.lr_segmenter) if o.optimizer == "adam" else \
-            torch.optim.SGD(self.S.parameters(), lr=o.lr_segmenter, momentum=o.momentum, weight_decay=o.weight_decay)
-        self.opt_D = torch.optim.Adam(self.D.parameters(), lr=o.lr_discriminator) if o.optimizer == "adam" else \
-            torch.optim.SGD(self.D.parameters(), lr=o.lr_discriminator, momentum=o.momentum, weight_decay=o.weight_decay)
+        self.make_optimizers(cfg.optim)
         for net in (self.G, self.S, self.D):
             net.train()
 

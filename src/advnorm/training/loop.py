@@ -187,7 +187,8 @@ def _check_finite(history: list[torch.Tensor], names: list[str], epoch: int, fir
         i, j = (int(t) for t in torch.nonzero(bad)[0])
         what = "diverged" if torch.isfinite(block[i, j]) else "became NaN/Inf"
         raise AdvnormError(f"training stopped: {names[j]} {what} ({float(block[i, j]):.4g}) at epoch {epoch + 1}, "
-                           f"step {first_step + i + 1}; the last good checkpoint is kept")
+                           f"step {first_step + i + 1}; " + ("the last good checkpoint is kept" if epoch else
+                                                               "no checkpoint yet (it failed in the first epoch)"))
 
 
 def _check_run_dir(files: RunFiles, resume: bool) -> Path | None:
