@@ -1,6 +1,6 @@
 """advnorm's benchmarks: one command, results to ``benchmarks/results.json`` and the tables of ``docs/performance.md``.
 
-    .venv/bin/python benchmarks/run.py                      # everything (about 15 minutes on 2 cores)
+    .venv/bin/python benchmarks/run.py                      # everything (about 20 min on 2 idle cores; 25 when it retrains its model)
     .venv/bin/python benchmarks/run.py --only step,data     # some sections (others keep their last results)
     .venv/bin/python benchmarks/run.py --smoke              # seconds-long run of every code path (CI)
 
