@@ -24,7 +24,7 @@ from monai.networks.nets import ResNet, UNet
 
 from advnorm.data.intensity import SCALE_TOP
 from advnorm.losses import discriminator_loss, generator_adversarial_loss, segmentation_loss
-from advnorm.models.unet import RESIDUAL_EPS
+from advnorm.models.unet import output_transform
 
 LEAKY = ("leakyrelu", {"negative_slope": 0.2, "inplace": True})
 
@@ -56,12 +56,7 @@ class RefUNet(nn.Module):
         skips.pop()
         for block in self.up:
             x = block(torch.cat([skips.pop(), self.upsample(x)], dim=1))
-        x = self.head(x)
-        if self.output == "sigmoid":
-            return self.top * torch.sigmoid(x)
-        if self.output == "residual":
-            return self.top * torch.sigmoid(torch.logit(x_in / self.top, eps=RESIDUAL_EPS) + x)
-        return x
+        return output_transform(self.head(x), x_in, self.output, self.top)
 
 
 class RefResBlock(nn.Module):

@@ -17,6 +17,15 @@ import torch
 import torch.nn.functional as F
 
 
+def _class_sums(probs: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per class, over the batch and all voxels: sum s*y and sum (s + y). ``target``: labels or one-hot."""
+    if target.dim() == probs.dim() - 1:
+        target = F.one_hot(target.long(), probs.shape[1]).movedim(-1, 1)
+    target = target.to(probs.dtype)
+    dims = [0] + list(range(2, probs.dim()))
+    return (probs * target).sum(dim=dims), (probs + target).sum(dim=dims)
+
+
 def weighted_dice_loss(probs: torch.Tensor, target: torch.Tensor, weights: torch.Tensor, epsilon: float = 1e-5) -> torch.Tensor:
     """Eq. (2): ``1 - (eps + 2 sum_c w_c sum_v s_vc y_vc) / (eps + sum_c w_c sum_v (s_vc + y_vc))``.
 
@@ -25,12 +34,7 @@ def weighted_dice_loss(probs: torch.Tensor, target: torch.Tensor, weights: torch
     weights enter numerator and denominator alike (the authors' code weighted only the
     intersection, which floors each class's loss near 0.75).
     """
-    if target.dim() == probs.dim() - 1:
-        target = F.one_hot(target.long(), probs.shape[1]).movedim(-1, 1)
-    target = target.to(probs.dtype)
-    dims = [0] + list(range(2, probs.dim()))
-    intersection = (probs * target).sum(dim=dims)
-    total = (probs + target).sum(dim=dims)
+    intersection, total = _class_sums(probs, target)
     w = weights.to(probs.dtype)
     return 1.0 - (epsilon + 2.0 * (w * intersection).sum()) / (epsilon + (w * total).sum())
 
@@ -45,11 +49,8 @@ def per_class_dice_loss(probs: torch.Tensor, target: torch.Tensor, weights: torc
     of the loss and its pull back is 2-3 times stronger (tests/test_losses.py), and in training it
     came back where eq. (2) left it dead (docs/method.md has the measurement).
     """
-    if target.dim() == probs.dim() - 1:
-        target = F.one_hot(target.long(), probs.shape[1]).movedim(-1, 1)
-    target = target.to(probs.dtype)
-    dims = [0] + list(range(2, probs.dim()))
-    ratio = (epsilon + 2.0 * (probs * target).sum(dim=dims)) / (epsilon + (probs + target).sum(dim=dims))
+    intersection, total = _class_sums(probs, target)
+    ratio = (epsilon + 2.0 * intersection) / (epsilon + total)
     w = weights.to(probs.dtype)
     return 1.0 - (w * ratio).sum() / w.sum()
 

@@ -234,16 +234,20 @@ class UNet3D(nn.Module):
             skip = skips.pop()
             x = F.interpolate(x, size=skip.shape[2:], mode="nearest")
             x = block(torch.cat([skip, x], dim=1))
-        x = self.head(x)
-        if self.output == "sigmoid":
-            return self.top * torch.sigmoid(x)
-        if self.output == "residual":
-            return self.top * torch.sigmoid(torch.logit(x_in / self.top, eps=RESIDUAL_EPS) + x)
-        return x
+        return output_transform(self.head(x), x_in, self.output, self.top)
 
 
 RESIDUAL_EPS = 1e-3
 """``logit`` clamps ``x / top`` to [eps, 1 - eps]: an input of 0 enters as logit(1e-3) = -6.9, not -inf."""
+
+
+def output_transform(u: torch.Tensor, x: torch.Tensor, output: str, top: float) -> torch.Tensor:
+    """The U-Net's last step: head output ``u`` (network input ``x``) -> logits, or G's image in (0, top)."""
+    if output == "sigmoid":
+        return top * torch.sigmoid(u)
+    if output == "residual":
+        return top * torch.sigmoid(torch.logit(x / top, eps=RESIDUAL_EPS) + u)
+    return u
 
 
 def kaiming_init(module: nn.Module) -> None:
