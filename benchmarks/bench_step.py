@@ -19,7 +19,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from _common import interleaved, log, matmul_peak, median, profile_config, ratio_of_medians_per_round
 from reference import MonaiClassGAN, ReferenceGAN
 
-from advnorm.models.unet import fast_weight_grad
+from advnorm.models.conv3d import fast_weight_grad
 from advnorm.training.methods import METHOD_SPECS
 from advnorm.training.step import AdversarialNormalization
 

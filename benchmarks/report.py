@@ -128,39 +128,42 @@ def render(results: dict) -> str:
     add("")
     add("| measure | target | measured | |")
     add("|---|---|---|---|")
+    def row(measure: str, target: str, measured: str, met: bool, note: str = "") -> None:
+        add(f"| {measure} | {target} | {measured} | {_ok(met)}{note} |")
+
     step = sec.get("step", {})
     profiles = [k for k, v in step.items() if isinstance(v, dict) and "variants" in v]
     for prof in profiles:
         p = step[prof]
         v = p["variants"]["advnorm"]
-        add(f"| training step, {prof} widths, batch {p['batch']}: speed vs the straightforward reference | >= 1.5x | "
-            f"{_f(v['speedup_vs_reference'])}x | {_ok(v['speedup_vs_reference'] >= TARGETS['step_speedup'])} |")
-        add(f"| training step, {prof} widths: model FLOP/s / measured float32 matmul peak | >= 50 % | "
-            f"{_pct(v['fraction_of_matmul_peak'])} | {_ok(v['fraction_of_matmul_peak'] >= TARGETS['step_peak_fraction'])} |")
+        row(f"training step, {prof} widths, batch {p['batch']}: speed vs the straightforward reference", ">= 1.5x",
+            f"{_f(v['speedup_vs_reference'])}x", v["speedup_vs_reference"] >= TARGETS["step_speedup"])
+        row(f"training step, {prof} widths: model FLOP/s / measured float32 matmul peak", ">= 50 %",
+            _pct(v["fraction_of_matmul_peak"]), v["fraction_of_matmul_peak"] >= TARGETS["step_peak_fraction"])
     inf = sec.get("inference")
     if inf:
-        add(f"| full-volume inference {'x'.join(map(str, inf['volume_shape']))}: speed vs 32^3 sliding window (0.75 overlap) | >= 8x | "
-            f"{_f(inf['speedup_vs_reference'], 1)}x | {_ok(inf['speedup_vs_reference'] >= TARGETS['inference_speedup'])} |")
-        add(f"| full-volume inference: mean Dice (CSF, GM, WM) difference to the sliding window | within 0.005 | "
-            f"{inf['mean_dice_difference']:+.4f} | {_ok(abs(inf['mean_dice_difference']) <= TARGETS['inference_dice'])}"
-            + (" (advnorm's Dice is the higher)" if inf["mean_dice_difference"] > TARGETS["inference_dice"] else "") + " |")
+        d = inf["mean_dice_difference"]
+        row(f"full-volume inference {'x'.join(map(str, inf['volume_shape']))}: speed vs 32^3 sliding window (0.75 overlap)",
+            ">= 8x", f"{_f(inf['speedup_vs_reference'], 1)}x", inf["speedup_vs_reference"] >= TARGETS["inference_speedup"])
+        row("full-volume inference: mean Dice (CSF, GM, WM) difference to the sliding window", "within 0.005", f"{d:+.4f}",
+            abs(d) <= TARGETS["inference_dice"], " (advnorm's Dice is the higher)" if d > TARGETS["inference_dice"] else "")
     data = sec.get("data")
     if data:
         ref = data["reference"]
-        add(f"| data pipeline: patches/s vs {'TorchIO Queue + LabelSampler' if ref == 'torchio' else 'a per-patch loop'} | >= 10x | "
-            f"{_f(data['speedup_vs_reference'], 1)}x | {_ok(data['speedup_vs_reference'] >= TARGETS['data_speedup'])} |")
-        add(f"| data pipeline: peak memory / the volumes' own size | <= 1.5x | {_f(data['advnorm']['peak_over_volumes'])}x | "
-            f"{_ok(data['advnorm']['peak_over_volumes'] <= TARGETS['data_memory'])} |")
+        row(f"data pipeline: patches/s vs {'TorchIO Queue + LabelSampler' if ref == 'torchio' else 'a per-patch loop'}",
+            ">= 10x", f"{_f(data['speedup_vs_reference'], 1)}x", data["speedup_vs_reference"] >= TARGETS["data_speedup"])
+        row("data pipeline: peak memory / the volumes' own size", "<= 1.5x", f"{_f(data['advnorm']['peak_over_volumes'])}x",
+            data["advnorm"]["peak_over_volumes"] <= TARGETS["data_memory"])
     sc = sec.get("scaling")
     if sc:
-        add(f"| share of the training step spent waiting for data | < 5 % | {_pct(sc['data_wait_fraction'], 2)} | "
-            f"{_ok(sc['data_wait_fraction'] < TARGETS['data_wait'])} |")
+        row("share of the training step spent waiting for data", "< 5 %", _pct(sc["data_wait_fraction"], 2),
+            sc["data_wait_fraction"] < TARGETS["data_wait"])
         fit = sc["epoch_vs_patches_fit"]
-        add(f"| epoch time linear in patches (least-squares line through the epochs) | linear | R^2 = {fit['r2']:.4f}, "
-            f"{_f(fit['seconds_per_patch'], 3)} s/patch | {_ok(fit['r2'] >= 0.98)} |")
-        add(f"| peak memory flat in the number of patch centres ({sc['memory_vs_patches'][0]['patch_centres']:,} to "
-            f"{sc['memory_vs_patches'][-1]['patch_centres']:,}) | flat | spread {_pct(sc['memory_spread'], 1)} | "
-            f"{_ok(sc['memory_spread'] < 0.05)} |")
+        row("epoch time linear in patches (least-squares line through the epochs)", "linear",
+            f"R^2 = {fit['r2']:.4f}, {_f(fit['seconds_per_patch'], 3)} s/patch", fit["r2"] >= 0.98)
+        row(f"peak memory flat in the number of patch centres ({sc['memory_vs_patches'][0]['patch_centres']:,} to "
+            f"{sc['memory_vs_patches'][-1]['patch_centres']:,})", "flat", f"spread {_pct(sc['memory_spread'], 1)}",
+            sc["memory_spread"] < 0.05)
     add("")
     limits = target_limits(step, inf)
     if limits:
@@ -322,7 +325,7 @@ def render(results: dict) -> str:
     add("## Where the speed comes from")
     add("")
     q = step.get("quick", {}).get("variants", {}) if step else {}
-    add("* **Convolution weight gradients split over the batch** (`advnorm.models.unet.Conv3d`, used by G, S and D; new")
+    add("* **Convolution weight gradients split over the batch** (`advnorm.models.conv3d.Conv3d`, used by G, S and D; new")
     add("  with this benchmark suite). On this AVX2 CPU oneDNN computes a 3-D convolution's weight gradient with an")
     add("  im2col + GEMM kernel whose two-thread reduction stalls whenever the other core is busy for a moment; it")
     add("  dominated the profile of the plain step. Each thread now computes the gradient of its share of the batch with")

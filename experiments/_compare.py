@@ -34,7 +34,8 @@ def one_run(run: Path, datasets, overrides: dict) -> dict:
             fit(resolve("quick", overrides=overrides), datasets, run, progress=False, log=lambda m: None)
         atomic_write_json(done, evaluate(TrainedModel(run), datasets, log=lambda m: None).to_json())
     summary = json.loads(done.read_text())["summary"]
-    rows = list(csv.DictReader(open(run / "training_log.csv")))
+    with open(run / "training_log.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
     per_domain = summary["per_domain"]
     return {
         "test_dice": {t: summary["mean"]["dice"][t]["mean"] for t in (*TISSUES, "mean")},

@@ -1,6 +1,6 @@
 """Each performance optimization gives the plain path's losses and outputs, within float32 tolerance.
 
-* the batch-split convolution weight gradient (``advnorm.models.unet.Conv3d``) vs PyTorch's own;
+* the batch-split convolution weight gradient (``advnorm.models.conv3d.Conv3d``) vs PyTorch's own;
 * channels-last 3-D memory format vs the default format, for a whole adversarial step;
 * D scoring real and generated patches in one pass vs two passes;
 * the foreach optimizers vs PyTorch's per-parameter loop;
@@ -20,11 +20,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-import advnorm.models.unet as unet
+import advnorm.models.conv3d as conv3d
 from advnorm.config import quick_profile
 from advnorm.data.patches import PatchIndex, gather, patch_corner
 from advnorm.models import build_discriminator, build_generator, build_segmenter
-from advnorm.models.unet import Conv3d, conv3d_weight_grad, fast_weight_grad
+from advnorm.models.conv3d import Conv3d, conv3d_weight_grad, fast_weight_grad
 from advnorm.training.methods import METHOD_SPECS
 from advnorm.training.step import AdversarialNormalization
 
@@ -41,8 +41,8 @@ def _close(a: torch.Tensor, b: torch.Tensor, rel: float = 1e-4) -> bool:
 @pytest.fixture
 def split_in_two_or_three(monkeypatch):
     """Force the batch-split path even for small convolutions and on one-core machines."""
-    monkeypatch.setattr(unet, "FAST_GRAD_MIN_FLOP", 0.0)
-    monkeypatch.setattr(unet, "WEIGHT_GRAD_SHARES", 3)
+    monkeypatch.setattr(conv3d, "FAST_GRAD_MIN_FLOP", 0.0)
+    monkeypatch.setattr(conv3d, "WEIGHT_GRAD_SHARES", 3)
 
 
 @pytest.mark.parametrize("cin,cout,k,stride,pad,bias,batch,fmt,size", [
@@ -99,7 +99,7 @@ def test_conv3d_is_plain_without_grad_and_in_eval():
 
 def test_split_workers_leave_the_thread_setting_alone():
     before = torch.get_num_threads()
-    pool = unet._single_thread_workers(2)
+    pool = conv3d._single_thread_workers(2)
     assert [pool.submit(torch.get_num_threads).result() for _ in range(4)] == [1, 1, 1, 1]
     assert torch.get_num_threads() == before
 

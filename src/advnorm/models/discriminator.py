@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from advnorm.models.unet import Conv3d
+from advnorm.models.conv3d import Conv3d
 
 
 def _norm(ch: int) -> nn.GroupNorm:
