@@ -80,7 +80,7 @@ def _train_run(run_dir: Path, steps: int, warmup_steps: int, shape, profile: str
     from advnorm.losses import default_dice_weights
     from advnorm.training.checkpoint import architecture, save_weights
     from advnorm.training.data import TrainingData
-    from advnorm.training.loop import versions
+    from advnorm.run_folder import versions
     from advnorm.training.methods import METHOD_SPECS
     from advnorm.training.step import AdversarialNormalization
 

@@ -225,7 +225,7 @@ def test_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(tiny_phantom
     assert main(argv) == 2
     line = _one_error_line(capsys.readouterr().err)
     assert "loss_seg became NaN/Inf" in line and "epoch 3" in line and "step 2" in line, line
-    assert "last good checkpoint" in line
+    assert "checkpoint_best.safetensors of an earlier epoch is kept" in line
     # epoch 2's checkpoints are on disk, byte for byte; nothing of the poisoned epoch 3 was written
     assert sorted(saved) == [0, 1]
     assert {p.name: _sha(p) for p in run.glob("*.*") if p.suffix in (".pt", ".safetensors")} == saved[1]
@@ -238,11 +238,11 @@ def test_inf_and_divergence_checks_name_epoch_step_and_term():
     from advnorm.training.loop import _check_finite
 
     history = [torch.tensor([0.7, 2.1]), torch.tensor([0.6, 80.0])]
-    with pytest.raises(AdvnormError, match=r"loss_dis diverged \(80\) at epoch 4, step 12"):
-        _check_finite(history, ["loss_seg", "loss_dis"], epoch=3, first_step=10)
+    with pytest.raises(AdvnormError, match=r"loss_dis diverged \(80\) at epoch 4, step 12.*earlier epoch is kept"):
+        _check_finite(history, ["loss_seg", "loss_dis"], epoch=3, first_step=10, has_checkpoint=True)
     history = [torch.tensor([0.7, 2.1]), torch.tensor([0.6, 2.0]), torch.tensor([float("inf"), 2.0])]
-    with pytest.raises(AdvnormError, match=r"loss_seg became NaN/Inf \(inf\) at epoch 1, step 3"):
-        _check_finite(history, ["loss_seg", "loss_dis"], epoch=0, first_step=0)
+    with pytest.raises(AdvnormError, match=r"loss_seg became NaN/Inf \(inf\) at epoch 2, step 3.*no checkpoint was written"):
+        _check_finite(history, ["loss_seg", "loss_dis"], epoch=1, first_step=0, has_checkpoint=False)
 
 
 # ------------------------------------------------------------------ (d) unwritable output

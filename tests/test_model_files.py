@@ -157,14 +157,28 @@ def test_predict_refuses_weights_of_another_k_or_architecture(tiny_run, tiny_pha
     assert not out.exists()
 
 
-def test_resume_refuses_a_training_state_of_another_k(tiny_run, tiny_phantom, tmp_path, capsys):
+def test_resume_refuses_another_number_of_domains(tiny_run, tiny_phantom, tmp_path, capsys):
+    from tests.fixtures import make_nnunet
+
     run = copy_run(tiny_run, tmp_path / "run")
     before = _snapshot(run)
-    three = [*tiny_phantom, tiny_phantom[0]]  # the third --data is a new domain (named InfantT1_2)
+    three = [*tiny_phantom, make_nnunet(tmp_path, "Dataset009_Third")]
     assert main(["train", "--out", str(run), "--resume", "--no-progress", *_data_args(three)]) == 2
     line = _one_error_line(capsys.readouterr().err)
-    assert str(run / "train_state.pt") in line and "n_domains is 2 in the file, 3 in the config" in line, line
+    assert str(run) in line and "--resume needs the data the run was started on" in line and "Third" in line, line
     assert _snapshot(run) == before
+
+
+def test_training_state_of_another_k_is_refused(tiny_run, tiny_phantom, tmp_path):
+    """Defence in depth below the data check: a training state made for K domains does not load into K + 1."""
+    from advnorm.training.loop import _restore
+
+    state = load_train_state(tiny_run / "train_state.pt")
+    cfg = resolve("quick", file=tiny_run / "config.json")
+    arch = architecture(cfg.to_dict(), 3)
+    model = AdversarialNormalization(cfg, METHOD_SPECS["adversarial"], 3, torch.ones(4) / 4, torch.device("cpu"))
+    with pytest.raises(AdvnormError, match="n_domains is 2 in the file, 3 in the config"):
+        _restore(state, tiny_run / "train_state.pt", model, {}, arch, ["a", "b", "c"])
 
 
 def test_resume_refuses_a_training_state_of_another_architecture(tiny_run, tiny_phantom, tmp_path, capsys):

@@ -139,7 +139,36 @@ def test_evaluate_writes_metrics(run, domains, tmp_path):
 
 @pytest.mark.parametrize("verb", ["inspect", "phantom", "train", "predict", "evaluate", "reproduce", "demo"])
 def test_every_verb_has_help(verb, capsys):
-    with pytest.raises(SystemExit) as exit_:
-        main([verb, "--help"])
-    assert exit_.value.code == 0
+    assert main([verb, "--help"]) == 0
     assert "usage: advnorm " + verb in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("code", ["LIA", "PIR", "LPS"])
+def test_predict_does_not_depend_on_the_stored_orientation(run, domains, tmp_path, code):
+    """Regression (issue 15.1): a coronally stored copy of a subject was segmented at Dice 0.11 / 0.40 / 0.49
+    where the axial copy gave 0.68 / 0.79 / 0.73. The same scan in any axis order must give the same labels."""
+    image = sorted(Path(domains[0], "imagesTr").glob("*.nii.gz"))[0]
+    src = nib.load(image)
+    ornt = nib.orientations.ornt_transform(nib.orientations.io_orientation(src.affine), nib.orientations.axcodes2ornt(code))
+    moved = src.as_reoriented(ornt)
+    copy = tmp_path / f"scan_{code}.nii.gz"
+    nib.save(nib.Nifti1Image(np.asarray(moved.dataobj), moved.affine), copy)
+    assert main(["predict", "--model", str(run), "-i", str(image), "-i", str(copy), "-o", str(tmp_path / "out")]) == 0
+    ref = nib.load(tmp_path / "out" / f"{image.name[:-7]}_seg.nii.gz")
+    got = nib.load(tmp_path / "out" / f"scan_{code}_seg.nii.gz")
+    assert got.shape == moved.shape and np.allclose(got.affine, moved.affine)
+    back = got.as_reoriented(nib.orientations.ornt_transform(nib.orientations.axcodes2ornt(code),
+                                                             nib.orientations.io_orientation(src.affine)))
+    np.testing.assert_array_equal(np.asarray(back.dataobj), np.asarray(ref.dataobj))
+
+
+def test_an_input_unlike_every_training_domain_gets_one_warning_line(run, domains, tmp_path, capsys):
+    """Regression (issue 15.6): inputs far from the training data were segmented as garbage without a word."""
+    label = sorted(Path(domains[0], "labelsTr").glob("*.nii.gz"))[0]
+    img = nib.load(label)
+    scan = tmp_path / "labels_as_image.nii.gz"
+    nib.save(nib.Nifti1Image(np.asarray(img.dataobj).astype(np.float32) * 100, img.affine), scan)
+    capsys.readouterr()
+    assert main(["predict", "--model", str(run), "-i", str(scan), "-o", str(tmp_path / "out")]) == 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"advnorm: warning: {scan}: intensities unlike every training domain"), err

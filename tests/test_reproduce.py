@@ -1,6 +1,9 @@
 """`advnorm reproduce` on a tiny phantom: both tables, the report and its figures, and resumability."""
 
 import csv
+import json
+import shutil
+from pathlib import Path
 
 from advnorm.cli import main
 from advnorm.evaluation.tables import TABLE1_COLUMNS, TABLE2_COLUMNS
@@ -32,3 +35,24 @@ def test_reproduce_writes_tables_report_and_figures(tiny_phantom, tiny_config, t
     capsys.readouterr()
     assert main(argv) == 0
     assert capsys.readouterr().out.count("finished earlier, skipped") == 7
+    # Regression (issue 15.2): a re-run with other settings or data once skipped every run and wrote a report
+    # naming the new settings over the old tables. Now it is refused before any work, and nothing changes.
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    for extra, why in (["--epochs", "4"], "train.epochs is 3 there, 4 now"), (["--seed", "5"], "train.seed is 0 there, 5 now"):
+        assert main(argv + extra) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and why in err[0] and str(out / "runs") in err[0] and "--recompute" in err[0], err
+    other = shutil.copytree(tiny_phantom[1], tmp_path / "other" / Path(tiny_phantom[1]).name)
+    victim = sorted((other / "labelsTr").iterdir())[0]
+    victim.write_bytes(victim.read_bytes())  # same bytes: the same data, reused
+    assert main([*argv[:-2], "--data", str(other), "--methods", "standardized"]) == 0
+    (other / "imagesTr" / victim.name.replace(".nii.gz", "_0000.nii.gz")).write_bytes(
+        (sorted((other / "imagesTr").iterdir())[1]).read_bytes())  # another image under the same case id
+    assert main([*argv[:-2], "--data", str(other), "--methods", "standardized"]) == 2
+    assert "files of case(s)" in capsys.readouterr().err
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file() and p.name not in ("report.md", "table1.csv", "table2.csv")
+            and not p.name.endswith(".png")} == {p: b for p, b in before.items() if p.name not in ("report.md", "table1.csv", "table2.csv")
+                                                  and not p.name.endswith(".png")}
+    # --recompute trains a stale run again, under the new settings
+    assert main(argv + ["--methods", "standardized", "--epochs", "2", "--recompute"]) == 0
+    assert json.loads((out / "runs" / "standardized" / "config.json").read_text())["train"]["epochs"] == 2

@@ -8,13 +8,22 @@ import logging
 import sys
 import warnings
 from pathlib import Path
+from typing import NoReturn
 
 from advnorm import __version__
 from advnorm.config import METHODS, PROFILES
-from advnorm.errors import AdvnormError
+from advnorm.errors import AdvnormError, AdvnormWarning
 
 EXIT_USER_ERROR = 2
 EXIT_INTERNAL_ERROR = 1
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (``advnorm: error: ...``) and exit code 2, like every other error."""
+
+    def error(self, message: str) -> NoReturn:
+        hint = f" (see '{self.prog} --help')"
+        self.exit(EXIT_USER_ERROR, f"advnorm: error: {' '.join(message.split())}{hint}\n")
 
 
 def _add_data(p: argparse.ArgumentParser, required: bool = True) -> None:
@@ -35,10 +44,10 @@ def _add_training(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="advnorm", description="Adversarial intensity normalization for multi-domain 3-D MRI segmentation.")
+    parser = _Parser(prog="advnorm", description="Adversarial intensity normalization for multi-domain 3-D MRI segmentation.")
     parser.add_argument("--version", action="version", version=f"advnorm {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
-    common = argparse.ArgumentParser(add_help=False)
+    common = _Parser(add_help=False)
     common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
     sub = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
     _add_parser = sub.add_parser
@@ -82,6 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data(p)
     p.add_argument("--out", required=True, type=Path)
     p.add_argument("--methods", help="comma-separated subset of " + ",".join(METHODS))
+    p.add_argument("--recompute", action="store_true",
+                   help="train again the runs in --out that were made with other settings or data (default: refuse)")
     _add_training(p)
 
     p = sub.add_parser("demo", help="build the phantom and reproduce Table 1 on it with the quick profile")
@@ -138,7 +149,7 @@ def run(args: argparse.Namespace) -> int:
 
         methods = args.methods.split(",") if args.methods else None
         reproduce(args.data, args.out, profile=args.profile, config_file=args.config, overrides=_training_overrides(args),
-                  methods=methods, progress=not args.no_progress)
+                  methods=methods, recompute=args.recompute, progress=not args.no_progress)
         return 0
     if args.verb == "demo":
         from advnorm.reproduce import demo
@@ -150,16 +161,37 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # a usage error (one line already printed), or --help / --version
+        return int(exc.code or 0)
+    with warnings.catch_warnings():  # the settings below last for this command only
+        _configure_messages(args)
+        return _run_reporting_errors(args)
+
+
+def _configure_messages(args: argparse.Namespace) -> None:
+    """Warnings are one line each on stderr (``advnorm: warning: FILE: problem``); ``--strict`` makes advnorm's
+    own warnings errors. Without ``--debug``, library chatter that is not the user's to act on is silenced."""
+    warnings.showwarning = _show_warning
+    warnings.simplefilter("always", AdvnormWarning)
+    if getattr(args, "strict", False):
+        warnings.simplefilter("error", AdvnormWarning)
     if not args.debug:
         warnings.filterwarnings("ignore", category=UserWarning, module="monai")
         # nibabel logs header fix-ups ("sform_code 7 not valid; setting to 0") straight to stderr,
         # which would break the one-line contract; real problems still raise and are reported
         logging.getLogger("nibabel.global").setLevel(logging.CRITICAL + 1)
-        warnings.formatwarning = lambda msg, cat, *a, **k: f"advnorm: warning: {msg}\n"
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: PLR0913 - the hook's signature
+    print(f"advnorm: warning: {' '.join(str(message).split())}", file=sys.stderr)
+
+
+def _run_reporting_errors(args: argparse.Namespace) -> int:
     try:
         return run(args)
-    except AdvnormError as exc:
+    except (AdvnormError, AdvnormWarning) as exc:  # a warning is raised as an error under --strict
         if args.debug:
             raise
         print(f"advnorm: error: {exc}", file=sys.stderr)

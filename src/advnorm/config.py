@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import types
 import typing
 from dataclasses import dataclass, field, fields, replace
@@ -150,6 +151,7 @@ def resolve(profile: str = "quick", *, file: str | Path | None = None, overrides
         data.pop("versions", None)
         data.pop("run", None)
         cfg = _merge(cfg, data, str(path), "")
+    from_file = cfg
     for dotted, value in (overrides or {}).items():
         if value is None:
             continue
@@ -158,8 +160,21 @@ def resolve(profile: str = "quick", *, file: str | Path | None = None, overrides
         for part in reversed(head.split(".") if head else []):
             nested = {part: nested}
         cfg = _merge(cfg, nested, "command line", "")
-    validate(cfg)
+    try:
+        validate(cfg)
+    except AdvnormError as exc:
+        if file is not None and _invalid(replace(from_file, method=cfg.method)):
+            raise AdvnormError(exc.problem, file) from None  # the bad value is in the file: name it
+        raise
     return cfg
+
+
+def _invalid(cfg: Config) -> bool:
+    try:
+        validate(cfg)
+    except AdvnormError:
+        return True
+    return False
 
 
 def validate(cfg: Config) -> None:
@@ -169,6 +184,8 @@ def validate(cfg: Config) -> None:
             raise AdvnormError(f"invalid configuration: {what}")
 
     t, o, m, loss = cfg.train, cfg.optim, cfg.model, cfg.loss
+    for name, value in _numbers(cfg):
+        need(math.isfinite(value), f"{name} must be a finite number, got {value!r}")
     need(cfg.method in METHODS, f"method must be one of {', '.join(METHODS)}")
     need(t.epochs >= 1, "train.epochs must be >= 1")
     need(0 <= t.warmup_epochs < t.epochs or cfg.method not in ("unconstrained", "adversarial") or t.warmup_epochs == 0,
@@ -192,7 +209,23 @@ def validate(cfg: Config) -> None:
     need(loss.dice_epsilon > 0 and loss.adv_lambda >= 0, "loss.dice_epsilon must be > 0 and loss.adv_lambda >= 0")
     need(len(cfg.data.fractions) == 3 and all(f >= 0 for f in cfg.data.fractions) and abs(sum(cfg.data.fractions) - 1) < 1e-6,
          "data.fractions must be three non-negative numbers summing to 1")
+    need(all(f > 0 for f in cfg.data.fractions),
+         "data.fractions: training, validation and test each need a share > 0 (every set holds at least one subject)")
     need(50 < cfg.data.scale_percentile <= 100, "data.scale_percentile must be in (50, 100]")
+
+
+def _numbers(obj: Any, prefix: str = "") -> list[tuple[str, float]]:
+    """Every float (also inside tuples) of a config tree, with its dotted name."""
+    out: list[tuple[str, float]] = []
+    for f in fields(obj):
+        value, name = getattr(obj, f.name), f"{prefix}{f.name}"
+        if dataclasses.is_dataclass(value):
+            out += _numbers(value, name + ".")
+        elif isinstance(value, float):
+            out.append((name, value))
+        elif isinstance(value, tuple):
+            out += [(name, float(v)) for v in value if isinstance(v, float)]
+    return out
 
 
 def _merge(obj: Any, data: dict[str, Any], source: str, prefix: str) -> Any:
@@ -256,3 +289,17 @@ def _coerce(value: Any, hint: Any, where: str, source: str) -> Any:
             raise AdvnormError(f"configuration key {where!r} must be a string, got {value!r}", source)
         return value
     return value
+
+
+def differences(stored: Any, expected: Any, *, there: str = "in the file", here: str = "in the config",
+                where: str = "") -> list[str]:
+    """Human-readable differences between two nested JSON-like values (lists and tuples compare alike):
+    ``"model.widths is [4, 8] in the file, [4, 16] in the config"``."""
+    if isinstance(stored, dict) and isinstance(expected, dict):
+        out = []
+        for key in sorted(set(stored) | set(expected)):
+            out += differences(stored.get(key), expected.get(key), there=there, here=here, where=f"{where}{key}.")
+        return out
+    if isinstance(stored, (list, tuple)) and isinstance(expected, (list, tuple)):
+        stored, expected = list(stored), list(expected)
+    return [] if stored == expected else [f"{where.rstrip('.')} is {stored!r} {there}, {expected!r} {here}"]

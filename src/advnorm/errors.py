@@ -12,3 +12,13 @@ class AdvnormError(Exception):
         self.problem = " ".join(str(problem).split())  # always one line
         self.path = None if path is None else str(path)
         super().__init__(self.problem if self.path is None else f"{self.path}: {self.problem}")
+
+
+class AdvnormWarning(UserWarning):
+    """Something a user should look at before trusting a result (the CLI prints it on one line;
+    ``--strict`` turns it into an error)."""
+
+    def __init__(self, problem: str, path: str | Path | None = None) -> None:
+        self.problem = " ".join(str(problem).split())
+        self.path = None if path is None else str(path)
+        super().__init__(self.problem if self.path is None else f"{self.path}: {self.problem}")

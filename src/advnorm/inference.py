@@ -9,7 +9,7 @@ to the source grid and only then turned into labels.
 
 from __future__ import annotations
 
-import json
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,13 +17,13 @@ import numpy as np
 import torch
 from monai.inferers import sliding_window_inference
 
-from advnorm.config import resolve
-from advnorm.data.intensity import transform_image
+from advnorm.data.divergence import jensen_shannon
+from advnorm.data.intensity import FAR_FROM_TRAINING_JSD, input_histogram, raw_input_problem, transform_image
 from advnorm.data.subject import Subject
 from advnorm.data.volume_io import save_nifti
-from advnorm.errors import AdvnormError
+from advnorm.errors import AdvnormError, AdvnormWarning
+from advnorm.run_folder import RunFolder, pick_device
 from advnorm.training.checkpoint import architecture, load_weights
-from advnorm.training.loop import RunFiles, pick_device
 from advnorm.training.methods import METHOD_SPECS
 from advnorm.training.step import AdversarialNormalization
 
@@ -45,28 +45,35 @@ class TrainedModel:
     """A run folder loaded for inference: config, fitted input transform and weights (never pickles)."""
 
     def __init__(self, run_dir: str | Path, checkpoint: str = "best", device: str = "auto") -> None:
-        files = RunFiles(Path(run_dir))
-        if not files.config.exists():
-            raise AdvnormError("not a training run folder (config.json missing)", files.root)
-        try:
-            raw = json.loads(files.config.read_text())
-            run = raw["run"]
-        except (json.JSONDecodeError, KeyError, OSError) as exc:
-            raise AdvnormError(f"run config is unreadable or incomplete ({type(exc).__name__})", files.config) from None
-        self.cfg = resolve(raw.get("profile", "quick"), file=files.config)
-        self.run = run
+        files = RunFolder(Path(run_dir))
+        self.cfg, self.run = files.read_config()
         self.spec = METHOD_SPECS[self.cfg.method]
-        self.domains: list[str] = run["domains"]
+        self.domains: list[str] = self.run["domains"]
         self.device = pick_device(device)
-        weights = torch.tensor(run["dice_weights"])
+        weights = torch.tensor(self.run["dice_weights"])
         self.model = AdversarialNormalization(self.cfg, self.spec, len(self.domains), weights, self.device)
-        path = files.best if checkpoint == "best" else files.final
-        load_weights(path, self.model.networks(), architecture(self.cfg.to_dict(), len(self.domains)))
+        load_weights(files.checkpoint(checkpoint), self.model.networks(), architecture(self.cfg.to_dict(), len(self.domains)))
         self.model.eval()
 
     def network_input(self, subject: Subject) -> np.ndarray:
-        return transform_image(self.spec.input_transform, subject.image, subject.mask,
-                               percentile=self.cfg.data.scale_percentile, fitted=self.run.get("input_state") or None)
+        """The run's input transform of ``subject``; an image it cannot take is refused, one unlike every
+        training domain gets a warning (:class:`AdvnormWarning`) naming the file."""
+        kind = self.spec.input_transform
+        problem = raw_input_problem(kind, subject.image, subject.mask)
+        if problem is not None:
+            raise AdvnormError(problem, subject.source.path)
+        x = transform_image(kind, subject.image, subject.mask, percentile=self.cfg.data.scale_percentile,
+                            fitted=self.run.get("input_state") or None)
+        stored = self.run.get("input_histograms") or {}
+        if stored:
+            hist = input_histogram(kind, x, subject.mask)
+            nearest, jsd = min(((d, jensen_shannon(hist, np.asarray(h))) for d, h in stored.items()), key=lambda t: t[1])
+            if jsd > FAR_FROM_TRAINING_JSD:
+                warnings.warn(AdvnormWarning(
+                    f"intensities unlike every training domain of this run (JSD {jsd:.2f} to the nearest, {nearest}): "
+                    "check that it is the same modality, unnormalized; its results may be unreliable",
+                    subject.source.path), stacklevel=2)
+        return x
 
     @torch.no_grad()
     def predict(self, subject: Subject, *, window: int = DEFAULT_WINDOW, overlap: float = 0.25) -> Prediction:

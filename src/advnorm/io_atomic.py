@@ -6,6 +6,7 @@ import contextlib
 import json
 import os
 import shutil
+import socket
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,12 +21,12 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     suffix = "".join(path.suffixes) or ".tmp"
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".part{suffix}", dir=path.parent)
     tmp = Path(tmp_name)
-    try:
-        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600 files; give the final file the usual mode
-    finally:
-        os.close(fd)
+    os.close(fd)
     try:
         yield tmp
+        # mkstemp makes 0600 files, and some writers (safetensors) replace the file with another 0600 one:
+        # give the final file the mode any other file gets (0644 under the usual umask)
+        os.chmod(tmp, 0o666 & ~_umask())
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, path)
@@ -62,31 +63,87 @@ def _fsync_dir(folder: Path) -> None:
             os.close(fd)
 
 
+STAGING_TAG = ".advnorm-partial-"
+
+
 @contextlib.contextmanager
 def staged_folder(out_dir: str | Path) -> Iterator[Path]:
-    """Yield a hidden staging folder inside ``out_dir``; on success its files move into ``out_dir``.
+    """Yield a hidden staging folder; on success its files appear in ``out_dir`` all at once.
 
-    On any failure the staged files are removed, and so is ``out_dir`` (with any parent)
-    if it was created here: a command that fails half-way leaves no partial output.
+    When ``out_dir`` (or some of its parents) does not exist yet, the top-most missing folder is
+    staged beside its future place (``.<name>.advnorm-partial-<host>-<pid>-*``) and renamed into place
+    at the end, so a kill at any moment leaves no new folder behind. Into an existing ``out_dir`` the
+    files are staged inside it and moved in at the end. On an error the staging folder is removed.
+    A kill (-9) cannot clean up: the next run for the same ``out_dir`` removes staging folders whose
+    process is gone (:func:`remove_stale_staging`).
     """
     out_dir = Path(out_dir)
-    created = None
-    for folder in (out_dir, *out_dir.parents):
-        if folder.exists():
-            break
-        created = folder
-    out_dir.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".advnorm-partial-", dir=out_dir))
+    top = _top_missing(out_dir)
+    remove_stale_staging(out_dir)
+    if top is None:
+        staging = Path(tempfile.mkdtemp(prefix=f"{STAGING_TAG}{_owner()}-", dir=out_dir))
+        root = staging
+    else:
+        root = Path(tempfile.mkdtemp(prefix=f".{top.name}{STAGING_TAG}{_owner()}-", dir=top.parent))
+        staging = root / out_dir.relative_to(top)
+        staging.mkdir(parents=True, exist_ok=True)
     try:
         yield staging
-        for f in sorted(staging.iterdir()):
-            os.replace(f, out_dir / f.name)
-        staging.rmdir()
+        if top is not None and not top.exists():
+            os.chmod(root, 0o777 & ~_umask())  # mkdtemp makes 0700 folders
+            os.replace(root, top)
+        else:
+            out_dir.mkdir(parents=True, exist_ok=True)
+            for f in sorted(staging.iterdir()):
+                os.replace(f, out_dir / f.name)
+            shutil.rmtree(root)
+        _fsync_dir(out_dir.parent)
     except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        if created is not None:
-            shutil.rmtree(created, ignore_errors=True)
+        shutil.rmtree(root, ignore_errors=True)
         raise
+
+
+def _top_missing(path: Path) -> Path | None:
+    """The top-most folder of ``path`` (itself included) that does not exist yet; ``None`` if it exists."""
+    if path.exists():
+        return None
+    top = path
+    while not top.parent.exists():
+        top = top.parent
+    return top
+
+
+def _owner() -> str:
+    return f"{socket.gethostname().replace('-', '_')}-{os.getpid()}"
+
+
+def remove_stale_staging(out_dir: str | Path) -> list[Path]:
+    """Remove staging folders for ``out_dir`` left by killed runs on this host; returns what was removed."""
+    out_dir = Path(out_dir)
+    host = socket.gethostname().replace("-", "_")
+    top = _top_missing(out_dir) or out_dir
+    candidates = list(top.parent.glob(f".{top.name}{STAGING_TAG}*"))
+    if out_dir.is_dir():
+        candidates += out_dir.glob(f"{STAGING_TAG}*")
+    removed = []
+    for folder in candidates:
+        tag = folder.name[folder.name.index(STAGING_TAG) + len(STAGING_TAG):]
+        parts = tag.split("-")
+        if len(parts) < 3 or parts[0] != host or not parts[1].isdigit() or _alive(int(parts[1])):
+            continue
+        shutil.rmtree(folder, ignore_errors=True)
+        removed.append(folder)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:

@@ -18,14 +18,9 @@ def train(data: list[str], out: Path, *, method: str, profile: str = "quick", co
     out = Path(out)
     if resume and config_file is None and (out / "config.json").exists():
         config_file = str(out / "config.json")
-    try:
-        cfg = resolve(profile, file=config_file, overrides={**(overrides or {}), "method": method})
-    except AdvnormError as exc:
-        if exc.path is None and config_file is not None and _file_is_invalid(profile, config_file, method):
-            raise AdvnormError(exc.problem, config_file) from None  # name the file holding the bad value
-        raise
+    cfg = resolve(profile, file=config_file, overrides={**(overrides or {}), "method": method})
     datasets = open_domains(data)
-    _refuse_inside_inputs(out, [d.root for d in datasets], "run folder")
+    refuse_inside_inputs(out, [d.root for d in datasets], "run folder")
     summary = fit(cfg, datasets, out, resume=resume, progress=progress, log=log)
     log(format_summary(out, summary))
     return summary
@@ -51,7 +46,7 @@ def predict(model_dir: Path, inputs: list[str], out_dir: Path, *, overwrite: boo
     datasets = [open_input(spec) for spec in inputs]
     out_dir = Path(out_dir)
     input_files = {Path(c.image).resolve() for d in datasets for c in d.cases}
-    _refuse_inside_inputs(out_dir, [d.root for d in datasets if d.layout != "file"], "output folder")
+    refuse_inside_inputs(out_dir, [d.root for d in datasets if d.layout != "file"], "output folder")
     planned = [(d, c) for d in datasets for c in d.cases]
     if not planned:
         raise AdvnormError("no images to predict", inputs[0])
@@ -96,15 +91,7 @@ def evaluate_run(model_dir: Path, data: list[str], output: Path, *, checkpoint: 
     return result
 
 
-def _file_is_invalid(profile: str, config_file: str, method: str) -> bool:
-    try:
-        resolve(profile, file=config_file, overrides={"method": method})
-    except AdvnormError:
-        return True
-    return False
-
-
-def _refuse_inside_inputs(out: Path, roots: list[Path], what: str) -> None:
+def refuse_inside_inputs(out: Path, roots: list[Path], what: str) -> None:
     out_r = Path(out).resolve()
     for root in roots:
         root_r = Path(root).resolve()

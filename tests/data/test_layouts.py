@@ -13,6 +13,7 @@ import pytest
 from advnorm.data.grid import resample
 from advnorm.data.layouts import LAYOUTS, CaseRef, Dataset, open_domains, open_input
 from advnorm.data.layouts.nnunet import label_map_from
+from advnorm.errors import AdvnormError
 from tests.fixtures import make_iseg2017, make_mrbrains13, make_mrbrains18, make_nnunet
 
 ISEG_MAP = {0: 0, 10: 1, 150: 2, 250: 3}
@@ -157,9 +158,41 @@ def test_with_label_false_keeps_label_based_skull_stripping(roots):
     np.testing.assert_array_equal(full.image, bare.image)
 
 
-def test_domain_names_are_made_unique(roots):
-    specs = [str(roots["iseg2017"]), f"iseg2017:{roots['iseg2017']}", str(roots["iseg2017"]), str(roots["nnunet"])]
-    assert [d.name for d in open_domains(specs)] == ["iseg2017", "iseg2017_2", "iseg2017_3", "Test"]
+def test_domain_names_are_made_unique(roots, tmp_path):
+    other = make_iseg2017(tmp_path / "iSeg-2019-Training")
+    specs = [str(roots["iseg2017"]), f"iseg2017:{other}", str(roots["nnunet"])]
+    assert [d.name for d in open_domains(specs)] == ["iseg2017", "iseg2017_2", "Test"]
+
+
+@pytest.mark.parametrize("second", ["same", "forced", "symlink", "trailing-slash"])
+def test_the_same_folder_twice_is_refused(roots, tmp_path, second):
+    """Regression (issue 15.5): --data X --data X became two domains and counted every subject twice."""
+    folder = roots["iseg2017"]
+    spec = {"same": str(folder), "forced": f"iseg2017:{folder}", "trailing-slash": str(folder) + "/"}.get(second)
+    if second == "symlink":
+        (tmp_path / "link").symlink_to(folder, target_is_directory=True)
+        spec = str(tmp_path / "link")
+    with pytest.raises(AdvnormError, match="dataset folder is given twice"):
+        open_domains([str(folder), spec])
+
+
+NNUNET_SILENT_DROPS = [
+    ("other-ending", lambda d: (d / "imagesTr" / "case_002_0000.nii.gz").rename(d / "imagesTr" / "case_002_0000.nii"),
+     "file_ending"),
+    ("no-channel", lambda d: (d / "imagesTr" / "case_002_0000.nii.gz").rename(d / "imagesTr" / "case_002.nii.gz"),
+     "channel suffix"),
+    ("orphan-label", lambda d: shutil.copy(d / "labelsTr" / "case_001.nii.gz", d / "labelsTr" / "case_099.nii.gz"),
+     "has no image"),
+]
+
+
+@pytest.mark.parametrize("name,change,message", NNUNET_SILENT_DROPS, ids=[c[0] for c in NNUNET_SILENT_DROPS])
+def test_nnunet_files_are_never_silently_ignored(tmp_path, name, change, message):
+    """Regression (issue 15.7): a case saved as .nii in a .nii.gz dataset was dropped without a word."""
+    folder = make_nnunet(tmp_path, "Dataset005_Mixed")
+    change(folder)
+    with pytest.raises(AdvnormError, match=message):
+        open_domains([str(folder)])
 
 
 def test_iseg2019_folder_and_zip_nesting(tmp_path):

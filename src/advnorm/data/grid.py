@@ -9,6 +9,8 @@ same operation in the other direction (:func:`resample`), which is how
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 from scipy import ndimage as ndi
 
@@ -50,9 +52,11 @@ def resample(
         return perm(data)
     out_dtype = data.dtype if order == 0 else np.float32
     src = data if order == 0 else data.astype(np.float32, copy=False)
-    return ndi.affine_transform(
-        src, matrix, offset=offset, output_shape=tuple(dst_shape), order=order, mode="constant", cval=cval, prefilter=order > 1
+    out = ndi.affine_transform(
+        src, matrix, offset=offset, output_shape=tuple(dst_shape), order=order, mode="nearest", prefilter=order > 1
     ).astype(out_dtype, copy=False)
+    out[~_inside(matrix, offset, data.shape, dst_shape)] = cval
+    return out
 
 
 def crop_box(mask: np.ndarray, margin: int) -> tuple[slice, slice, slice]:
@@ -70,38 +74,61 @@ def shift_affine(affine: np.ndarray, box: tuple[slice, slice, slice]) -> np.ndar
     return out
 
 
+EDGE_TOLERANCE = 1e-3
+"""Source coordinates this far (in voxels) outside the array still count as inside: a grid point on
+the field of view's edge must not fall out by float rounding, whatever axis order the file stores."""
+
+
+def _inside(matrix: np.ndarray, offset: np.ndarray, src_shape: tuple[int, ...], dst_shape: tuple[int, ...]) -> np.ndarray:
+    """Destination voxels whose source coordinate lies within the source array (one source axis at a time)."""
+    axes = [np.arange(n, dtype=np.float64) for n in dst_shape]
+    inside = np.ones(tuple(dst_shape), dtype=bool)
+    for i in range(3):
+        coord = offset[i] + sum(matrix[i, j] * axes[j].reshape([-1 if k == j else 1 for k in range(3)]) for j in range(3))
+        inside &= (coord >= -EDGE_TOLERANCE) & (coord <= src_shape[i] - 1 + EDGE_TOLERANCE)
+    return inside
+
+
 def _is_identity_like(matrix: np.ndarray, offset: np.ndarray) -> bool:
     return bool(np.allclose(matrix, np.eye(3), atol=1e-6) and np.allclose(offset, 0.0, atol=1e-4))
 
 
-def _signed_permutation(matrix, offset, src_shape, dst_shape):
-    """Exact fast path when the mapping is a pure axis permutation/flip with integer shift."""
+def _signed_permutation(matrix: np.ndarray, offset: np.ndarray, src_shape: tuple[int, ...],
+                        dst_shape: tuple[int, ...]) -> Callable[[np.ndarray], np.ndarray] | None:
+    """Exact fast path when the mapping is a pure axis permutation/flip with an integer shift.
+
+    ``src = matrix @ dst + offset``: row ``i`` of ``matrix`` belongs to *source* axis ``i``,
+    column ``j`` to *destination* axis ``j``. So destination axis ``j`` reads the source axis
+    ``a`` whose row has its non-zero entry in column ``j``, with that row's sign and offset:
+    ``src_a = matrix[a, j] * dst_j + offset[a]``. (Reading rows as destination axes, as an
+    earlier version did, is right only for the permutations that are their own inverse and
+    zero offsets: it resampled coronally stored scans wrongly.)
+    """
     rounded = np.round(matrix)
     if not np.allclose(matrix, rounded, atol=1e-6) or not np.allclose(offset, np.round(offset), atol=1e-4):
         return None
-    if not all(np.count_nonzero(rounded[i]) == 1 for i in range(3)) or abs(abs(np.linalg.det(rounded)) - 1) > 1e-6:
+    nonzero = rounded != 0
+    if not (nonzero.sum(axis=0) == 1).all() or not (nonzero.sum(axis=1) == 1).all() or not np.all(np.abs(rounded[nonzero]) == 1):
         return None
-    offset = np.round(offset).astype(int)
-    axes = [int(np.flatnonzero(rounded[i])[0]) for i in range(3)]  # dst axis i reads src axis axes[i]
-    signs = [int(rounded[i, axes[i]]) for i in range(3)]
+    shift = np.round(offset).astype(int)
+    src_axis = [int(np.flatnonzero(nonzero[:, j])[0]) for j in range(3)]  # dst axis j reads src axis src_axis[j]
+    signs = [int(rounded[src_axis[j], j]) for j in range(3)]
+    starts = [int(shift[src_axis[j]]) for j in range(3)]
 
     def apply(data: np.ndarray) -> np.ndarray:
         out = np.zeros(tuple(dst_shape), dtype=data.dtype)
-        # src index along axes[i] = signs[i] * dst_i + offset[i]
         dst_slices, src_index = [], []
-        for i in range(3):
-            n_src, n_dst = src_shape[axes[i]], dst_shape[i]
-            d = np.arange(n_dst)
-            s = signs[i] * d + offset[i]
-            ok = (s >= 0) & (s < n_src)
+        for j in range(3):
+            d = np.arange(dst_shape[j])
+            s = signs[j] * d + starts[j]
+            ok = (s >= 0) & (s < src_shape[src_axis[j]])
             if not ok.any():
                 return out
             d_ok = d[ok]
             dst_slices.append(slice(int(d_ok[0]), int(d_ok[-1]) + 1))
             src_index.append(s[ok])
-        moved = np.transpose(data, axes)
-        block = moved[np.ix_(*src_index)]
-        out[tuple(dst_slices)] = block
+        moved = np.transpose(data, src_axis)  # moved[j-th axis] runs along dst axis j
+        out[tuple(dst_slices)] = moved[np.ix_(*src_index)]
         return out
 
     return apply

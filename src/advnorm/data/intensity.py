@@ -73,3 +73,41 @@ def transform_image(kind: str, image: np.ndarray, mask: np.ndarray, *, percentil
             raise ValueError("nyul needs fitted landmarks")
         return nyul_image(image, mask, fitted)
     raise ValueError(f"unknown input transform {kind!r}")
+
+
+# -- is an input within what a run was trained on? ------------------------------------------------------------
+
+HISTOGRAM_BINS = 64
+HISTOGRAM_RANGE = {"scale": (0.0, SCALE_TOP), "zscore": (-4.0, 4.0), "nyul": (-0.5, 1.5)}
+"""The value range of each transform's output that the training-input histograms are taken over."""
+FAR_FROM_TRAINING_JSD = 0.5
+"""An input whose transformed brain histogram is further than this (JSD, bits) from every training domain's
+gets a warning; between the phantom's three very different domains the JSD is about 0.2."""
+MAX_NEGATIVE_SHARE = 0.01
+"""More negative brain voxels than this share means the image was already normalized (z-scored, ...)."""
+
+
+def input_histogram(kind: str, transformed: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Probability histogram of a transformed image's brain voxels on the transform's fixed range."""
+    lo, hi = HISTOGRAM_RANGE[kind]
+    counts, _ = np.histogram(np.clip(transformed[mask], lo, hi), bins=HISTOGRAM_BINS, range=(lo, hi))
+    return counts / max(int(counts.sum()), 1)
+
+
+def raw_input_problem(kind: str, image: np.ndarray, mask: np.ndarray) -> str | None:
+    """Why a raw image cannot be fed to a run whose input transform is ``kind`` (``None``: it can).
+
+    ``scale`` divides by a high percentile and clips at 0, so it needs raw, non-negative MR magnitudes:
+    an image that was z-scored before (half its brain below 0) would be clipped into garbage.
+    ``zscore`` and ``nyul`` are invariant to a shift and a positive gain, so they take any image.
+    """
+    if kind != "scale":
+        return None
+    brain = image[mask]
+    share = float(np.mean(brain < 0)) if brain.size else 0.0
+    if share > MAX_NEGATIVE_SHARE:
+        return (f"{share:.0%} of the brain voxels are negative: this run rescales raw MR intensities (>= 0) and "
+                "would clip them; give it the image as acquired, before any z-scoring or other normalization")
+    if brain.size == 0 or float(np.percentile(brain, 99.5)) <= 0:
+        return "the brain holds no positive intensities"
+    return None

@@ -112,7 +112,7 @@ def build_subject(
         label_raw = map_labels(lab.data, label_map or {0: 0, 1: 1, 2: 2, 3: 3}, lab.path)
 
     image = img.data.astype(np.float32)
-    mask = _brain_mask(image, label_raw, mask_from, img.path)
+    mask = _brain_mask(image, label_raw, mask_from, img.path, None if label_path is None else Path(label_path))
     image = np.where(mask, image, 0.0).astype(np.float32)
 
     dst_affine, dst_shape = working_affine(img.affine, image.shape, spacing)
@@ -140,7 +140,7 @@ def build_subject(
     )
 
 
-def _brain_mask(image: np.ndarray, label: np.ndarray | None, mask_from: str, path: Path) -> np.ndarray:
+def _brain_mask(image: np.ndarray, label: np.ndarray | None, mask_from: str, path: Path, label_path: Path | None) -> np.ndarray:
     if mask_from == "auto":
         zero_fraction = float(np.mean(image == 0))
         mask_from = "nonzero" if zero_fraction > 0.05 or label is None else "label"
@@ -148,6 +148,9 @@ def _brain_mask(image: np.ndarray, label: np.ndarray | None, mask_from: str, pat
         if label is None:
             raise AdvnormError("this layout skull-strips with the label map, but no label file was found", path)
         mask = label > 0
+        if not mask.any():  # the label file is at fault, not the image
+            raise AdvnormError("label map holds only background (0): this layout skull-strips with the label map, "
+                               "so the brain mask would be empty", label_path or path)
     elif mask_from == "nonzero":
         mask = image != 0
     else:  # pragma: no cover - programming error

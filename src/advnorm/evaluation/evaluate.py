@@ -8,14 +8,17 @@ image for those baselines), whole brain and per tissue.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from advnorm.data.fingerprint import case_digest
 from advnorm.data.intensity import transform_image
 from advnorm.data.layouts import Dataset
 from advnorm.data.subject import Subject
+from advnorm.errors import AdvnormError, AdvnormWarning
 from advnorm.evaluation.intensity_agreement import per_class_jsd
 from advnorm.evaluation.metrics import case_metrics, summarize
 from advnorm.inference import Prediction, TrainedModel
@@ -46,29 +49,52 @@ class Evaluation:
 
 def test_cases(model: TrainedModel, ds: Dataset):
     """The domain's test subjects under the run's split (recomputed identically for unseen domains)."""
+    if not ds.labelled():
+        return []
     split = model.run.get("split", {}).get(ds.name) or domain_split(ds, model.cfg)
     wanted = set(split["test"])
-    return [c for c in ds.labelled() if c.case_id in wanted]
+    cases = [c for c in ds.labelled() if c.case_id in wanted]
+    _warn_if_other_files(model, ds, cases)
+    return cases
+
+
+def _warn_if_other_files(model: TrainedModel, ds: Dataset, cases: list) -> None:
+    """The run's split is by case id; if a training domain's test cases are not the files the run was
+    trained beside, this is another copy or another dataset and "held out" is not guaranteed: say so."""
+    recorded = {d["name"]: d for d in model.run.get("data", [])}.get(ds.name)
+    if recorded is None:
+        return
+    known = {c["case"]: c for c in recorded.get("cases", [])}
+    changed = [c.case_id for c in cases if c.case_id in known and case_digest(c) != known[c.case_id]]
+    if changed:
+        warnings.warn(AdvnormWarning(
+            f"the files of test case(s) {', '.join(changed[:3])} differ from those in the data the run was trained "
+            f"beside, although the domain is called {ds.name} like one of its training domains; the split by case "
+            "id may not hold these subjects out", ds.root), stacklevel=2)
 
 
 def evaluate(model: TrainedModel, datasets: list[Dataset], *, keep_predictions: bool = False,
              log: Callable[[str], None] = print) -> Evaluation:
     result = Evaluation()
+    planned = [(ds, case) for ds in datasets for case in test_cases(model, ds)]
+    if not planned:
+        given = ", ".join(f"{d.name} ({len(d.labelled())} labelled)" for d in datasets)
+        raise AdvnormError(f"no labelled test subject of this run in the --data folders ({given}); evaluate needs the "
+                           "domains the run was trained on, or labelled subjects of a new domain", datasets[0].root)
     inputs: dict[str, list] = {}
     outputs: dict[str, list] = {}
     labels: dict[str, list] = {}
-    for ds in datasets:
-        for case in test_cases(model, ds):
-            subject = ds.load_case(case)
-            pred = model.predict(subject)
-            metrics = case_metrics(pred.labels, subject.label, subject.spacing)
-            log(f"  {ds.name}/{case.case_id}: Dice " + " ".join(f"{k}={v:.3f}" for k, v in metrics["dice"].items()))
-            result.cases.append(CaseResult(ds.name, case.case_id, subject if keep_predictions else None,
-                                           pred if keep_predictions else None, metrics))
-            brain = subject.label > 0
-            inputs.setdefault(ds.name, []).append(raw_input(model, subject)[brain])
-            outputs.setdefault(ds.name, []).append(pred.normalized[brain])
-            labels.setdefault(ds.name, []).append(subject.label[brain])
+    for ds, case in planned:
+        subject = ds.load_case(case)
+        pred = model.predict(subject)
+        metrics = case_metrics(pred.labels, subject.label, subject.spacing)
+        log(f"  {ds.name}/{case.case_id}: Dice " + " ".join(f"{k}={v:.3f}" for k, v in metrics["dice"].items()))
+        result.cases.append(CaseResult(ds.name, case.case_id, subject if keep_predictions else None,
+                                       pred if keep_predictions else None, metrics))
+        brain = subject.label > 0
+        inputs.setdefault(ds.name, []).append(raw_input(model, subject)[brain])
+        outputs.setdefault(ds.name, []).append(pred.normalized[brain])
+        labels.setdefault(ds.name, []).append(subject.label[brain])
     by_domain = {}
     for name in dict.fromkeys(c.domain for c in result.cases):
         by_domain[name] = summarize([c.metrics for c in result.cases if c.domain == name])

@@ -18,6 +18,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from advnorm.config import differences
 from advnorm.errors import AdvnormError
 from advnorm.io_atomic import atomic_path
 
@@ -51,7 +52,7 @@ def load_weights(path: str | Path, networks: dict[str, torch.nn.Module], arch: d
     if meta.get("format") != FORMAT:
         raise AdvnormError("not an advnorm weights file (missing format metadata)", path)
     stored = json.loads(meta.get("architecture", "{}"))
-    diffs = _differences(stored, arch)
+    diffs = differences(stored, arch)
     if diffs:
         raise AdvnormError("weights do not match the run's config: " + "; ".join(diffs[:4]), path)
     for name, net in networks.items():
@@ -61,17 +62,6 @@ def load_weights(path: str | Path, networks: dict[str, torch.nn.Module], arch: d
             net.load_state_dict(own, strict=True)
         except RuntimeError as exc:
             raise AdvnormError(f"weights of {name} do not fit the network: {' '.join(str(exc).split())[:160]}", path) from None
-
-
-def _differences(stored: Any, expected: Any, where: str = "") -> list[str]:
-    if isinstance(stored, dict) and isinstance(expected, dict):
-        out = []
-        for key in sorted(set(stored) | set(expected)):
-            out += _differences(stored.get(key), expected.get(key), f"{where}{key}.")
-        return out
-    if isinstance(stored, list) and isinstance(expected, (list, tuple)):
-        stored, expected = list(stored), list(expected)
-    return [] if stored == expected else [f"{where.rstrip('.')} is {stored!r} in the file, {expected!r} in the config"]
 
 
 def save_train_state(path: str | Path, state: dict[str, Any]) -> None:

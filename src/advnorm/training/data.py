@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from advnorm.config import Config
-from advnorm.data.intensity import fit_nyul, transform_image
+from advnorm.data.intensity import fit_nyul, input_histogram, transform_image
 from advnorm.data.layouts import Dataset
 from advnorm.data.patches import PatchIndex, gather
 from advnorm.data.splits import split_subjects, stratified_patch_split
@@ -30,6 +30,8 @@ class TrainingData:
     val: PatchIndex
     split: dict[str, dict[str, list[str]]]
     input_state: dict = field(default_factory=dict)
+    input_histograms: dict[str, list[float]] = field(default_factory=dict)
+    """Per domain, the brain histogram of the transformed training inputs: what inference compares a new input with."""
 
     def batch(self, index: PatchIndex, rows: np.ndarray) -> tuple[torch.Tensor, ...]:
         """Gather patches ``rows``: x (B,1,P,P,P) float32, y (B,P,P,P) long, mask like x, z (B,) long."""
@@ -88,6 +90,11 @@ def prepare(datasets: list[Dataset], cfg: Config, spec: MethodSpec, *, log=print
         input_state = fit_nyul([s.image for s in fit_on], [s.mask for s in fit_on])
     inputs = [transform_image(spec.input_transform, s.image, s.mask, percentile=cfg.data.scale_percentile, fitted=input_state)
               for s in subjects]
+    histograms = {}
+    for k, ds in enumerate(datasets):
+        members = [i for i, d in enumerate(subject_domain) if d == k]
+        hist = sum(input_histogram(spec.input_transform, inputs[i], subjects[i].mask) for i in members)
+        histograms[ds.name] = [round(float(v), 6) for v in hist / max(len(members), 1)]
     labels = [s.label for s in subjects]
     masks = [s.mask.astype(np.uint8) for s in subjects]
     index = PatchIndex.build([lab > 0 for lab in labels], patch_size=cfg.train.patch_size, stride=cfg.train.patch_stride)
@@ -104,7 +111,7 @@ def prepare(datasets: list[Dataset], cfg: Config, spec: MethodSpec, *, log=print
     return TrainingData(
         domains=[d.name for d in datasets], subjects=subjects, inputs=inputs, labels=labels, masks=masks,
         subject_domain=np.asarray(subject_domain, dtype=np.int64), train=train, val=val, split=split,
-        input_state=input_state,
+        input_state=input_state, input_histograms=histograms,
     )
 
 

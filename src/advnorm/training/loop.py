@@ -6,24 +6,23 @@ import csv
 import io
 import json
 import math
-import platform
 import shutil
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 import torch
 
-import advnorm
-from advnorm.config import Config
+from advnorm.config import Config, differences
+from advnorm.data.fingerprint import dataset_fingerprint, fingerprint_differences, refuse_duplicate_content
 from advnorm.data.layouts import Dataset
 from advnorm.data.sampler import DomainBalancedSampler
 from advnorm.errors import AdvnormError
-from advnorm.io_atomic import atomic_write_json, atomic_write_text
+from advnorm.io_atomic import atomic_write_text
+from advnorm.run_folder import RunFolder, pick_device
 from advnorm.losses import default_dice_weights
-from advnorm.training.checkpoint import _differences, architecture, load_train_state, save_train_state, save_weights
+from advnorm.training.checkpoint import architecture, load_train_state, save_train_state, save_weights
 from advnorm.training.data import prepare, validation_rows
 from advnorm.training.distributed import context_from_env, init as dist_init, shutdown as dist_shutdown, wrap as wrap_ddp
 from advnorm.training.methods import METHOD_SPECS
@@ -34,50 +33,25 @@ DIVERGENCE_LIMIT = 50.0
 """A discriminator loss above this (chance level is ~2 ln(K+1)) means D has diverged."""
 
 
-@dataclass(frozen=True)
-class RunFiles:
-    root: Path
-
-    config = property(lambda self: self.root / "config.json")
-    best = property(lambda self: self.root / "checkpoint_best.safetensors")
-    final = property(lambda self: self.root / "checkpoint_final.safetensors")
-    state = property(lambda self: self.root / "train_state.pt")
-    log = property(lambda self: self.root / "training_log.csv")
-    progress = property(lambda self: self.root / "progress.png")
-    summary = property(lambda self: self.root / "summary.json")
-
-
-def pick_device(name: str) -> torch.device:
-    if name != "auto":
-        return torch.device(name)
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
-
-
-def versions() -> dict[str, str]:
-    import monai
-
-    return {"advnorm": advnorm.__version__, "torch": torch.__version__, "monai": monai.__version__,
-            "numpy": np.__version__, "python": platform.python_version()}
-
-
 def fit(cfg: Config, datasets: list[Dataset], run_dir: str | Path, *, resume: bool = False,
         progress: bool = True, log: Callable[[str], None] = print) -> dict:
     """Train ``cfg.method`` on ``datasets`` into ``run_dir``; returns the summary (also in summary.json)."""
-    files = RunFiles(Path(run_dir))
+    files = RunFolder(Path(run_dir))
     spec = METHOD_SPECS[cfg.method]
     ctx = context_from_env()
     if cfg.train.batch_size % ctx.world_size:
         raise AdvnormError(f"train.batch_size {cfg.train.batch_size} is not divisible by the {ctx.world_size} processes")
     if not ctx.is_main:
         log, progress = (lambda message: None), False
+    device = pick_device(cfg.train.device)  # a device that does not exist is refused before any folder is made
     created = _check_run_dir(files, resume) if ctx.is_main else None
-    ctx_device = dist_init(ctx, pick_device(cfg.train.device))
+    ctx_device = dist_init(ctx, device)
     ctx.barrier()
     try:  # everything that can fail before training: on failure, leave no run folder behind
+        fingerprints = [dataset_fingerprint(d) for d in datasets]
+        refuse_duplicate_content(datasets, fingerprints)
+        if resume:
+            _refuse_other_data(files, fingerprints)
         state = load_train_state(files.state) if resume else None
         torch.manual_seed(cfg.train.seed)
         device = ctx_device
@@ -96,11 +70,13 @@ def fit(cfg: Config, datasets: list[Dataset], run_dir: str | Path, *, resume: bo
             start_epoch, best = int(state["epoch"]) + 1, float(state["best"])
             rows = _read_log(files.log)[:start_epoch]
         run_info = {"domains": data.domains, "datasets": [{"name": d.name, "layout": d.layout, "root": str(d.root)} for d in datasets],
+                    "data": fingerprints,
                     "split": data.split, "split_kind": cfg.data.split, "input_state": data.input_state,
+                    "input_histograms": data.input_histograms,
                     "dice_weights": [float(w) for w in weights], "patches": {"train": len(data.train), "val": len(data.val)},
                     "device": str(device), "world_size": ctx.world_size}
         if ctx.is_main:
-            atomic_write_json(files.config, {**cfg.to_dict(), "run": run_info, "versions": versions()})
+            files.write_config(cfg, run_info)
     except BaseException:
         if created is not None:
             shutil.rmtree(created, ignore_errors=True)
@@ -118,7 +94,8 @@ def fit(cfg: Config, datasets: list[Dataset], run_dir: str | Path, *, resume: bo
         phase = "warmup" if warm else "main"
         steps = (cfg.train.warmup_steps_per_epoch if warm else cfg.train.steps_per_epoch) or sampler.full_pass_steps()
         row = {"epoch": epoch + 1, "phase": phase}
-        row.update(ctx.mean(_train_epoch(model, data, sampler, epoch, steps, phase, progress, cfg.train.epochs)))
+        row.update(ctx.mean(_train_epoch(model, data, sampler, epoch, steps, phase, progress, cfg.train.epochs,
+                                         files.best.exists())))
         row.update(validate(model, data, val_rows))
         row.update({f"lr_{k}": o.param_groups[0]["lr"] for k, o in model.optimizers().items()})
         row["seconds"] = round(time.perf_counter() - t0, 2)
@@ -148,13 +125,13 @@ def fit(cfg: Config, datasets: list[Dataset], run_dir: str | Path, *, resume: bo
         save_weights(files.final, model.networks(), arch)
         if not files.best.exists():
             save_weights(files.best, model.networks(), arch)
-        atomic_write_json(files.summary, summary)
+        files.write_summary(summary)
     ctx.barrier()
     dist_shutdown(ctx)
     return summary
 
 
-def _train_epoch(model, data, sampler, epoch, steps, phase, progress, n_epochs) -> dict[str, float]:
+def _train_epoch(model, data, sampler, epoch, steps, phase, progress, n_epochs, has_checkpoint) -> dict[str, float]:
     from tqdm import tqdm
 
     sums: dict[str, torch.Tensor] = {}
@@ -169,7 +146,7 @@ def _train_epoch(model, data, sampler, epoch, steps, phase, progress, n_epochs) 
         names = list(out)
         history.append(torch.stack([v.float() for v in out.values()]))
         if (step + 1) % 10 == 0 or step + 1 == steps:
-            _check_finite(history, names, epoch, step + 1 - len(history))
+            _check_finite(history, names, epoch, step + 1 - len(history), has_checkpoint)
             for v in history:
                 for k, val in zip(names, v):
                     sums[k] = sums.get(k, 0.0) + val
@@ -178,7 +155,7 @@ def _train_epoch(model, data, sampler, epoch, steps, phase, progress, n_epochs) 
     return {k: float(v) / steps for k, v in sums.items()}
 
 
-def _check_finite(history: list[torch.Tensor], names: list[str], epoch: int, first_step: int) -> None:
+def _check_finite(history: list[torch.Tensor], names: list[str], epoch: int, first_step: int, has_checkpoint: bool) -> None:
     block = torch.stack(history)
     bad = ~torch.isfinite(block)
     if "loss_dis" in names:
@@ -187,11 +164,11 @@ def _check_finite(history: list[torch.Tensor], names: list[str], epoch: int, fir
         i, j = (int(t) for t in torch.nonzero(bad)[0])
         what = "diverged" if torch.isfinite(block[i, j]) else "became NaN/Inf"
         raise AdvnormError(f"training stopped: {names[j]} {what} ({float(block[i, j]):.4g}) at epoch {epoch + 1}, "
-                           f"step {first_step + i + 1}; " + ("the last good checkpoint is kept" if epoch else
-                                                               "no checkpoint yet (it failed in the first epoch)"))
+                           f"step {first_step + i + 1}; " + ("checkpoint_best.safetensors of an earlier epoch is kept" if has_checkpoint else
+                                                               "no checkpoint was written before it"))
 
 
-def _check_run_dir(files: RunFiles, resume: bool) -> Path | None:
+def _check_run_dir(files: RunFolder, resume: bool) -> Path | None:
     """Check (and create) the run folder before any work; returns the top-most folder created here, if any."""
     root = files.root
     if root.exists() and not root.is_dir():
@@ -234,6 +211,19 @@ def _probe_writable(root: Path) -> None:
         raise AdvnormError(f"run folder is not writable: {exc.strerror or exc}", root) from None
 
 
+def _refuse_other_data(files: RunFolder, fingerprints: list[dict]) -> None:
+    """``--resume`` continues the same run: the --data folders must hold the data it was started on."""
+    try:
+        stored = json.loads(files.config.read_text(encoding="utf-8"))["run"]["data"]
+    except (OSError, ValueError, KeyError, TypeError):
+        raise AdvnormError("run config has no record of its training data; cannot check that --resume gets the "
+                           "same data (start a new run)", files.config) from None
+    diffs = fingerprint_differences(stored, fingerprints)
+    if diffs:
+        raise AdvnormError("--resume needs the data the run was started on; the --data folders differ: "
+                           + "; ".join(diffs[:3]), files.root)
+
+
 def _check_foreground(data, datasets: list[Dataset]) -> None:
     """Every training domain needs foreground (CSF/GM/WM) labels in its training subjects."""
     roots = {d.name: d.root for d in datasets}
@@ -249,7 +239,7 @@ def _restore(state: dict, path: Path, model, schedulers: dict, arch: dict, domai
     """Load a training state into the freshly built nets, optimizers and schedulers; refuse one made for another run."""
     stored_arch = state.get("architecture")
     if isinstance(stored_arch, str):
-        diffs = _differences(json.loads(stored_arch), arch)
+        diffs = differences(json.loads(stored_arch), arch)
         if diffs:
             raise AdvnormError("training state does not match this run's config and data: " + "; ".join(diffs[:4]), path)
     stored_domains = state.get("domains")
@@ -303,7 +293,7 @@ def _num(v: str):
             return v
 
 
-def _plot(files: RunFiles) -> None:
+def _plot(files: RunFolder) -> None:
     try:
         from advnorm.evaluation.figures import learning_curves
     except ImportError:  # figures land separately

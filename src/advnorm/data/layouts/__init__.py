@@ -78,12 +78,22 @@ def open_dataset(spec: str) -> Dataset:
 
 
 def open_domains(specs: list[str]) -> list[Dataset]:
-    """Open each spec as one domain; names are made unique with suffixes ``_2``, ``_3``, ..."""
+    """Open each spec as one domain; names are made unique with suffixes ``_2``, ``_3``, ...
+
+    The same folder twice (also through a symlink, or once forced and once auto-detected) is
+    refused: it would become two domains holding the same subjects."""
     if isinstance(specs, (str, Path)):
         specs = [str(specs)]
     if not specs:
         raise AdvnormError("no dataset folders given")
     datasets = [open_dataset(str(s)) for s in specs]
+    roots: dict[Path, Path] = {}
+    for ds in datasets:
+        real = Path(ds.root).resolve()
+        if real in roots:
+            same = "" if Path(ds.root) == roots[real] else f" (the same folder as {roots[real]})"
+            raise AdvnormError(f"dataset folder is given twice{same}; each --data is one domain", ds.root)
+        roots[real] = Path(ds.root)
     seen: set[str] = set()
     for ds in datasets:
         base, name, k = ds.name, ds.name, 1

@@ -13,7 +13,7 @@ import re
 from pathlib import Path
 
 from advnorm.data.layouts.base import CaseRef, Dataset, child, list_dir, require_cases
-from advnorm.data.volume_io import IMAGE_SUFFIXES
+from advnorm.data.volume_io import IMAGE_SUFFIXES, has_image_suffix
 from advnorm.errors import AdvnormError
 
 NAME = "nnunet"
@@ -103,11 +103,39 @@ def _file_ending(meta: dict, path: Path) -> str:
     return ending
 
 
-def _images(folder: Path | None, ending: str) -> list[tuple[str, Path]]:
+_CHANNEL = re.compile(r"^(.+)_(\d{4})$")
+
+
+def _images(folder: Path | None, ending: str, meta_path: Path) -> list[tuple[str, Path]]:
+    """(case, channel-0000 image) pairs of ``imagesTr``/``imagesTs``. Every image file there must follow
+    ``{case}_{XXXX}{file_ending}``: a file that does not (another ending, no channel) is an error, not
+    a case silently left out. Channels other than 0000 are other modalities and are not used."""
     if folder is None or not folder.is_dir():
         return []
-    tail = "_0000" + ending
-    return [(p.name[: -len(tail)], p) for p in list_dir(folder) if p.name.lower().endswith(tail) and p.is_file()]
+    out = []
+    for p in list_dir(folder):
+        if not p.is_file() or not has_image_suffix(p):
+            continue
+        if not p.name.lower().endswith(ending):
+            raise AdvnormError(f"file ending does not match dataset.json's file_ending {ending!r} ({meta_path.name}); "
+                               "rename or convert it, or the case would be left out", p)
+        m = _CHANNEL.match(p.name[: -len(ending)])
+        if m is None:
+            raise AdvnormError("image file name lacks the nnU-Net channel suffix {case}_0000" + ending, p)
+        if m.group(2) == "0000":
+            out.append((m.group(1), p))
+    return out
+
+
+def _orphan_labels(labels_tr: Path | None, ending: str, cases: set[str]) -> None:
+    if labels_tr is None or not labels_tr.is_dir():
+        return
+    for p in list_dir(labels_tr):
+        if p.is_file() and has_image_suffix(p):
+            if not p.name.lower().endswith(ending):
+                raise AdvnormError(f"label file ending does not match dataset.json's file_ending {ending!r}", p)
+            if p.name[: -len(ending)] not in cases:
+                raise AdvnormError(f"label file has no image imagesTr/{p.name[: -len(ending)]}_0000{ending}", p)
 
 
 def open_dataset(folder: Path) -> Dataset:
@@ -117,13 +145,14 @@ def open_dataset(folder: Path) -> Dataset:
     images_tr = child(folder, "imagesTr")
     labels_tr = child(folder, "labelsTr")
     cases = []
-    for case, image in _images(images_tr, ending):
+    for case, image in _images(images_tr, ending, meta_path):
         label = (labels_tr / f"{case}{ending}") if labels_tr is not None else None
         if label is None or not label.is_file():
             raise AdvnormError(f"training image has no label file labelsTr/{case}{ending}", image)
         cases.append(CaseRef(case_id=case, image=image, label=label))
     train_ids = {c.case_id for c in cases}
-    for case, image in _images(child(folder, "imagesTs"), ending):
+    _orphan_labels(labels_tr, ending, train_ids)
+    for case, image in _images(child(folder, "imagesTs"), ending, meta_path):
         cases.append(CaseRef(case_id=case if case not in train_ids else f"{case}_ts", image=image, label=None))
     cases = require_cases(cases, folder, NAME, f"imagesTr/{{case}}_0000{ending} files")
     m = _FOLDER.match(folder.name)

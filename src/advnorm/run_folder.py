@@ -1,0 +1,146 @@
+"""The run folder: what a training run writes, and reading it back with errors that name the file.
+
+One place for the file names (``RunFolder``), the run's ``config.json`` (the resolved config,
+plus ``run``: what training learned about its data, and ``versions``), ``summary.json``, the
+library versions and the device choice. Training writes through it, inference, evaluation,
+reproduce, the benchmarks and the experiments read through it.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+import advnorm
+from advnorm.config import PROFILES, Config, resolve
+from advnorm.errors import AdvnormError
+from advnorm.io_atomic import atomic_write_json
+
+RUN_KEYS: dict[str, type | tuple[type, ...]] = {
+    "domains": list, "split": dict, "input_state": dict, "dice_weights": list,
+}
+"""Keys of ``config.json``'s ``run`` section that inference needs, with their JSON types."""
+
+
+@dataclass(frozen=True)
+class RunFolder:
+    """The files of one training run."""
+
+    root: Path
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "root", Path(self.root))
+
+    @property
+    def config(self) -> Path:
+        return self.root / "config.json"
+
+    @property
+    def best(self) -> Path:
+        return self.root / "checkpoint_best.safetensors"
+
+    @property
+    def final(self) -> Path:
+        return self.root / "checkpoint_final.safetensors"
+
+    @property
+    def state(self) -> Path:
+        return self.root / "train_state.pt"
+
+    @property
+    def log(self) -> Path:
+        return self.root / "training_log.csv"
+
+    @property
+    def progress(self) -> Path:
+        return self.root / "progress.png"
+
+    @property
+    def summary(self) -> Path:
+        return self.root / "summary.json"
+
+    @property
+    def evaluation(self) -> Path:
+        return self.root / "evaluation.json"
+
+    def checkpoint(self, which: str) -> Path:
+        if which not in ("best", "final"):
+            raise ValueError(which)
+        return self.best if which == "best" else self.final
+
+    def write_config(self, cfg: Config, run: dict[str, Any]) -> None:
+        atomic_write_json(self.config, {**cfg.to_dict(), "run": run, "versions": versions()})
+
+    def read_raw_config(self) -> dict[str, Any]:
+        """``config.json`` as JSON, with its ``run`` section checked; every problem names the file."""
+        if not self.config.exists():
+            raise AdvnormError("not a training run folder (config.json missing)", self.root)
+        try:
+            raw = json.loads(self.config.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, ValueError) as exc:
+            raise AdvnormError(f"run config is not readable JSON ({type(exc).__name__})", self.config) from None
+        if not isinstance(raw, dict):
+            raise AdvnormError("run config must hold a JSON object", self.config)
+        run = raw.get("run")
+        if not isinstance(run, dict):
+            raise AdvnormError('run config has no "run" section (was it written by advnorm train?)', self.config)
+        for key, kind in RUN_KEYS.items():
+            if not isinstance(run.get(key), kind):
+                raise AdvnormError(f'run config: "run.{key}" is missing or not a {_json_type(kind)}', self.config)
+        if not run["domains"] or not all(isinstance(d, str) for d in run["domains"]):
+            raise AdvnormError('run config: "run.domains" must be a non-empty list of names', self.config)
+        profile = raw.get("profile", "quick")
+        if not isinstance(profile, str) or profile not in PROFILES:
+            raise AdvnormError(f'run config: "profile" must be one of {", ".join(PROFILES)}, got {profile!r}', self.config)
+        return raw
+
+    def read_config(self) -> tuple[Config, dict[str, Any]]:
+        """The run's resolved config and its ``run`` section."""
+        raw = self.read_raw_config()
+        return resolve(raw.get("profile", "quick"), file=self.config), raw["run"]
+
+    def write_summary(self, summary: dict[str, Any]) -> None:
+        atomic_write_json(self.summary, summary)
+
+
+def _json_type(kind: type | tuple[type, ...]) -> str:
+    return {list: "list", dict: "object", str: "string"}.get(kind, "value") if isinstance(kind, type) else "value"
+
+
+def versions() -> dict[str, str]:
+    import monai
+
+    return {"advnorm": advnorm.__version__, "torch": torch.__version__, "monai": monai.__version__,
+            "numpy": np.__version__, "python": platform.python_version()}
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    """``auto`` (CUDA, then MPS, then CPU), or a device that exists here; anything else is a one-line error."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        mps = getattr(torch.backends, "mps", None)
+        return torch.device("mps") if mps is not None and mps.is_available() else torch.device("cpu")
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError, ValueError):
+        raise AdvnormError(f"--device {name!r} is not a device; use auto, cpu, cuda, cuda:N or mps") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise AdvnormError(f"--device {name}: this PyTorch build or machine has no CUDA GPU "
+                               f"(torch {torch.__version__}); use --device cpu or auto")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise AdvnormError(f"--device {name}: there are only {torch.cuda.device_count()} CUDA GPU(s)")
+    elif device.type == "mps":
+        mps = getattr(torch.backends, "mps", None)
+        if mps is None or not mps.is_available():
+            raise AdvnormError(f"--device {name}: MPS (Apple GPU) is not available here; use --device cpu or auto")
+    elif device.type != "cpu":
+        raise AdvnormError(f"--device {name}: advnorm runs on cpu, cuda or mps")
+    return device
