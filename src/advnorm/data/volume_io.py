@@ -157,3 +157,22 @@ def save_nifti(path: str | Path, data: np.ndarray, affine: np.ndarray, *, templa
     img.set_sform(affine, code=1)
     with atomic_path(path) as tmp:
         nib.save(img, str(tmp))
+
+
+def save_analyze(path: str | Path, data: np.ndarray, zooms: tuple[float, float, float] = (1.0, 1.0, 1.0)) -> None:
+    """Write ``data`` as an Analyze 7.5 ``.hdr``/``.img`` pair, atomically, in ``data``'s own type.
+
+    Stored with a trailing singleton 4th axis, as iSEG-2017's files are (readers must
+    squeeze it). Analyze keeps no orientation: nibabel reads the pair back with its
+    default affine (axis 0 flipped: radiological storage). The ``.img`` is renamed into
+    place before the ``.hdr``, so whoever finds the header also finds its data.
+    """
+    from advnorm.io_atomic import atomic_path
+
+    path = Path(path)
+    if path.suffix.lower() != ".hdr":
+        raise ValueError(f"an Analyze pair is named by its .hdr, got {path.name}")
+    img = nib.AnalyzeImage(np.asarray(data)[..., None], None)
+    img.header.set_zooms((*(float(z) for z in zooms), 1.0))
+    with atomic_path(path) as tmp_hdr, atomic_path(path.with_suffix(".img")) as tmp_img:
+        img.to_file_map(nib.AnalyzeImage.make_file_map({"header": str(tmp_hdr), "image": str(tmp_img)}))

@@ -121,24 +121,24 @@ def acquire(anatomy: Anatomy, contrast: Contrast, rng: np.random.Generator) -> n
 
     signal = np.zeros(shape, dtype=np.float32)
     for p, mu, sd in zip(anatomy.probs, means, spreads):
-        signal += p * (np.float32(mu) + np.float32(sd) * _texture(rng, shape))
+        signal += p * (np.float32(mu) + np.float32(sd) * texture(rng, shape))
     np.maximum(signal, 0.0, out=signal)
     if contrast.gamma != 1.0:
         top = np.float32(max(means))
         signal = top * (signal / top) ** np.float32(contrast.gamma)
     if contrast.bias > 0:
-        signal *= _bias_field(rng, anatomy.mask, contrast.bias)
+        signal *= bias_field(rng, anatomy.mask, contrast.bias)
 
     sigma = contrast.noise * gain
     if contrast.thick:
         image = _thick_slice_acquisition(signal, rng, sigma)
     else:
-        image = _rician(signal, rng, sigma)
+        image = rician(signal, rng, sigma)
     image[~anatomy.mask] = 0.0
     return image.astype(np.float32, copy=False)
 
 
-def _texture(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
+def texture(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
     """Smooth (sigma 1 voxel) unit-variance noise: within-tissue intensity variation."""
     field = ndi.gaussian_filter(rng.standard_normal(shape, dtype=np.float32), sigma=1.0, truncate=3.0)
     # s.d. of white noise after a 3-D gaussian of sigma s is (2 sqrt(pi) s)^(-3/2)
@@ -146,7 +146,7 @@ def _texture(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
     return field
 
 
-def _bias_field(rng: np.random.Generator, mask: np.ndarray, amplitude: float) -> np.ndarray:
+def bias_field(rng: np.random.Generator, mask: np.ndarray, amplitude: float) -> np.ndarray:
     """exp(amplitude * f), f a random cubic polynomial over the volume scaled to max |f| = 1 in ``mask``."""
     shape = mask.shape
     axes = [np.linspace(-1.0, 1.0, n, dtype=np.float32).reshape([-1 if i == d else 1 for i in range(3)]) for d, n in enumerate(shape)]
@@ -162,7 +162,7 @@ def _bias_field(rng: np.random.Generator, mask: np.ndarray, amplitude: float) ->
     return np.exp(field)
 
 
-def _rician(signal: np.ndarray, rng: np.random.Generator, sigma: float) -> np.ndarray:
+def rician(signal: np.ndarray, rng: np.random.Generator, sigma: float) -> np.ndarray:
     """Magnitude of the signal plus complex gaussian noise of s.d. ``sigma`` per channel."""
     if sigma <= 0:
         return signal.astype(np.float32, copy=True)
@@ -177,17 +177,31 @@ def _thick_slice_acquisition(signal: np.ndarray, rng: np.random.Generator, sigma
     dx, dy, dz = THICK_SPACING
     nx, ny, nz = signal.shape
     offset = int(rng.integers(0, 3))  # where the first 3 mm slice centre falls
-    step = int(round(dz))
-    profile = ndi.uniform_filter1d(signal, size=step, axis=2, mode="constant")
-    acq = profile[:, :, offset::step]
-    # in-plane sampling onto the 0.958 mm grid with cubic interpolation: the 1 mm
-    # signal stands for the object here, and linear would add blur no scanner adds
-    acq = resample_axis_cubic(acq, 0, np.arange(0.0, nx - 1.0 + 1e-6, dx))
-    acq = resample_axis_cubic(acq, 1, np.arange(0.0, ny - 1.0 + 1e-6, dy))
-    np.maximum(acq, 0.0, out=acq)  # cubic overshoot
-    acq = _rician(acq, rng, sigma)
+    acq = thick_slices(signal, offset)
+    acq = sample_in_plane(acq, np.arange(0.0, nx - 1.0 + 1e-6, dx), np.arange(0.0, ny - 1.0 + 1e-6, dy))
+    acq = rician(acq, rng, sigma)
     # back to 1 mm with linear interpolation, as MRBrainS is resampled to iSEG's grid
     out = resample_axis(acq, 2, (np.arange(nz) - offset) / dz)
     out = resample_axis(out, 1, np.arange(ny) / dy)
     out = resample_axis(out, 0, np.arange(nx) / dx)
     return out
+
+
+def thick_slices(signal: np.ndarray, first: int) -> np.ndarray:
+    """What 3 mm slices along axis 2 see of a 1 mm ``signal``: a 3-voxel box slice profile, one slice
+    centred on voxel ``first``, ``first + 3``, ... (the signal is zero beyond the array)."""
+    step = int(round(THICK_SPACING[2]))
+    profile = ndi.uniform_filter1d(signal, size=step, axis=2, mode="constant")
+    return profile[:, :, first::step]
+
+
+def sample_in_plane(acq: np.ndarray, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
+    """Sample axes 0 and 1 at fractional voxel positions ``xs``/``ys`` (e.g. every 0.958 mm).
+
+    Cubic interpolation: the 1 mm signal stands for the object here, and linear
+    interpolation would add a blur no scanner adds. Cubic overshoot below 0 is clipped.
+    """
+    acq = resample_axis_cubic(acq, 0, xs)
+    acq = resample_axis_cubic(acq, 1, ys)
+    np.maximum(acq, 0.0, out=acq)
+    return acq

@@ -14,7 +14,10 @@ and gets its own shape from a random but seeded transform:
 The probability maps themselves are resampled (trilinear), so partial volume is
 kept; the label map is the argmax of (background, CSF, GM, WM) with background =
 1 - (CSF + GM + WM), clipped at 0. The result lives on a 1 mm isotropic RAS grid
-with at least :data:`PAD` voxels of background around the brain.
+with at least :data:`PAD` voxels of background around the brain. An optional map of
+region ids drawn on the template grid (e.g. cerebellum, brainstem) is carried along
+by the same transform (nearest neighbour), so sub-structures follow each subject's
+own deformation exactly.
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ class Anatomy:
     probs: np.ndarray  # float32, shape (3, X, Y, Z), CSF/GM/WM probabilities in [0, 1]
     label: np.ndarray  # uint8, shape (X, Y, Z): 0 background, 1 CSF, 2 GM, 3 WM
     mask: np.ndarray  # bool, label > 0
+    regions: np.ndarray | None = None  # uint8 (X, Y, Z): template region ids, warped like probs (if asked for)
 
 
 @dataclass(frozen=True, eq=False)
@@ -72,8 +76,14 @@ def load_template() -> Template:
     )
 
 
-def make_subject(rng: np.random.Generator, scale: float) -> Anatomy:
-    """Draw one subject: scaled, rotated and smoothly deformed template anatomy on a 1 mm grid."""
+def make_subject(rng: np.random.Generator, scale: float, regions: np.ndarray | None = None) -> Anatomy:
+    """Draw one subject: scaled, rotated and smoothly deformed template anatomy on a 1 mm grid.
+
+    ``regions`` (integer ids on the template grid, shape ``load_template().probs.shape[1:]``)
+    is warped with the same transform by nearest neighbour and returned as
+    ``Anatomy.regions``; it draws nothing from ``rng``, so the anatomy is the same with or
+    without it.
+    """
     tpl = load_template()
     axis_scale = scale * (1.0 + rng.uniform(-_MAX_AXIS_SCALE, _MAX_AXIS_SCALE, size=3))
     rot = _rotation(np.deg2rad(rng.uniform(-_MAX_ROT_DEG, _MAX_ROT_DEG, size=3)))
@@ -101,6 +111,11 @@ def make_subject(rng: np.random.Generator, scale: float) -> Anatomy:
     del disp
 
     probs = np.stack([ndi.map_coordinates(p, coords, order=1, mode="constant", cval=0.0, output=np.float32) for p in tpl.probs])
+    warped = None
+    if regions is not None:
+        if regions.shape != tpl.probs.shape[1:]:
+            raise ValueError(f"regions must be on the template grid {tpl.probs.shape[1:]}, got {regions.shape}")
+        warped = ndi.map_coordinates(regions.astype(np.uint8, copy=False), coords, order=0, mode="constant", cval=0, output=np.uint8)
     del coords
     np.clip(probs, 0.0, 1.0, out=probs)
     label, mask = labels_from_probs(probs)
@@ -112,7 +127,9 @@ def make_subject(rng: np.random.Generator, scale: float) -> Anatomy:
     lo, hi = idx.min(axis=0) - PAD, idx.max(axis=0) + PAD + 1
     probs = _crop_pad(probs, lo, hi, lead=1)
     label = _crop_pad(label, lo, hi, lead=0)
-    return Anatomy(probs=probs, label=label, mask=label > 0)
+    if warped is not None:
+        warped = _crop_pad(warped, lo, hi, lead=0)
+    return Anatomy(probs=probs, label=label, mask=label > 0, regions=warped)
 
 
 def labels_from_probs(probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -80,7 +80,7 @@ def write_phantom(out: Path, spec: PhantomSpec = PhantomSpec(), *, progress: boo
     atomic_write_json(out / MARKER, marker)
     (out / PREVIEW).unlink(missing_ok=True)
 
-    bar = _progress_bar(spec.domains * spec.subjects, progress)
+    bar = progress_bar(spec.domains * spec.subjects, progress)
     written, previews = [], []
     for k, (contrast, name) in enumerate(zip(contrasts, names), start=1):
         folder = out / name
@@ -133,24 +133,36 @@ def _check_spec(spec: PhantomSpec, out: Path) -> None:
 
 def _check_out(out: Path) -> list[str]:
     """Refuse an unusable ``out``; return the dataset folder names a previous phantom run wrote there."""
-    if out.exists() and not out.is_dir():
-        raise AdvnormError("phantom output exists and is not a folder", out)
-    if not out.exists() or not any(out.iterdir()):
+    marker = previous_run(out, MARKER, GENERATOR, "phantom")
+    if marker is None:
         return []
-    try:
-        marker = json.loads((out / MARKER).read_text(encoding="utf-8"))
-        ok = isinstance(marker, dict) and marker.get("generator") == GENERATOR
-    except (OSError, ValueError):
-        ok = False
-    if not ok:
-        raise AdvnormError(
-            "phantom output folder is not empty and was not written by a previous phantom run; choose an empty or new folder",
-            out,
-        )
     names = marker.get("datasets")
     if not isinstance(names, list):
         return []
     return [n for n in names if isinstance(n, str) and _DATASET_DIR.match(n)]
+
+
+def previous_run(out: Path, marker_name: str, generator: str, what: str) -> dict | None:
+    """The marker a previous ``generator`` run left in ``out``, or ``None`` for a new or empty folder.
+
+    Generators overwrite only their own earlier output: anything else in a non-empty
+    ``out`` (a user's real data, say) is refused with :class:`AdvnormError`.
+    """
+    if out.exists() and not out.is_dir():
+        raise AdvnormError(f"{what} output exists and is not a folder", out)
+    if not out.exists() or not any(out.iterdir()):
+        return None
+    try:
+        marker = json.loads((out / marker_name).read_text(encoding="utf-8"))
+        ok = isinstance(marker, dict) and marker.get("generator") == generator
+    except (OSError, ValueError):
+        ok = False
+    if not ok:
+        raise AdvnormError(
+            f"{what} output folder is not empty and was not written by a previous {what} run; choose an empty or new folder",
+            out,
+        )
+    return marker
 
 
 def _dataset_json(contrast: Contrast, spec: PhantomSpec) -> dict:
@@ -211,7 +223,8 @@ def _write_preview(path: Path, contrasts: list[Contrast], names: list[str], slic
         fig.savefig(tmp, format="png")
 
 
-def _progress_bar(total: int, enabled: bool):
+def progress_bar(total: int, enabled: bool, desc: str = "phantom"):
+    """A tqdm bar over generated cases (silent unless ``enabled``)."""
     from tqdm import tqdm
 
-    return tqdm(total=total, desc="phantom", unit="case", disable=not enabled)
+    return tqdm(total=total, desc=desc, unit="case", disable=not enabled)
