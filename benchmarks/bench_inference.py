@@ -49,7 +49,10 @@ def _canvas(a: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     return out
 
 
-def phantom_subject(domain: int, subject: int, shape=VOLUME_SHAPE, scale: float = 0.8, synthetic: bool = False):
+PHANTOM_SCALE = 0.8
+
+
+def phantom_subject(domain: int, subject: int, shape=VOLUME_SHAPE, scale: float = PHANTOM_SCALE, synthetic: bool = False):
     """A phantom subject (``advnorm.data.phantom``) centred in ``shape``; ``synthetic``: nested ellipsoids (fast, smoke runs)."""
     from advnorm.data.subject import SourceGrid, Subject
 
@@ -61,7 +64,7 @@ def phantom_subject(domain: int, subject: int, shape=VOLUME_SHAPE, scale: float 
     else:
         from advnorm.data.phantom.generate import PhantomSpec, make_case
 
-        img, lab = make_case(PhantomSpec(domains=2, subjects=4, seed=0, scale=scale), domain, subject)
+        img, lab = make_case(PhantomSpec(domains=2, subjects=subject, seed=0, scale=scale), domain, subject)
     img, lab = _canvas(img.astype(np.float32), shape), _canvas(lab.astype(np.uint8), shape)
     mask = img != 0
     img = np.where(mask, img, 0).astype(np.float32)
@@ -70,49 +73,27 @@ def phantom_subject(domain: int, subject: int, shape=VOLUME_SHAPE, scale: float 
                    affine=np.eye(4), source=SourceGrid(path="phantom", shape=shape, affine=np.eye(4), spacing=(1.0, 1.0, 1.0)))
 
 
-def _train_run(run_dir: Path, steps: int, warmup_steps: int, shape, profile: str = "quick", log_every: int = 20) -> dict:
-    """A short adversarial training on one subject of each of two phantom domains; writes a run folder."""
+def _train_run(run_dir: Path, steps: int, warmup_steps: int, profile: str = "quick") -> dict:
+    """A short adversarial training (advnorm's own ``fit``) on a two-domain phantom of 3 subjects each; a run folder."""
     from _common import profile_config
 
-    from advnorm.data.intensity import transform_image
-    from advnorm.data.patches import PatchIndex
-    from advnorm.data.sampler import DomainBalancedSampler
-    from advnorm.losses import default_dice_weights
-    from advnorm.training.checkpoint import architecture, save_weights
-    from advnorm.training.data import TrainingData
-    from advnorm.run_folder import versions
-    from advnorm.training.methods import METHOD_SPECS
-    from advnorm.training.step import AdversarialNormalization
+    from advnorm.data.layouts import open_domains
+    from advnorm.data.phantom.generate import PhantomSpec, write_phantom
+    from advnorm.training.loop import fit
 
     cfg = profile_config(profile)
-    cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, batch_size=16))
-    spec = METHOD_SPECS["adversarial"]
-    synthetic = profile == "tiny"
-    subjects = [phantom_subject(1, 1, shape, synthetic=synthetic), phantom_subject(2, 1, shape, synthetic=synthetic)]
-    inputs = [transform_image("scale", s.image, s.mask, percentile=cfg.data.scale_percentile) for s in subjects]
-    labels = [s.label for s in subjects]
-    masks = [s.mask.astype(np.uint8) for s in subjects]
-    index = PatchIndex.build([lab > 0 for lab in labels], patch_size=cfg.train.patch_size, stride=cfg.train.patch_stride)
-    data = TrainingData(domains=["D1", "D2"], subjects=subjects, inputs=inputs, labels=labels, masks=masks,
-                        subject_domain=np.array([0, 1]), train=index, val=index, split={})
-    torch.manual_seed(cfg.train.seed)
-    weights = default_dice_weights(cfg.loss.dice_form, data.class_counts(seed=0))
-    model = AdversarialNormalization(cfg, spec, 2, weights, torch.device("cpu"))
-    model.train()
-    sampler = DomainBalancedSampler(data.row_domains(index), 16, seed=0)
+    smoke = profile == "tiny"
+    train = dataclasses.replace(cfg.train, batch_size=4 if smoke else 16, epochs=2 if warmup_steps else 1,
+                                warmup_epochs=1 if warmup_steps else 0, warmup_steps_per_epoch=max(warmup_steps, 1),
+                                steps_per_epoch=max(steps, 1), device="cpu")
+    cfg = dataclasses.replace(cfg, method="adversarial", train=train)
+    phantom = run_dir.parent / f"{run_dir.name}_phantom"
+    if not (phantom / "phantom.json").exists():
+        write_phantom(phantom, PhantomSpec(domains=2, subjects=3, seed=0, scale=0.3 if smoke else PHANTOM_SCALE))
+    datasets = open_domains(sorted(str(d) for d in phantom.glob("Dataset*")))
     t = time.perf_counter()
-    for phase, n, epoch in (("warmup", warmup_steps, 0), ("main", steps, 1)):
-        for i, rows in enumerate(sampler.epoch(epoch, n)):
-            model.set_input(*data.batch(index, rows))
-            out = model.optimize_parameters(phase)
-            if (i + 1) % log_every == 0:
-                log(f"inference: training {phase} {i + 1}/{n} " + " ".join(f"{k}={float(v):.3f}" for k, v in out.items()))
-    seconds = time.perf_counter() - t
-    run_dir.mkdir(parents=True, exist_ok=True)
-    run = {"domains": data.domains, "dice_weights": [float(w) for w in weights], "input_state": {}}
-    (run_dir / "config.json").write_text(json.dumps({**cfg.to_dict(), "run": run, "versions": versions()}, default=list))
-    save_weights(run_dir / "checkpoint_best.safetensors", model.networks(), architecture(cfg.to_dict(), 2))
-    return {"steps": steps, "warmup_steps": warmup_steps, "seconds": seconds}
+    fit(cfg, datasets, run_dir, progress=False, log=lambda m: log(f"inference: training: {m}"))
+    return {"steps": steps, "warmup_steps": warmup_steps, "seconds": time.perf_counter() - t}
 
 
 def trained_run(steps: int, warmup_steps: int, *, retrain: bool, shape, root: Path = CACHE, profile: str = "quick") -> tuple[Path, dict]:
@@ -126,7 +107,7 @@ def trained_run(steps: int, warmup_steps: int, *, retrain: bool, shape, root: Pa
         shutil.rmtree(run_dir)
     if not info_file.exists():
         log(f"inference: training the model ({warmup_steps} warm-up + {steps} adversarial steps of 16 patches)")
-        info = _train_run(run_dir, steps, warmup_steps, shape, profile)
+        info = _train_run(run_dir, steps, warmup_steps, profile)
         info_file.write_text(json.dumps(info))
     else:
         log(f"inference: reusing the cached model {run_dir.name}")
@@ -154,13 +135,13 @@ def run(smoke: bool = False, retrain: bool = False) -> dict:
     else:
         run_dir, training = trained_run(TRAIN_STEPS, WARMUP_STEPS, retrain=retrain, shape=shape)
     tm = TrainedModel(run_dir, device="cpu")
-    subject = phantom_subject(1, 2, shape, synthetic=smoke)  # an unseen subject of the first training domain
-    model = tm.model
+    subject = phantom_subject(1, 4, shape, synthetic=smoke)  # subject 4: not in the 3-subject training phantom
+    nets = tm.nets
 
     def predictor(inp: torch.Tensor) -> torch.Tensor:
         xi, mi = inp[:, :1], inp[:, 1:]
-        x_hat = model.normalize(xi, mi)
-        probs = torch.softmax(model.S(x_hat).float(), dim=1)
+        x_hat = nets.normalize(xi, mi)
+        probs = torch.softmax(nets.segment(x_hat).float(), dim=1)
         return torch.cat([x_hat.float(), probs], dim=1)
 
     def reference():

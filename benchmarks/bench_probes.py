@@ -60,7 +60,7 @@ def _thread_worker(args: dict) -> dict:
         from reference import ReferenceGAN
 
         ref = ReferenceGAN(cfg, N_DOMAINS, DICE_WEIGHTS)
-        ref.load_from(model.G, model.S, model.D)
+        ref.load_from(model.nets.G, model.nets.S, model.nets.D)
         del model
 
         def run(b) -> None:

@@ -62,15 +62,14 @@ def _epoch(model, data, index, n_patches: int, batch: int, seed: int) -> dict:
 def _model(n_domains: int, batch: int, profile: str):
     from _common import profile_config
 
-    from advnorm.training.methods import METHOD_SPECS
-    from advnorm.training.step import AdversarialNormalization
+    from advnorm.models.networks import Networks
+    from advnorm.training.trainer import Trainer
 
     cfg = profile_config(profile)
-    cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, batch_size=batch))
+    cfg = dataclasses.replace(cfg, method="adversarial", train=dataclasses.replace(cfg.train, batch_size=batch))
     torch.manual_seed(0)
-    model = AdversarialNormalization(cfg, METHOD_SPECS["adversarial"], n_domains, torch.tensor([0.1, 0.3, 0.3, 0.3]),
-                                     torch.device("cpu"))
-    model.train()
+    model = Trainer(Networks(cfg, n_domains), torch.tensor([0.1, 0.3, 0.3, 0.3]))
+    model.nets.train()
     return model
 
 

@@ -1,6 +1,6 @@
 """Training step: patches/s of one full adversarial step (G+S update, then D update) on 32^3 patches.
 
-advnorm's ``AdversarialNormalization.optimize_parameters`` against the straightforward
+advnorm's ``Trainer.optimize_parameters`` against the straightforward
 reference of ``reference.py`` (same architecture and weights, float32, default memory
 format, stock convolution gradients, one optimizer per net), interleaved round by
 round in this process, plus the share of the float32 matmul peak measured in the
@@ -20,8 +20,8 @@ from _common import interleaved, log, matmul_peak, median, profile_config, ratio
 from reference import MonaiClassGAN, ReferenceGAN
 
 from advnorm.models.conv3d import fast_weight_grad
-from advnorm.training.methods import METHOD_SPECS
-from advnorm.training.step import AdversarialNormalization
+from advnorm.models.networks import Networks
+from advnorm.training.trainer import Trainer
 
 N_DOMAINS = 3
 DICE_WEIGHTS = torch.tensor([0.1, 0.3, 0.3, 0.3])
@@ -38,15 +38,16 @@ def make_batch(batch: int, patch: int = 32, seed: int = 0) -> tuple[torch.Tensor
     return x, y, mask, z
 
 
-def build_ours(cfg, batch: int, **train_overrides) -> AdversarialNormalization:
-    cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, batch_size=batch, **train_overrides))
+def build_ours(cfg, batch: int, **train_overrides) -> Trainer:
+    cfg = dataclasses.replace(cfg, method="adversarial",
+                              train=dataclasses.replace(cfg.train, batch_size=batch, **train_overrides))
     torch.manual_seed(0)
-    model = AdversarialNormalization(cfg, METHOD_SPECS["adversarial"], N_DOMAINS, DICE_WEIGHTS, torch.device("cpu"))
-    model.train()
+    model = Trainer(Networks(cfg, N_DOMAINS), DICE_WEIGHTS)
+    model.nets.train()
     return model
 
 
-def ours_step(model: AdversarialNormalization, *, fast_grad: bool = True):
+def ours_step(model: Trainer, *, fast_grad: bool = True):
     def run(batch) -> None:
         with fast_weight_grad(fast_grad):
             model.set_input(*batch)
@@ -68,7 +69,7 @@ def measure_profile(name: str, *, batch: int, rounds: int, budget_s: float, abla
     log(f"step[{name}]: building nets (batch {batch})")
     ours = build_ours(cfg, batch)
     ref = ReferenceGAN(cfg, N_DOMAINS, DICE_WEIGHTS)
-    ref.load_from(ours.G, ours.S, ours.D)
+    ref.load_from(ours.nets.G, ours.nets.S, ours.nets.D)
 
     # same work: one step from the same weights on the same batch gives the same losses
     small = make_batch(count_batch, patch, seed=1)
@@ -77,7 +78,7 @@ def measure_profile(name: str, *, batch: int, rounds: int, budget_s: float, abla
         flops_model = count_flops(lambda: ours.optimize_parameters(), count_batch, batch)
     ref_check = build_ours(cfg, count_batch)
     ref_small = ReferenceGAN(cfg, N_DOMAINS, DICE_WEIGHTS)
-    ref_small.load_from(ref_check.G, ref_check.S, ref_check.D)
+    ref_small.load_from(ref_check.nets.G, ref_check.nets.S, ref_check.nets.D)
     ref_check.set_input(*small)
     a = ref_check.optimize_parameters()
     b = ref_small.step(*small)

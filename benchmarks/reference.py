@@ -22,8 +22,8 @@ from torch import nn
 from monai.networks.blocks import Convolution
 from monai.networks.nets import ResNet, UNet
 
-from advnorm.data.intensity import SCALE_TOP
-from advnorm.losses import discriminator_loss, generator_adversarial_loss, segmentation_loss
+from advnorm.config import SCALE_TOP
+from advnorm.training.losses import discriminator_loss, generator_adversarial_loss, segmentation_loss
 from advnorm.models.unet import output_transform
 
 LEAKY = ("leakyrelu", {"negative_slope": 0.2, "inplace": True})

@@ -177,7 +177,7 @@ def render(results: dict) -> str:
     if step:
         add("## Training step")
         add("")
-        add("One full adversarial step (`AdversarialNormalization.optimize_parameters`: G+S update with D frozen,")
+        add("One full adversarial step (`Trainer.optimize_parameters`: G+S update with D frozen,")
         add("then D on real and generated patches), 32^3 patches, K = 3 domains. **reference**: the same networks")
         add("(same architecture, same initial weights, checked to give the same losses on the first step) built")
         add("from MONAI's `Convolution` blocks, float32, default memory format, stock `nn.Conv3d`, one `torch.optim`")

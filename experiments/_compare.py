@@ -1,7 +1,7 @@
 """Train one method under several settings on the same phantom, seeds and budget; compare them.
 
 The measurements behind the defaults in docs/method.md come from here. Each (variant, seed) run
-lives in ``OUT/<variant>/seed<k>`` and is skipped once it has an ``evaluation.json`` (resumable).
+lives in ``OUT/<variant>/seed<k>`` and is reused once evaluated (resumable; refused if made with other settings).
 Reported per variant, averaged over seeds: test Dice per tissue on full volumes (mean over
 domains), the number of (domain, tissue) pairs whose test Dice is below 0.05 ("dead"), the final
 validation Dice, D's accuracy on generated patches (adversarial runs) and the JSD of G's output.
@@ -9,40 +9,33 @@ validation Dice, D's accuracy on generated patches (adversarial runs) and the JS
 
 from __future__ import annotations
 
-import csv
-import json
 from pathlib import Path
 from statistics import mean
 
 from advnorm.config import resolve
 from advnorm.data.layouts import open_domains
 from advnorm.data.phantom.generate import PhantomSpec, write_phantom
-from advnorm.evaluation.evaluate import evaluate
-from advnorm.inference import TrainedModel
 from advnorm.io_atomic import atomic_write_json
-from advnorm.training.loop import fit
+from advnorm.labels import TISSUES
+from advnorm.run_folder import RunFolder
+from advnorm.training.log import read_log
+from advnorm.workflows import train_and_evaluate
 
-TISSUES = ("CSF", "GM", "WM")
 DEAD = 0.05
 
 
 def one_run(run: Path, datasets, overrides: dict) -> dict:
-    """Train and evaluate one configuration (skipped when already evaluated); its numbers."""
-    done = run / "evaluation.json"
-    if not done.exists():
-        if not (run / "checkpoint_final.safetensors").exists():
-            fit(resolve("quick", overrides=overrides), datasets, run, progress=False, log=lambda m: None)
-        atomic_write_json(done, evaluate(TrainedModel(run), datasets, log=lambda m: None).to_json())
-    summary = json.loads(done.read_text())["summary"]
-    with open(run / "training_log.csv", newline="") as f:
-        rows = list(csv.DictReader(f))
+    """Train and evaluate one configuration (reused when already evaluated with the same config and data)."""
+    summary = train_and_evaluate(run, resolve("quick", overrides=overrides), datasets, progress=False,
+                                 log=lambda m: None)["summary"]
+    rows = read_log(RunFolder(run).log)
     per_domain = summary["per_domain"]
     return {
         "test_dice": {t: summary["mean"]["dice"][t]["mean"] for t in (*TISSUES, "mean")},
         "dead": sum(per_domain[d]["dice"][t]["mean"] < DEAD for d in per_domain for t in TISSUES),
         "pairs": len(per_domain) * len(TISSUES),
         "val_dice_final": float(rows[-1]["val_dice_mean"]),
-        "d_acc_fake_final": float(rows[-1]["d_acc_fake"]) if rows[-1].get("d_acc_fake") else None,
+        "d_acc_fake_final": float(rows[-1]["d_acc_fake"]) if rows[-1].get("d_acc_fake") not in (None, "") else None,
         "jsd_input": summary["jsd"]["input"]["all"],
         "jsd_normalized": summary["jsd"]["normalized"]["all"],
         "seconds": float(rows[-1]["seconds"]),

@@ -22,7 +22,9 @@ from advnorm.cli import main
 from advnorm.errors import AdvnormError
 from advnorm.io_atomic import atomic_path, atomic_write_text
 from advnorm.training import checkpoint
-from tests.conftest import TINY_CONFIG, write_config
+from advnorm.models import weights as model_weights
+from advnorm.models.networks import Networks
+from tests.conftest import TINY_CONFIG, tiny_cfg, write_config
 
 # epoch 1 is the identity warm-up (2 steps); epochs 2-3 are adversarial (6 steps each)
 RESUME_CONFIG = {"model": TINY_CONFIG["model"],
@@ -157,10 +159,9 @@ def test_atomic_path_exception_mid_write_keeps_the_old_file(tmp_path):
 
 @pytest.mark.parametrize("interrupt", [_Crash, KeyboardInterrupt])
 def test_checkpoint_writers_interrupted_mid_write_keep_the_previous_files(tmp_path, monkeypatch, interrupt):
-    net = torch.nn.Linear(3, 2)
-    arch = {"method": "adversarial", "n_domains": 2, "model": {}}
+    nets = Networks(tiny_cfg("single"), 2)
     weights, state = tmp_path / "checkpoint_best.safetensors", tmp_path / "train_state.pt"
-    checkpoint.save_weights(weights, {"S": net}, arch)
+    model_weights.save_weights(weights, nets)
     checkpoint.save_train_state(state, {"epoch": 0, "best": 1.0})
     before = {p.name: _sha(p) for p in tmp_path.iterdir()}
 
@@ -168,20 +169,20 @@ def test_checkpoint_writers_interrupted_mid_write_keep_the_previous_files(tmp_pa
         Path(path).write_bytes(b"\x00" * 17)
         raise interrupt
 
-    monkeypatch.setattr(checkpoint, "save_file", half_then_die)
+    monkeypatch.setattr(model_weights, "save_file", half_then_die)
     monkeypatch.setattr(checkpoint.torch, "save", half_then_die)
     with torch.no_grad():
-        net.weight.fill_(7.0)
+        next(nets.S.parameters()).fill_(7.0)
     with pytest.raises(interrupt):
-        checkpoint.save_weights(weights, {"S": net}, arch)
+        model_weights.save_weights(weights, nets)
     with pytest.raises(interrupt):
         checkpoint.save_train_state(state, {"epoch": 1, "best": 0.5})
     assert {p.name: _sha(p) for p in tmp_path.iterdir()} == before  # same files, same bytes, no temporaries
     monkeypatch.undo()
     assert checkpoint.load_train_state(state)["epoch"] == 0
-    fresh = torch.nn.Linear(3, 2)
-    checkpoint.load_weights(weights, {"S": fresh}, arch)
-    assert not torch.all(fresh.weight == 7.0)
+    fresh = Networks(tiny_cfg("single"), 2)
+    model_weights.load_weights(weights, fresh)
+    assert not torch.all(next(fresh.S.parameters()) == 7.0)
 
 
 def test_atomic_files_respect_the_umask(tmp_path):
@@ -199,14 +200,17 @@ def test_atomic_files_respect_the_umask(tmp_path):
 # ------------------------------------------------------------------ (c) NaN / Inf losses
 
 
+@pytest.mark.slow
 def test_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(tiny_phantom, tiny_config, tmp_path, monkeypatch, capsys):
-    from advnorm.training import loop, step
+    from advnorm.training import loop, trainer
 
-    real_loss, calls = step.segmentation_loss, [0]
+    real_loss, calls = trainer.segmentation_loss, [0]
 
-    def poisoned(*args, **kwargs):  # main epochs have 3 steps: call 5 is epoch 3, step 2
-        calls[0] += 1
+    def poisoned(*args, **kwargs):  # main epochs have 3 steps: training call 5 is epoch 3, step 2
         loss = real_loss(*args, **kwargs)
+        if not torch.is_grad_enabled():  # validation
+            return loss
+        calls[0] += 1
         return loss * float("nan") if calls[0] == 5 else loss
 
     saved: dict[int, dict[str, str]] = {}
@@ -216,7 +220,7 @@ def test_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(tiny_phantom
         real_save(path, state)
         saved[int(state["epoch"])] = {p.name: _sha(p) for p in Path(path).parent.glob("*.*") if p.suffix in (".pt", ".safetensors")}
 
-    monkeypatch.setattr(step, "segmentation_loss", poisoned)
+    monkeypatch.setattr(trainer, "segmentation_loss", poisoned)
     monkeypatch.setattr(loop, "save_train_state", recording_save)
     run = tmp_path / "run"
     argv = ["train", "--out", str(run), "--config", str(tiny_config), "--no-progress"]
@@ -235,14 +239,14 @@ def test_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(tiny_phantom
 
 
 def test_inf_and_divergence_checks_name_epoch_step_and_term():
-    from advnorm.training.loop import _check_finite
+    from advnorm.training.loop import check_finite
 
     history = [torch.tensor([0.7, 2.1]), torch.tensor([0.6, 80.0])]
     with pytest.raises(AdvnormError, match=r"loss_dis diverged \(80\) at epoch 4, step 12.*earlier epoch is kept"):
-        _check_finite(history, ["loss_seg", "loss_dis"], epoch=3, first_step=10, has_checkpoint=True)
+        check_finite(history, ["loss_seg", "loss_dis"], epoch=3, first_step=10, has_checkpoint=True)
     history = [torch.tensor([0.7, 2.1]), torch.tensor([0.6, 2.0]), torch.tensor([float("inf"), 2.0])]
     with pytest.raises(AdvnormError, match=r"loss_seg became NaN/Inf \(inf\) at epoch 2, step 3.*no checkpoint was written"):
-        _check_finite(history, ["loss_seg", "loss_dis"], epoch=1, first_step=0, has_checkpoint=False)
+        check_finite(history, ["loss_seg", "loss_dis"], epoch=1, first_step=0, has_checkpoint=False)
 
 
 # ------------------------------------------------------------------ (d) unwritable output

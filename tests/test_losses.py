@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from advnorm.losses import (
+from advnorm.training.losses import (
     default_dice_weights,
     discriminator_loss,
     generator_adversarial_loss,

@@ -14,9 +14,9 @@ import torch
 from advnorm.cli import main
 from advnorm.config import resolve
 from advnorm.errors import AdvnormError
-from advnorm.training.checkpoint import architecture, load_train_state, load_weights
-from advnorm.training.methods import METHOD_SPECS
-from advnorm.training.step import AdversarialNormalization
+from advnorm.models.networks import Networks
+from advnorm.models.weights import load_weights
+from advnorm.training.checkpoint import load_train_state
 from tests.conftest import copy_run
 
 
@@ -106,30 +106,30 @@ def _networks(cfg_dict: dict, k: int):
     cfg = resolve("quick", overrides={"model.generator_widths": cfg_dict["model"]["generator_widths"],
                                       "model.segmenter_widths": cfg_dict["model"]["segmenter_widths"],
                                       "model.discriminator_widths": cfg_dict["model"]["discriminator_widths"]})
-    model = AdversarialNormalization(cfg, METHOD_SPECS[cfg.method], k, torch.ones(4) / 4, torch.device("cpu"))
-    return cfg, model.networks()
+    return cfg, Networks(cfg, k)
 
 
 def test_load_weights_refuses_another_k_and_another_architecture(tiny_run):
     stored = json.loads((tiny_run / "config.json").read_text())
     weights = tiny_run / "checkpoint_final.safetensors"
     cfg, nets = _networks(stored, 2)
-    load_weights(weights, nets, architecture(cfg.to_dict(), 2))  # the right K and widths load
+    load_weights(weights, nets)  # the right K and widths load
 
     cfg, nets = _networks(stored, 3)
     with pytest.raises(AdvnormError) as info:
-        load_weights(weights, nets, architecture(cfg.to_dict(), 3))
+        load_weights(weights, nets)
     assert "n_domains is 2 in the file, 3 in the config" in str(info.value)
 
     wider = {**stored, "model": {**stored["model"], "segmenter_widths": [4, 16]}}
     cfg, nets = _networks(wider, 2)
     with pytest.raises(AdvnormError) as info:
-        load_weights(weights, nets, architecture(cfg.to_dict(), 2))
+        load_weights(weights, nets)
     assert "model.segmenter_widths is [4, 8] in the file, [4, 16] in the config" in str(info.value)
 
     # metadata that lies about the architecture still cannot load mismatched tensors
+    nets.architecture = lambda: json.loads(_metadata(weights)["architecture"])  # type: ignore[method-assign]
     with pytest.raises(AdvnormError, match="weights of S do not fit the network"):
-        load_weights(weights, nets, json.loads(_metadata(weights)["architecture"]))
+        load_weights(weights, nets)
 
 
 def _metadata(path: Path) -> dict:
@@ -169,16 +169,17 @@ def test_resume_refuses_another_number_of_domains(tiny_run, tiny_phantom, tmp_pa
     assert _snapshot(run) == before
 
 
-def test_training_state_of_another_k_is_refused(tiny_run, tiny_phantom, tmp_path):
+def test_training_state_of_another_k_is_refused(tiny_run, tiny_phantom):
     """Defence in depth below the data check: a training state made for K domains does not load into K + 1."""
-    from advnorm.training.loop import _restore
+    from advnorm.data.layouts import open_domains
+    from advnorm.training.loop import TrainingRun
 
-    state = load_train_state(tiny_run / "train_state.pt")
     cfg = resolve("quick", file=tiny_run / "config.json")
-    arch = architecture(cfg.to_dict(), 3)
-    model = AdversarialNormalization(cfg, METHOD_SPECS["adversarial"], 3, torch.ones(4) / 4, torch.device("cpu"))
+    run = TrainingRun(cfg, open_domains([str(p) for p in tiny_phantom]), tiny_run)
+    run.data = type("D", (), {"domains": ["a", "b", "c"]})()
+    run.nets = Networks(cfg, 3)
     with pytest.raises(AdvnormError, match="n_domains is 2 in the file, 3 in the config"):
-        _restore(state, tiny_run / "train_state.pt", model, {}, arch, ["a", "b", "c"])
+        run._restore(load_train_state(tiny_run / "train_state.pt"))
 
 
 def test_resume_refuses_a_training_state_of_another_architecture(tiny_run, tiny_phantom, tmp_path, capsys):

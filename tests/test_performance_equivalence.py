@@ -25,8 +25,8 @@ from advnorm.config import quick_profile
 from advnorm.data.patches import PatchIndex, gather, patch_corner
 from advnorm.models import build_discriminator, build_generator, build_segmenter
 from advnorm.models.conv3d import Conv3d, conv3d_weight_grad, fast_weight_grad
-from advnorm.training.methods import METHOD_SPECS
-from advnorm.training.step import AdversarialNormalization
+from advnorm.training.trainer import Trainer
+from tests.conftest import make_trainer
 
 CL = torch.channels_last_3d
 
@@ -123,24 +123,24 @@ def _batch(b: int = 4, p: int = 16, seed: int = 0):
     return x, y, mask, z
 
 
-def _model(cfg) -> AdversarialNormalization:
-    torch.manual_seed(0)
-    m = AdversarialNormalization(cfg, METHOD_SPECS["adversarial"], 2, torch.tensor([0.1, 0.3, 0.3, 0.3]), torch.device("cpu"))
-    return m.train()
+def _model(cfg) -> Trainer:
+    m = make_trainer(cfg, 2, [0.1, 0.3, 0.3, 0.3])
+    m.nets.train()
+    return m
 
 
-def _grads_of_one_step(m: AdversarialNormalization, batch) -> tuple[dict, dict]:
+def _grads_of_one_step(m: Trainer, batch) -> tuple[dict, dict]:
     """The G+S and the D half of ``optimize_parameters``, stopping before each optimizer step."""
     m.set_input(*batch)
-    for p in m.D.parameters():
+    for p in m.nets.D.parameters():
         p.requires_grad_(False)
     m.forward()
     out = m.backward_GS()
-    grads = {f"{n}.{k}": p.grad.clone() for n, net in (("G", m.G), ("S", m.S)) for k, p in net.named_parameters()}
-    for p in m.D.parameters():
+    grads = {f"{n}.{k}": p.grad.clone() for n, net in (("G", m.nets.G), ("S", m.nets.S)) for k, p in net.named_parameters()}
+    for p in m.nets.D.parameters():
         p.requires_grad_(True)
     out.update(m.backward_D())
-    grads.update({f"D.{k}": p.grad.clone() for k, p in m.D.named_parameters()})
+    grads.update({f"D.{k}": p.grad.clone() for k, p in m.nets.D.named_parameters()})
     return {k: float(v) for k, v in out.items()}, grads
 
 

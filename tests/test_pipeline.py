@@ -11,20 +11,15 @@ import torch
 from advnorm.cli import main
 from advnorm.data.layouts import open_domains
 from advnorm.data.phantom.generate import PhantomSpec, write_phantom
+from tests.conftest import LEARNING_CONFIG
 
-TINY_CONFIG = {
-    "model": {"generator_widths": [4, 8], "segmenter_widths": [8, 16], "discriminator_widths": [4, 8]},
-    "optim": {"lr_segmenter": 0.01, "lr_generator": 0.003},
-    "train": {"epochs": 5, "warmup_epochs": 1, "steps_per_epoch": 8, "warmup_steps_per_epoch": 3,
-              "batch_size": 4, "patch_size": 16, "val_patches": 16, "channels_last": False},
-}
-
+pytestmark = pytest.mark.slow  # trains networks
 
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("pipeline")
     write_phantom(root / "phantom", PhantomSpec(domains=2, subjects=3, seed=0, scale=0.3))
-    (root / "tiny.json").write_text(json.dumps(TINY_CONFIG))
+    (root / "tiny.json").write_text(json.dumps(LEARNING_CONFIG))
     return root
 
 
@@ -107,13 +102,13 @@ def test_stitched_prediction_equals_whole_volume(run, domains):
     subject = ds.load_case(ds.cases[0])
     x = torch.from_numpy(model.network_input(subject))[None, None]
     m = torch.from_numpy(subject.mask.astype(np.float32))[None, None]
-    stride = 2 ** (len(model.cfg.model.segmenter_widths) - 1)
+    stride = model.nets.S.stride
     pad = [(-s) % stride for s in x.shape[2:]]
     pads = (0, pad[2], 0, pad[1], 0, pad[0])
     with torch.no_grad():
         xp, mp = torch.nn.functional.pad(x, pads), torch.nn.functional.pad(m, pads)
-        x_hat = model.model.normalize(xp, mp)
-        direct = torch.softmax(model.model.S(x_hat), 1)[0, :, : x.shape[2], : x.shape[3], : x.shape[4]].numpy()
+        x_hat = model.nets.normalize(xp, mp)
+        direct = torch.softmax(model.nets.segment(x_hat), 1)[0, :, : x.shape[2], : x.shape[3], : x.shape[4]].numpy()
     whole = model.predict(subject, window=512)
     assert np.abs(whole.probs - direct).max() < 1e-4
     stitched = model.predict(subject, window=32, overlap=0.5)

@@ -5,8 +5,12 @@ import json
 import shutil
 from pathlib import Path
 
+import pytest
+
 from advnorm.cli import main
 from advnorm.evaluation.tables import TABLE1_COLUMNS, TABLE2_COLUMNS
+
+pytestmark = pytest.mark.slow  # trains networks
 
 
 def test_reproduce_writes_tables_report_and_figures(tiny_phantom, tiny_config, tmp_path, capsys):

@@ -6,6 +6,3 @@ segments G's output and a (K+1)-class discriminator D keeps G's output realistic
 """
 
 __version__ = "0.1.0"
-
-CLASS_NAMES: tuple[str, ...] = ("background", "CSF", "GM", "WM")
-"""The four output classes of S, in label order 0-3."""

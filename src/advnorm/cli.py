@@ -7,8 +7,9 @@ import json
 import logging
 import sys
 import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from advnorm import __version__
 from advnorm.config import METHODS, PROFILES
@@ -27,33 +28,51 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _add_data(p: argparse.ArgumentParser, required: bool = True) -> None:
-    p.add_argument("--data", action="append", required=required, metavar="[LAYOUT:]PATH",
-                   help="a dataset folder, one domain each (layouts: iseg2017, mrbrains13, mrbrains18, nnunet; "
-                        "auto-detected unless LAYOUT: is given); repeat for several domains")
+    p.add_argument(
+        "--data",
+        action="append",
+        required=required,
+        metavar="[LAYOUT:]PATH",
+        help="a dataset folder, one domain each (layouts: iseg2017, mrbrains13, mrbrains18, nnunet; "
+        "auto-detected unless LAYOUT: is given); repeat for several domains",
+    )
 
 
 def _add_training(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--profile", choices=sorted(PROFILES), default="quick", help="quick (CPU minutes) or paper (authors' sizes)")
+    p.add_argument(
+        "--profile", choices=sorted(PROFILES), default="quick", help="quick (CPU minutes) or paper (authors' sizes)"
+    )
     p.add_argument("--config", metavar="FILE", help="JSON file overriding profile settings (see docs/configuration.md)")
     p.add_argument("--epochs", type=int, help="override train.epochs")
     p.add_argument("--seed", type=int, help="override train.seed")
-    p.add_argument("--split", choices=("subject", "patch"), help="subject (default) or the paper's patch-level split (leaky)")
+    p.add_argument(
+        "--split", choices=("subject", "patch"), help="subject (default) or the paper's patch-level split (leaky)"
+    )
     p.add_argument("--device", help="auto (default), cpu, cuda, cuda:1, mps")
     p.add_argument("--amp", action="store_true", default=None, help="bf16 mixed precision")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="advnorm", description="Adversarial intensity normalization for multi-domain 3-D MRI segmentation.")
+    parser = _Parser(
+        prog="advnorm", description="Adversarial intensity normalization for multi-domain 3-D MRI segmentation."
+    )
     parser.add_argument("--version", action="version", version=f"advnorm {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     common = _Parser(add_help=False)
     common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
-    sub = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
-    _add_parser = sub.add_parser
-    sub.add_parser = lambda *a, **k: _add_parser(*a, parents=[common], **k)  # type: ignore[method-assign]
+    verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
 
-    p = sub.add_parser("inspect", help="describe datasets: layout, subjects, shapes, spacing, intensities, class counts")
+    class _Verbs:  # every verb also takes --debug
+        @staticmethod
+        def add_parser(name: str, **kwargs: Any) -> argparse.ArgumentParser:
+            return verbs.add_parser(name, parents=[common], **kwargs)
+
+    sub = _Verbs()
+
+    p = sub.add_parser(
+        "inspect", help="describe datasets: layout, subjects, shapes, spacing, intensities, class counts"
+    )
     _add_data(p)
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
 
@@ -87,12 +106,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", choices=("best", "final"), default="best")
     p.add_argument("--device", default="auto")
 
-    p = sub.add_parser("reproduce", help="train and evaluate every experiment of Table 1 (+ baselines); tables, figures, report")
+    p = sub.add_parser(
+        "reproduce", help="train and evaluate every experiment of Table 1 (+ baselines); tables, figures, report"
+    )
     _add_data(p)
     p.add_argument("--out", required=True, type=Path)
     p.add_argument("--methods", help="comma-separated subset of " + ",".join(METHODS))
-    p.add_argument("--recompute", action="store_true",
-                   help="train again the runs in --out that were made with other settings or data (default: refuse)")
+    p.add_argument(
+        "--recompute",
+        action="store_true",
+        help="train again the runs in --out that were made with other settings or data (default: refuse)",
+    )
     _add_training(p)
 
     p = sub.add_parser("demo", help="build the phantom and reproduce Table 1 on it with the quick profile")
@@ -102,61 +126,100 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _training_overrides(args: argparse.Namespace) -> dict:
-    return {"train.epochs": args.epochs, "train.seed": args.seed, "data.split": args.split,
-            "train.device": args.device, "train.amp": args.amp}
+    return {
+        "train.epochs": args.epochs,
+        "train.seed": args.seed,
+        "data.split": args.split,
+        "train.device": args.device,
+        "train.amp": args.amp,
+    }
+
+
+def _inspect(args: argparse.Namespace) -> None:
+    from advnorm.data.inspect import describe, format_text
+    from advnorm.data.layouts import open_domains
+
+    report = describe(open_domains(args.data))
+    print(json.dumps(report, indent=2) if args.json else format_text(report))
+    errors = [c["error"] for d in report["domains"] for c in d["cases"] if "error" in c]
+    if errors:  # the report is printed, but a dataset with unreadable cases is not fit for use
+        more = f" (and {len(errors) - 1} more case(s) could not be read; see the report)" if len(errors) > 1 else ""
+        raise AdvnormError(errors[0] + more)
+
+
+def _phantom(args: argparse.Namespace) -> None:
+    from advnorm.data.phantom.generate import PhantomSpec, write_phantom
+
+    spec = PhantomSpec(domains=args.domains, subjects=args.subjects, seed=args.seed, scale=args.scale)
+    for folder in write_phantom(args.out, spec, progress=True):
+        print(folder)
+    print(args.out / "phantom.png")
+
+
+def _train(args: argparse.Namespace) -> None:
+    from advnorm.workflows import train
+
+    train(
+        args.data,
+        args.out,
+        method=args.method,
+        profile=args.profile,
+        config_file=args.config,
+        overrides={**_training_overrides(args), "data.train_domain": args.train_domain},
+        resume=args.resume,
+        progress=not args.no_progress,
+    )
+
+
+def _predict(args: argparse.Namespace) -> None:
+    from advnorm.workflows import predict
+
+    predict(
+        args.model, args.input, args.output, overwrite=args.overwrite, checkpoint=args.checkpoint, device=args.device
+    )
+
+
+def _evaluate(args: argparse.Namespace) -> None:
+    from advnorm.workflows import evaluate_run
+
+    evaluate_run(args.model, args.data, args.output, checkpoint=args.checkpoint, device=args.device)
+
+
+def _reproduce(args: argparse.Namespace) -> None:
+    from advnorm.reproduce import reproduce
+
+    reproduce(
+        args.data,
+        args.out,
+        profile=args.profile,
+        config_file=args.config,
+        overrides=_training_overrides(args),
+        methods=args.methods.split(",") if args.methods else None,
+        recompute=args.recompute,
+        progress=not args.no_progress,
+    )
+
+
+def _demo(args: argparse.Namespace) -> None:
+    from advnorm.reproduce import demo
+
+    demo(args.out, progress=not args.no_progress)
+
+
+VERBS: dict[str, Callable[[argparse.Namespace], None]] = {
+    "inspect": _inspect,
+    "phantom": _phantom,
+    "train": _train,
+    "predict": _predict,
+    "evaluate": _evaluate,
+    "reproduce": _reproduce,
+    "demo": _demo,
+}
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.verb == "inspect":
-        from advnorm.data.inspect import describe, format_text
-        from advnorm.data.layouts import open_domains
-
-        report = describe(open_domains(args.data))
-        print(json.dumps(report, indent=2) if args.json else format_text(report))
-        errors = [c["error"] for d in report["domains"] for c in d["cases"] if "error" in c]
-        if errors:  # the report is printed, but a dataset with unreadable cases is not fit for use
-            more = f" (and {len(errors) - 1} more case(s) could not be read; see the report)" if len(errors) > 1 else ""
-            raise AdvnormError(errors[0] + more)
-        return 0
-    if args.verb == "phantom":
-        from advnorm.data.phantom.generate import PhantomSpec, write_phantom
-
-        folders = write_phantom(args.out, PhantomSpec(domains=args.domains, subjects=args.subjects, seed=args.seed, scale=args.scale),
-                                progress=True)
-        for f in folders:
-            print(f)
-        print(args.out / "phantom.png")
-        return 0
-    if args.verb == "train":
-        from advnorm.workflows import train
-
-        train(args.data, args.out, method=args.method, profile=args.profile, config_file=args.config,
-              overrides={**_training_overrides(args), "data.train_domain": args.train_domain},
-              resume=args.resume, progress=not args.no_progress)
-        return 0
-    if args.verb == "predict":
-        from advnorm.workflows import predict
-
-        predict(args.model, args.input, args.output, overwrite=args.overwrite, checkpoint=args.checkpoint, device=args.device)
-        return 0
-    if args.verb == "evaluate":
-        from advnorm.workflows import evaluate_run
-
-        evaluate_run(args.model, args.data, args.output, checkpoint=args.checkpoint, device=args.device)
-        return 0
-    if args.verb == "reproduce":
-        from advnorm.reproduce import reproduce
-
-        methods = args.methods.split(",") if args.methods else None
-        reproduce(args.data, args.out, profile=args.profile, config_file=args.config, overrides=_training_overrides(args),
-                  methods=methods, recompute=args.recompute, progress=not args.no_progress)
-        return 0
-    if args.verb == "demo":
-        from advnorm.reproduce import demo
-
-        demo(args.out, progress=not args.no_progress)
-        return 0
-    raise AssertionError(args.verb)
+    VERBS[args.verb](args)
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -17,9 +17,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 from advnorm.errors import AdvnormError
+from advnorm.methods import METHODS, Method
 
-METHODS = ("single", "standardized", "unconstrained", "adversarial", "nyul", "augmented")
-Method = Literal["single", "standardized", "unconstrained", "adversarial", "nyul", "augmented"]
+SCALE_TOP = 1.5
+"""Raw inputs are rescaled to [0, SCALE_TOP] (``data.intensity``): the range of G's input and of its output."""
+
+
+def total_stride(widths: tuple[int, ...]) -> int:
+    """The down-sampling factor of a U-Net with these level widths: inputs must be divisible by it."""
+    return 2 ** (len(widths) - 1)
 
 
 @dataclass(frozen=True)
@@ -27,18 +33,24 @@ class ModelConfig:
     """Widths per U-Net level (G and S) and per discriminator stage (D)."""
 
     generator_widths: tuple[int, ...] = (8, 16, 32)
+    """Channels of G's U-Net per level (one level per width; the authors': 64-128-256-512)."""
     segmenter_widths: tuple[int, ...] = (8, 16, 32, 64)
+    """Channels of S's U-Net per level."""
     discriminator_widths: tuple[int, ...] = (8, 16, 32, 64)
+    """Channels of D per stage (each stage halves the resolution)."""
     discriminator_blocks: int = 1
     """Residual blocks per discriminator stage (2 with widths 64-512 is a 3-D ResNet-18, as the authors used)."""
     generator_output: Literal["sigmoid", "residual"] = "sigmoid"
     """G's last step: ``sigmoid`` = 1.5 * sigmoid(U(x)), which learns the identity in the warm-up;
     ``residual`` = 1.5 * sigmoid(logit(x / 1.5) + U(x)), the identity from the start (measured: docs/method.md)."""
     n_classes: int = 4
+    """Classes S predicts: background, CSF, GM, WM."""
 
 
 @dataclass(frozen=True)
 class LossConfig:
+    """The segmentation loss (eq. 2) and the adversarial terms (eq. 1, 3, 4)."""
+
     dice_form: Literal["per_class", "single_ratio"] = "per_class"
     """``single_ratio``: eq. (2) as written, one ratio over all classes (the ``paper`` profile).
     ``per_class``: one Dice ratio per class, weighted mean; keeps classes from dying in short trainings
@@ -47,44 +59,75 @@ class LossConfig:
     """w_c for background, CSF, GM, WM. ``None``: inverse class frequency in the training patches,
     normalised to sum to 1, for ``single_ratio``; equal weights for ``per_class`` (docs/method.md)."""
     dice_epsilon: float = 1e-5
+    """The epsilon of eq. (2) that keeps the ratio defined for empty classes."""
     adv_lambda: float = 1.0
+    """lambda of eq. (1): the weight of G's adversarial term against L_seg."""
     adv_form: Literal["non_saturating", "saturating"] = "non_saturating"
+    """G's adversarial term: ``saturating`` is eq. (1) as written, log p_D(fake | G(x)); ``non_saturating``
+    minimises -log(1 - p_D(fake | G(x))), the same fixed point with gradients while D wins (docs/method.md)."""
 
 
 @dataclass(frozen=True)
 class OptimConfig:
+    """Optimizers of G, S and D and their plateau schedulers."""
+
     optimizer: Literal["sgd", "adam"] = "adam"
+    """``sgd`` with momentum (the paper) or ``adam``, for all three networks."""
     lr_generator: float = 1e-3
+    """Learning rate of G (paper: 1e-5)."""
     lr_segmenter: float = 1e-3
+    """Learning rate of S (paper: 1e-4)."""
     lr_discriminator: float = 2e-4
+    """Learning rate of D (paper: 1e-4)."""
     momentum: float = 0.9
+    """SGD momentum (unused by Adam)."""
     weight_decay: float = 0.0
+    """L2 weight decay of every optimizer (paper: 0.1)."""
     plateau_patience: int = 3
+    """Epochs without a lower validation loss before the learning rates drop."""
     plateau_factor: float = 0.1
+    """Factor the learning rates are multiplied by on a plateau."""
 
 
 @dataclass(frozen=True)
 class TrainConfig:
+    """The training budget, batches and patches, and where it runs."""
+
     epochs: int = 4
+    """Epochs in all, the identity warm-up of G included."""
     warmup_epochs: int = 1
+    """Epochs at the start in which only G learns, to reproduce its input (paper: 3); methods without G skip them."""
     steps_per_epoch: int | None = 20
     """Batches per epoch; ``None`` means one pass over the training patch index (the paper's epoch)."""
     warmup_steps_per_epoch: int | None = 8
+    """Batches per warm-up epoch; ``None``: one pass over the training patch index."""
     batch_size: int = 12
+    """Patches per step, balanced across domains (the global batch under torchrun)."""
     patch_size: int = 32
+    """Edge of the cubic training patches in voxels (a multiple of the U-Nets' total stride)."""
     patch_stride: int = 8
+    """Spacing of the patch centres on the labelled brain (the paper's stride)."""
     val_patches: int = 96
+    """Validation patches scored after every epoch (a fixed, domain-balanced sample)."""
     seed: int = 0
+    """Seed of the subject split, the initialisation, the batches and the augmentation."""
     amp: bool = False
     """bf16 autocast (CPU and GPUs that support it)."""
     device: str = "auto"
+    """``auto`` (CUDA, then MPS, then CPU), ``cpu``, ``cuda``, ``cuda:N`` or ``mps``."""
     channels_last: bool = True
+    """Channels-last 3-D memory format for the networks (faster convolutions on CPUs and GPUs)."""
 
 
 @dataclass(frozen=True)
 class DataConfig:
+    """How each domain's subjects are split, and the raw input rescale."""
+
     split: Literal["subject", "patch"] = "subject"
+    """``subject``: whole subjects in training, validation and test; ``patch``: the paper's split of patches,
+    which puts overlapping patches of one subject on both sides (optimistic scores; warns)."""
     fractions: tuple[float, float, float] = (0.6, 0.2, 0.2)
+    """Training, validation and test shares of each domain's labelled subjects (each set gets at least one)."""
     train_domain: str | None = None
     """For ``--method single``: the one domain to train on (default: the first ``--data``)."""
     scale_percentile: float = 99.5
@@ -93,8 +136,12 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class Config:
+    """A run's whole configuration."""
+
     profile: str = "quick"
+    """The profile the run started from: ``quick`` or ``paper``."""
     method: Method = "adversarial"
+    """What to train: a row of ``advnorm.methods.METHOD_SPECS`` (``--method``)."""
     model: ModelConfig = field(default_factory=ModelConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
@@ -122,18 +169,33 @@ def paper_profile() -> Config:
         ),
         loss=LossConfig(dice_form="single_ratio"),
         optim=OptimConfig(
-            optimizer="sgd", lr_generator=1e-5, lr_segmenter=1e-4, lr_discriminator=1e-4,
-            momentum=0.9, weight_decay=0.1, plateau_patience=3, plateau_factor=0.1,
+            optimizer="sgd",
+            lr_generator=1e-5,
+            lr_segmenter=1e-4,
+            lr_discriminator=1e-4,
+            momentum=0.9,
+            weight_decay=0.1,
+            plateau_patience=3,
+            plateau_factor=0.1,
         ),
-        train=TrainConfig(epochs=50, warmup_epochs=3, steps_per_epoch=None, warmup_steps_per_epoch=None,
-                          batch_size=16, val_patches=2048, channels_last=True),
+        train=TrainConfig(
+            epochs=50,
+            warmup_epochs=3,
+            steps_per_epoch=None,
+            warmup_steps_per_epoch=None,
+            batch_size=16,
+            val_patches=2048,
+            channels_last=True,
+        ),
     )
 
 
 PROFILES = {"quick": quick_profile, "paper": paper_profile}
 
 
-def resolve(profile: str = "quick", *, file: str | Path | None = None, overrides: dict[str, Any] | None = None) -> Config:
+def resolve(
+    profile: str = "quick", *, file: str | Path | None = None, overrides: dict[str, Any] | None = None
+) -> Config:
     """Profile, then a JSON file, then ``overrides`` (``{"train.epochs": 3, "method": "single"}``)."""
     if profile not in PROFILES:
         raise AdvnormError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
@@ -179,6 +241,7 @@ def _invalid(cfg: Config) -> bool:
 
 def validate(cfg: Config) -> None:
     """Range checks that types alone cannot express."""
+
     def need(ok: bool, what: str) -> None:
         if not ok:
             raise AdvnormError(f"invalid configuration: {what}")
@@ -188,8 +251,10 @@ def validate(cfg: Config) -> None:
         need(math.isfinite(value), f"{name} must be a finite number, got {value!r}")
     need(cfg.method in METHODS, f"method must be one of {', '.join(METHODS)}")
     need(t.epochs >= 1, "train.epochs must be >= 1")
-    need(0 <= t.warmup_epochs < t.epochs or cfg.method not in ("unconstrained", "adversarial") or t.warmup_epochs == 0,
-         "train.warmup_epochs must be smaller than train.epochs")
+    need(
+        0 <= t.warmup_epochs < t.epochs or cfg.method not in ("unconstrained", "adversarial") or t.warmup_epochs == 0,
+        "train.warmup_epochs must be smaller than train.epochs",
+    )
     need(t.batch_size >= 2, "train.batch_size must be >= 2")
     need(t.patch_size >= 8 and t.patch_size % 8 == 0, "train.patch_size must be a multiple of 8, >= 8")
     need(t.patch_stride >= 1, "train.patch_stride must be >= 1")
@@ -201,16 +266,27 @@ def validate(cfg: Config) -> None:
     for name in ("generator_widths", "segmenter_widths", "discriminator_widths"):
         widths = getattr(m, name)
         need(len(widths) >= 2 and all(w >= 1 for w in widths), f"model.{name} needs >= 2 positive widths")
-    need(t.patch_size % 2 ** (max(len(m.generator_widths), len(m.segmenter_widths)) - 1) == 0,
-         "train.patch_size must be divisible by the U-Net's total stride")
+    need(
+        t.patch_size % max(total_stride(m.generator_widths), total_stride(m.segmenter_widths)) == 0,
+        "train.patch_size must be divisible by the U-Net's total stride",
+    )
     need(m.n_classes == 4, "model.n_classes must be 4 (background, CSF, GM, WM)")
-    need(loss.dice_weights is None or (len(loss.dice_weights) == 4 and all(w >= 0 for w in loss.dice_weights)
-                                      and sum(loss.dice_weights) > 0), "loss.dice_weights needs 4 non-negative weights")
+    need(
+        loss.dice_weights is None
+        or (len(loss.dice_weights) == 4 and all(w >= 0 for w in loss.dice_weights) and sum(loss.dice_weights) > 0),
+        "loss.dice_weights needs 4 non-negative weights",
+    )
     need(loss.dice_epsilon > 0 and loss.adv_lambda >= 0, "loss.dice_epsilon must be > 0 and loss.adv_lambda >= 0")
-    need(len(cfg.data.fractions) == 3 and all(f >= 0 for f in cfg.data.fractions) and abs(sum(cfg.data.fractions) - 1) < 1e-6,
-         "data.fractions must be three non-negative numbers summing to 1")
-    need(all(f > 0 for f in cfg.data.fractions),
-         "data.fractions: training, validation and test each need a share > 0 (every set holds at least one subject)")
+    need(
+        len(cfg.data.fractions) == 3
+        and all(f >= 0 for f in cfg.data.fractions)
+        and abs(sum(cfg.data.fractions) - 1) < 1e-6,
+        "data.fractions must be three non-negative numbers summing to 1",
+    )
+    need(
+        all(f > 0 for f in cfg.data.fractions),
+        "data.fractions: training, validation and test each need a share > 0 (every set holds at least one subject)",
+    )
     need(50 < cfg.data.scale_percentile <= 100, "data.scale_percentile must be in (50, 100]")
 
 
@@ -246,7 +322,7 @@ def _merge(obj: Any, data: dict[str, Any], source: str, prefix: str) -> Any:
     return replace(obj, **changes)
 
 
-def _coerce(value: Any, hint: Any, where: str, source: str) -> Any:
+def _coerce(value: Any, hint: Any, where: str, source: str) -> Any:  # noqa: PLR0911 - one return per kind of type
     """Check ``value`` against a type hint; lists become tuples. Wrong types are errors."""
     origin, args = typing.get_origin(hint), typing.get_args(hint)
     if origin in (typing.Union, types.UnionType):
@@ -261,7 +337,9 @@ def _coerce(value: Any, hint: Any, where: str, source: str) -> Any:
         raise errors[0]
     if origin is Literal:
         if value not in args:
-            raise AdvnormError(f"configuration key {where!r} must be one of {', '.join(map(repr, args))}, got {value!r}", source)
+            raise AdvnormError(
+                f"configuration key {where!r} must be one of {', '.join(map(repr, args))}, got {value!r}", source
+            )
         return value
     if origin is tuple:
         if not isinstance(value, (list, tuple)):
@@ -271,28 +349,28 @@ def _coerce(value: Any, hint: Any, where: str, source: str) -> Any:
             return tuple(_coerce(v, inner, where, source) for v in value)
         if len(value) != len(args):
             raise AdvnormError(f"configuration key {where!r} must have {len(args)} items", source)
-        return tuple(_coerce(v, a, where, source) for v, a in zip(value, args))
-    if hint is bool:
-        if not isinstance(value, bool):
-            raise AdvnormError(f"configuration key {where!r} must be true or false, got {value!r}", source)
+        return tuple(_coerce(v, a, where, source) for v, a in zip(value, args, strict=True))
+    check = _SCALARS.get(hint)
+    if check is None:
         return value
-    if hint is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise AdvnormError(f"configuration key {where!r} must be an integer, got {value!r}", source)
-        return value
-    if hint is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise AdvnormError(f"configuration key {where!r} must be a number, got {value!r}", source)
-        return float(value)
-    if hint is str:
-        if not isinstance(value, str):
-            raise AdvnormError(f"configuration key {where!r} must be a string, got {value!r}", source)
-        return value
-    return value
+    ok, what = check
+    if not ok(value):
+        raise AdvnormError(f"configuration key {where!r} must be {what}, got {value!r}", source)
+    return float(value) if hint is float else value
 
 
-def differences(stored: Any, expected: Any, *, there: str = "in the file", here: str = "in the config",
-                where: str = "") -> list[str]:
+_SCALARS: dict[Any, tuple[Any, str]] = {
+    bool: (lambda v: isinstance(v, bool), "true or false"),
+    int: (lambda v: isinstance(v, int) and not isinstance(v, bool), "an integer"),
+    float: (lambda v: isinstance(v, (int, float)) and not isinstance(v, bool), "a number"),
+    str: (lambda v: isinstance(v, str), "a string"),
+}
+"""JSON scalar types of config values: the check and how the error names the expected type."""
+
+
+def differences(
+    stored: Any, expected: Any, *, there: str = "in the file", here: str = "in the config", where: str = ""
+) -> list[str]:
     """Human-readable differences between two nested JSON-like values (lists and tuples compare alike):
     ``"model.widths is [4, 8] in the file, [4, 16] in the config"``."""
     if isinstance(stored, dict) and isinstance(expected, dict):

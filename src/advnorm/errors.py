@@ -22,3 +22,9 @@ class AdvnormWarning(UserWarning):
         self.problem = " ".join(str(problem).split())
         self.path = None if path is None else str(path)
         super().__init__(self.problem if self.path is None else f"{self.path}: {self.problem}")
+
+
+def one_line(text: object, limit: int = 160) -> str:
+    """``text`` (an exception's message, say) on one line of at most ``limit`` characters."""
+    flat = " ".join(str(text).split())
+    return flat if len(flat) <= limit else flat[: limit - 3] + "..."

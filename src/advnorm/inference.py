@@ -17,15 +17,16 @@ import numpy as np
 import torch
 from monai.inferers import sliding_window_inference
 
+from advnorm.config import total_stride
 from advnorm.data.divergence import jensen_shannon
 from advnorm.data.intensity import FAR_FROM_TRAINING_JSD, input_histogram, raw_input_problem, transform_image
 from advnorm.data.subject import Subject
 from advnorm.data.volume_io import save_nifti
 from advnorm.errors import AdvnormError, AdvnormWarning
+from advnorm.methods import METHOD_SPECS
+from advnorm.models.networks import Networks
+from advnorm.models.weights import load_weights
 from advnorm.run_folder import RunFolder, pick_device
-from advnorm.training.checkpoint import architecture, load_weights
-from advnorm.training.methods import METHOD_SPECS
-from advnorm.training.step import AdversarialNormalization
 
 DEFAULT_WINDOW = 160
 """Window edge for whole-volume inference: large windows amortise the U-Net's border cost."""
@@ -50,10 +51,9 @@ class TrainedModel:
         self.spec = METHOD_SPECS[self.cfg.method]
         self.domains: list[str] = self.run["domains"]
         self.device = pick_device(device)
-        weights = torch.tensor(self.run["dice_weights"])
-        self.model = AdversarialNormalization(self.cfg, self.spec, len(self.domains), weights, self.device)
-        load_weights(files.checkpoint(checkpoint), self.model.networks(), architecture(self.cfg.to_dict(), len(self.domains)))
-        self.model.eval()
+        self.nets = Networks(self.cfg, len(self.domains), self.device)
+        load_weights(files.checkpoint(checkpoint), self.nets)
+        self.nets.eval()
 
     def network_input(self, subject: Subject) -> np.ndarray:
         """The run's input transform of ``subject``; an image it cannot take is refused, one unlike every
@@ -62,42 +62,56 @@ class TrainedModel:
         problem = raw_input_problem(kind, subject.image, subject.mask)
         if problem is not None:
             raise AdvnormError(problem, subject.source.path)
-        x = transform_image(kind, subject.image, subject.mask, percentile=self.cfg.data.scale_percentile,
-                            fitted=self.run.get("input_state") or None)
+        x = transform_image(
+            kind,
+            subject.image,
+            subject.mask,
+            percentile=self.cfg.data.scale_percentile,
+            fitted=self.run.get("input_state") or None,
+        )
         stored = self.run.get("input_histograms") or {}
         if stored:
             hist = input_histogram(kind, x, subject.mask)
-            nearest, jsd = min(((d, jensen_shannon(hist, np.asarray(h))) for d, h in stored.items()), key=lambda t: t[1])
+            nearest, jsd = min(
+                ((d, jensen_shannon(hist, np.asarray(h))) for d, h in stored.items()), key=lambda t: t[1]
+            )
             if jsd > FAR_FROM_TRAINING_JSD:
-                warnings.warn(AdvnormWarning(
-                    f"intensities unlike every training domain of this run (JSD {jsd:.2f} to the nearest, {nearest}): "
-                    "check that it is the same modality, unnormalized; its results may be unreliable",
-                    subject.source.path), stacklevel=2)
+                warnings.warn(
+                    AdvnormWarning(
+                        f"intensities unlike every training domain of this run "
+                        f"(JSD {jsd:.2f} to the nearest, {nearest}): "
+                        "check that it is the same modality, unnormalized; its results may be unreliable",
+                        subject.source.path,
+                    ),
+                    stacklevel=2,
+                )
         return x
 
     @torch.no_grad()
     def predict(self, subject: Subject, *, window: int = DEFAULT_WINDOW, overlap: float = 0.25) -> Prediction:
         x = torch.from_numpy(self.network_input(subject))[None, None]
         m = torch.from_numpy(subject.mask.astype(np.float32))[None, None]
-        stride = max(2 ** (len(self.cfg.model.segmenter_widths) - 1), 2 ** (len(self.cfg.model.generator_widths) - 1))
+        stride = max(total_stride(self.cfg.model.segmenter_widths), total_stride(self.cfg.model.generator_widths))
         shape = x.shape[2:]
         pad = [_round_up(s, stride) - s for s in shape]  # at the far end, so the pooling grid starts at voxel 0
-        roi = tuple(min(_round_up(window, stride), s + p) for s, p in zip(shape, pad))
-        model = self.model
+        roi = tuple(min(_round_up(window, stride), s + p) for s, p in zip(shape, pad, strict=True))
+        nets = self.nets
 
         def predictor(inp: torch.Tensor) -> torch.Tensor:
             xi, mi = inp[:, :1], inp[:, 1:]
-            with model._autocast():
-                x_hat = model.normalize(xi, mi)
-                probs = torch.softmax(model.S(x_hat).float(), dim=1)
+            with nets.autocast():
+                x_hat = nets.normalize(xi, mi)
+                probs = torch.softmax(nets.segment(x_hat).float(), dim=1)
             return torch.cat([x_hat.float(), probs], dim=1)
 
         inp = torch.nn.functional.pad(torch.cat([x, m], dim=1), (0, pad[2], 0, pad[1], 0, pad[0])).to(self.device)
-        out = sliding_window_inference(inp, roi, 1, predictor, overlap=overlap, mode="gaussian",
-                                       padding_mode="constant", cval=0.0)
-        out = out[0, :, : shape[0], : shape[1], : shape[2]].cpu().numpy()
-        normalized = np.where(subject.mask, out[0], 0.0).astype(np.float32)
-        return Prediction(normalized=normalized, probs=out[1:].astype(np.float32))
+        out = sliding_window_inference(
+            inp, roi, 1, predictor, overlap=overlap, mode="gaussian", padding_mode="constant", cval=0.0
+        )
+        assert isinstance(out, torch.Tensor)  # MONAI returns a tuple or dict only for such predictors
+        stack = out[0, :, : shape[0], : shape[1], : shape[2]].cpu().numpy()
+        normalized = np.where(subject.mask, stack[0], 0.0).astype(np.float32)
+        return Prediction(normalized=normalized, probs=stack[1:].astype(np.float32))
 
 
 def write_outputs(subject: Subject, pred: Prediction, out_dir: Path) -> tuple[Path, Path]:
@@ -109,8 +123,8 @@ def write_outputs(subject: Subject, pred: Prediction, out_dir: Path) -> tuple[Pa
     seg = lut[classes]
     dtype = np.uint8 if seg.max(initial=0) < 256 else np.int16
     paths = (out_dir / f"{subject.case_id}_normalized.nii.gz", out_dir / f"{subject.case_id}_seg.nii.gz")
-    save_nifti(paths[0], norm, subject.source.affine)
-    save_nifti(paths[1], seg.astype(dtype), subject.source.affine)
+    save_nifti(paths[0], norm, subject.source.affine, template_header=subject.source.header)
+    save_nifti(paths[1], seg.astype(dtype), subject.source.affine, template_header=subject.source.header)
     return paths
 
 

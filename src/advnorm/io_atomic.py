@@ -12,6 +12,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from advnorm.paths import top_missing
+
 
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
@@ -78,7 +80,7 @@ def staged_folder(out_dir: str | Path) -> Iterator[Path]:
     process is gone (:func:`remove_stale_staging`).
     """
     out_dir = Path(out_dir)
-    top = _top_missing(out_dir)
+    top = top_missing(out_dir)
     remove_stale_staging(out_dir)
     if top is None:
         staging = Path(tempfile.mkdtemp(prefix=f"{STAGING_TAG}{_owner()}-", dir=out_dir))
@@ -103,16 +105,6 @@ def staged_folder(out_dir: str | Path) -> Iterator[Path]:
         raise
 
 
-def _top_missing(path: Path) -> Path | None:
-    """The top-most folder of ``path`` (itself included) that does not exist yet; ``None`` if it exists."""
-    if path.exists():
-        return None
-    top = path
-    while not top.parent.exists():
-        top = top.parent
-    return top
-
-
 def _owner() -> str:
     return f"{socket.gethostname().replace('-', '_')}-{os.getpid()}"
 
@@ -121,13 +113,13 @@ def remove_stale_staging(out_dir: str | Path) -> list[Path]:
     """Remove staging folders for ``out_dir`` left by killed runs on this host; returns what was removed."""
     out_dir = Path(out_dir)
     host = socket.gethostname().replace("-", "_")
-    top = _top_missing(out_dir) or out_dir
+    top = top_missing(out_dir) or out_dir
     candidates = list(top.parent.glob(f".{top.name}{STAGING_TAG}*"))
     if out_dir.is_dir():
         candidates += out_dir.glob(f"{STAGING_TAG}*")
     removed = []
     for folder in candidates:
-        tag = folder.name[folder.name.index(STAGING_TAG) + len(STAGING_TAG):]
+        tag = folder.name[folder.name.index(STAGING_TAG) + len(STAGING_TAG) :]
         parts = tag.split("-")
         if len(parts) < 3 or parts[0] != host or not parts[1].isdigit() or _alive(int(parts[1])):
             continue

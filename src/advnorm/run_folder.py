@@ -22,8 +22,11 @@ from advnorm.config import PROFILES, Config, resolve
 from advnorm.errors import AdvnormError
 from advnorm.io_atomic import atomic_write_json
 
-RUN_KEYS: dict[str, type | tuple[type, ...]] = {
-    "domains": list, "split": dict, "input_state": dict, "dice_weights": list,
+RUN_KEYS: dict[str, type] = {
+    "domains": list,
+    "split": dict,
+    "input_state": dict,
+    "dice_weights": list,
 }
 """Keys of ``config.json``'s ``run`` section that inference needs, with their JSON types."""
 
@@ -97,7 +100,9 @@ class RunFolder:
             raise AdvnormError('run config: "run.domains" must be a non-empty list of names', self.config)
         profile = raw.get("profile", "quick")
         if not isinstance(profile, str) or profile not in PROFILES:
-            raise AdvnormError(f'run config: "profile" must be one of {", ".join(PROFILES)}, got {profile!r}', self.config)
+            raise AdvnormError(
+                f'run config: "profile" must be one of {", ".join(PROFILES)}, got {profile!r}', self.config
+            )
         return raw
 
     def read_config(self) -> tuple[Config, dict[str, Any]]:
@@ -109,15 +114,20 @@ class RunFolder:
         atomic_write_json(self.summary, summary)
 
 
-def _json_type(kind: type | tuple[type, ...]) -> str:
-    return {list: "list", dict: "object", str: "string"}.get(kind, "value") if isinstance(kind, type) else "value"
+def _json_type(kind: type) -> str:
+    return {"list": "list", "dict": "object", "str": "string"}.get(kind.__name__, "value")
 
 
 def versions() -> dict[str, str]:
     import monai
 
-    return {"advnorm": advnorm.__version__, "torch": torch.__version__, "monai": monai.__version__,
-            "numpy": np.__version__, "python": platform.python_version()}
+    return {
+        "advnorm": advnorm.__version__,
+        "torch": torch.__version__,
+        "monai": monai.__version__,
+        "numpy": np.__version__,
+        "python": platform.python_version(),
+    }
 
 
 def pick_device(name: str = "auto") -> torch.device:
@@ -133,8 +143,10 @@ def pick_device(name: str = "auto") -> torch.device:
         raise AdvnormError(f"--device {name!r} is not a device; use auto, cpu, cuda, cuda:N or mps") from None
     if device.type == "cuda":
         if not torch.cuda.is_available():
-            raise AdvnormError(f"--device {name}: this PyTorch build or machine has no CUDA GPU "
-                               f"(torch {torch.__version__}); use --device cpu or auto")
+            raise AdvnormError(
+                f"--device {name}: this PyTorch build or machine has no CUDA GPU "
+                f"(torch {torch.__version__}); use --device cpu or auto"
+            )
         if device.index is not None and device.index >= torch.cuda.device_count():
             raise AdvnormError(f"--device {name}: there are only {torch.cuda.device_count()} CUDA GPU(s)")
     elif device.type == "mps":

@@ -2,17 +2,34 @@
 
 from __future__ import annotations
 
-import os
+import json
+import shutil
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-from advnorm.config import resolve
-from advnorm.data.layouts import open_domains, open_input
+from advnorm.config import Config, differences, resolve
+from advnorm.data.fingerprint import dataset_fingerprint, fingerprint_differences
+from advnorm.data.layouts import Dataset, open_domains, open_input
 from advnorm.errors import AdvnormError
 from advnorm.io_atomic import atomic_write_json, staged_folder
+from advnorm.labels import TISSUES
+from advnorm.paths import check_output_target, refuse_inside_inputs
+from advnorm.run_folder import RunFolder
 
 
-def train(data: list[str], out: Path, *, method: str, profile: str = "quick", config_file: str | None = None,
-          overrides: dict | None = None, resume: bool = False, progress: bool = True, log=print) -> dict:
+def train(
+    data: list[str],
+    out: Path,
+    *,
+    method: str,
+    profile: str = "quick",
+    config_file: str | None = None,
+    overrides: dict | None = None,
+    resume: bool = False,
+    progress: bool = True,
+    log=print,
+) -> dict:
     from advnorm.training.loop import fit
 
     out = Path(out)
@@ -29,18 +46,28 @@ def train(data: list[str], out: Path, *, method: str, profile: str = "quick", co
 def format_summary(out: Path, summary: dict) -> str:
     """The one-screen end-of-training summary: validation Dice per domain and class, and the files."""
     final = summary["final"]
-    lines = [f"\n{summary['method']} on {', '.join(summary['domains'])}: {summary['epochs']} epochs in "
-             f"{summary['seconds']:.0f} s, best validation loss {summary['best_val_loss']:.4f}",
-             f"{'validation Dice (patches)':<28}{'CSF':>7}{'GM':>7}{'WM':>7}"]
+    lines = [
+        f"\n{summary['method']} on {', '.join(summary['domains'])}: {summary['epochs']} epochs in "
+        f"{summary['seconds']:.0f} s, best validation loss {summary['best_val_loss']:.4f}",
+        f"{'validation Dice (patches)':<28}" + "".join(f"{t:>7}" for t in TISSUES),
+    ]
     for d in summary["domains"]:
-        vals = [final.get(f"val_dice_{d}_{c}", float("nan")) for c in ("CSF", "GM", "WM")]
+        vals = [final.get(f"val_dice_{d}_{c}", float("nan")) for c in TISSUES]
         lines.append(f"{d:<28}" + "".join(f"{v:7.3f}" for v in vals))
     lines.append(f"run folder: {out} (checkpoint_best/final.safetensors, training_log.csv, progress.png, config.json)")
     return "\n".join(lines)
 
 
-def predict(model_dir: Path, inputs: list[str], out_dir: Path, *, overwrite: bool = False, checkpoint: str = "best",
-            device: str = "auto", log=print) -> list[Path]:
+def predict(
+    model_dir: Path,
+    inputs: list[str],
+    out_dir: Path,
+    *,
+    overwrite: bool = False,
+    checkpoint: str = "best",
+    device: str = "auto",
+    log=print,
+) -> list[Path]:
     from advnorm.inference import TrainedModel, write_outputs
 
     datasets = [open_input(spec) for spec in inputs]
@@ -60,7 +87,7 @@ def predict(model_dir: Path, inputs: list[str], out_dir: Path, *, overwrite: boo
     if len(set(targets)) < len(targets):
         dup = next(t for t in targets if targets.count(t) > 1)
         raise AdvnormError("two inputs have the same case name; their outputs would collide", dup)
-    _check_output_parent(out_dir, "output folder", is_dir=True)
+    check_output_target(out_dir, "output folder", is_dir=True)
     model = TrainedModel(model_dir, checkpoint=checkpoint, device=device)
     written: list[Path] = []
     try:
@@ -75,13 +102,15 @@ def predict(model_dir: Path, inputs: list[str], out_dir: Path, *, overwrite: boo
     return written
 
 
-def evaluate_run(model_dir: Path, data: list[str], output: Path, *, checkpoint: str = "best", device: str = "auto", log=print) -> dict:
+def evaluate_run(
+    model_dir: Path, data: list[str], output: Path, *, checkpoint: str = "best", device: str = "auto", log=print
+) -> dict:
     from advnorm.evaluation.evaluate import evaluate
     from advnorm.inference import TrainedModel
 
     output = Path(output)
     datasets = open_domains(data)
-    _check_output_parent(output, "metrics file", is_dir=False)
+    check_output_target(output, "metrics file", is_dir=False)
     model = TrainedModel(model_dir, checkpoint=checkpoint, device=device)
     result = evaluate(model, datasets, log=log).to_json()
     atomic_write_json(output, result)
@@ -91,23 +120,76 @@ def evaluate_run(model_dir: Path, data: list[str], output: Path, *, checkpoint: 
     return result
 
 
-def refuse_inside_inputs(out: Path, roots: list[Path], what: str) -> None:
-    out_r = Path(out).resolve()
-    for root in roots:
-        root_r = Path(root).resolve()
-        if out_r == root_r or root_r in out_r.parents:
-            raise AdvnormError(f"{what} must not be inside an input dataset folder ({root})", out)
+# -- train, then evaluate: one run of a comparison (reproduce, experiments) ---------------------------------
+
+MAY_DIFFER = ("train.device",)
+"""Config keys a run may be reused under with another value: where it runs, not what it computes."""
 
 
-def _check_output_parent(out: Path, what: str, *, is_dir: bool) -> None:
-    """Refuse, before any work, an output that cannot be created: a file where a folder is needed, or vice versa."""
-    out = Path(out)
-    if out.exists() and out.is_dir() != is_dir:
-        raise AdvnormError(f"{what} is {'a file' if is_dir else 'a folder'}; expected {'a folder' if is_dir else 'a file'}", out)
-    for folder in ((out,) if is_dir else ()) + tuple(out.parents):
-        if folder.exists():
-            if not folder.is_dir():
-                raise AdvnormError(f"cannot create the {what}: this is a file, not a folder", folder)
-            if not os.access(folder, os.W_OK | os.X_OK):
-                raise AdvnormError(f"cannot create the {what}: folder is not writable", folder)
-            break
+def train_and_evaluate(
+    run_dir: Path,
+    cfg: Config,
+    datasets: list[Dataset],
+    *,
+    recompute: bool = False,
+    progress: bool = True,
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Train (or resume) ``cfg`` into ``run_dir`` and evaluate it on the held-out subjects; its evaluation JSON.
+
+    A run folder made earlier is reused (finished and evaluated: read back; interrupted: resumed) only
+    when it was made with this config and these data; otherwise this is refused, or with ``recompute``
+    the old run is deleted and trained again.
+    """
+    from advnorm.evaluation.evaluate import evaluate
+    from advnorm.inference import TrainedModel
+    from advnorm.training.loop import fit
+
+    files = RunFolder(run_dir)
+    if recompute and (diffs := reuse_differences(files.root, cfg, datasets)):
+        log(f"made with other settings or data ({diffs[0]}): training it again")
+        shutil.rmtree(files.root)
+    refuse_unless_reusable(files.root, cfg, datasets)
+    if files.evaluation.exists():
+        log("finished earlier, skipped")
+        return json.loads(files.evaluation.read_text(encoding="utf-8"))
+    if not files.final.exists():
+        resume = files.state.exists()
+        log(f"{'resuming' if resume else 'training'} ({cfg.method})")
+        fit(cfg, datasets, files.root, resume=resume, progress=progress, log=log)
+    log(f"evaluating on the test subjects of {', '.join(d.name for d in datasets)}")
+    payload = evaluate(TrainedModel(files.root), datasets, log=log).to_json()
+    atomic_write_json(files.evaluation, payload)
+    return payload
+
+
+def refuse_unless_reusable(run_dir: Path, cfg: Config, datasets: list[Dataset]) -> None:
+    diffs = reuse_differences(run_dir, cfg, datasets)
+    if diffs:
+        raise AdvnormError(
+            f"this run was made with other settings or data ({'; '.join(diffs[:3])}); use another "
+            "--out, or --recompute to train it again",
+            run_dir,
+        )
+
+
+def reuse_differences(run_dir: Path, cfg: Config, datasets: list[Dataset]) -> list[str]:
+    """Why an existing run folder cannot be reused for ``cfg`` on ``datasets`` (empty: it can, or there is none)."""
+    files = RunFolder(run_dir)
+    if not files.root.is_dir() or not any(files.root.iterdir()):
+        return []
+    try:
+        stored = json.loads(files.config.read_text(encoding="utf-8"))
+        stored_data = stored["run"]["data"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return ["its config.json with the record of its data is missing or unreadable"]
+    stored.pop("run", None)
+    stored.pop("versions", None)
+    wanted = cfg.to_dict()
+    for dotted in MAY_DIFFER:
+        head, key = dotted.split(".")
+        for d in (stored, wanted):
+            d.get(head, {}).pop(key, None)
+    return differences(stored, wanted, there="there", here="now") + fingerprint_differences(
+        stored_data, [dataset_fingerprint(d) for d in datasets]
+    )

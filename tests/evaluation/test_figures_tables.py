@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from advnorm.evaluation import figures
+from advnorm.training.log import plot_learning_curves
 from advnorm.evaluation.tables import (
     PAPER_TABLE1,
     PAPER_TABLE2,
@@ -77,7 +78,7 @@ def test_segmentation_overlay(tmp_path: Path) -> None:
 def test_learning_curves(tmp_path: Path, log_text: str) -> None:
     log = tmp_path / "log.csv"
     log.write_text(log_text)
-    _assert_png(figures.learning_curves(log, tmp_path / "curves" / "progress.png"))
+    _assert_png(plot_learning_curves(log, tmp_path / "curves" / "progress.png"))
 
 
 def _read_csv(path: Path) -> list[dict[str, str]]:

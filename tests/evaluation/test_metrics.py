@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from scipy.spatial.distance import cdist
 
+from advnorm.labels import TISSUES
 from advnorm.evaluation.metrics import (
-    CLASS_NAMES,
     case_metrics,
     dice_per_class,
     summarize,
@@ -43,7 +43,7 @@ def test_dice_per_class_keys_and_independence() -> None:
     pred = _line(0, 4, 1) + _line(6, 10, 3)
     target = _line(0, 4, 1) + _line(8, 10, 3)
     d = dice_per_class(pred, target)
-    assert list(d) == list(CLASS_NAMES)
+    assert list(d) == list(TISSUES)
     assert d == pytest.approx({"CSF": 1.0, "GM": 1.0, "WM": 2 * 2 / (4 + 2)})
 
 

@@ -11,13 +11,12 @@ from pathlib import Path
 import pytest
 
 from advnorm.data.phantom.generate import PhantomSpec, write_phantom
+from tests.conftest import LEARNING_CONFIG
 
-CONFIG = {
-    "model": {"generator_widths": [4, 8], "segmenter_widths": [8, 16], "discriminator_widths": [4, 8]},
-    "optim": {"lr_segmenter": 0.01, "lr_generator": 0.003},
-    "train": {"epochs": 3, "warmup_epochs": 1, "steps_per_epoch": 6, "warmup_steps_per_epoch": 2,
-              "batch_size": 8, "patch_size": 16, "val_patches": 16, "channels_last": False},
-}
+pytestmark = pytest.mark.slow  # trains networks
+
+CONFIG = {**LEARNING_CONFIG, "train": {**LEARNING_CONFIG["train"], "epochs": 3, "steps_per_epoch": 6,
+                                      "warmup_steps_per_epoch": 2, "batch_size": 8}}
 
 
 def _train(argv_prefix, out: Path, data: list[str], config: Path) -> list[dict]:

@@ -53,8 +53,11 @@ def _one_file(path: Path) -> str:
 
 
 def case_digest(case: CaseRef) -> dict[str, Any]:
-    return {"case": case.case_id, "image": file_digest(case.image),
-            "label": None if case.label is None else file_digest(case.label)}
+    return {
+        "case": case.case_id,
+        "image": file_digest(case.image),
+        "label": None if case.label is None else file_digest(case.label),
+    }
 
 
 def dataset_fingerprint(ds: Dataset, *, labelled_only: bool = True) -> dict[str, Any]:
@@ -64,8 +67,13 @@ def dataset_fingerprint(ds: Dataset, *, labelled_only: bool = True) -> dict[str,
     h.update(ds.layout.encode())
     for c in cases:
         h.update(f"{c['case']}\0{c['image']}\0{c['label']}\n".encode())
-    return {"name": ds.name, "layout": ds.layout, "root": str(Path(ds.root).resolve()), "cases": cases,
-            "digest": h.hexdigest()}
+    return {
+        "name": ds.name,
+        "layout": ds.layout,
+        "root": str(Path(ds.root).resolve()),
+        "cases": cases,
+        "digest": h.hexdigest(),
+    }
 
 
 def fingerprint_differences(stored: list[dict[str, Any]], current: list[dict[str, Any]]) -> list[str]:
@@ -73,7 +81,7 @@ def fingerprint_differences(stored: list[dict[str, Any]], current: list[dict[str
     out: list[str] = []
     if [d["name"] for d in stored] != [d["name"] for d in current]:
         return [f"domains {', '.join(d['name'] for d in stored)} then, {', '.join(d['name'] for d in current)} now"]
-    for old, new in zip(stored, current):
+    for old, new in zip(stored, current, strict=True):
         if old.get("digest") == new["digest"]:
             continue
         name = new["name"]
@@ -95,11 +103,13 @@ def fingerprint_differences(stored: list[dict[str, Any]], current: list[dict[str
 def refuse_duplicate_content(datasets: list[Dataset], fingerprints: list[dict[str, Any]]) -> None:
     """Two domains holding the same image file content are one dataset given twice: refuse."""
     seen: dict[str, tuple[str, str]] = {}
-    for ds, fp in zip(datasets, fingerprints):
+    for ds, fp in zip(datasets, fingerprints, strict=True):
         for c in fp["cases"]:
             other = seen.get(c["image"])
             if other is not None and other[0] != ds.name:
-                raise AdvnormError(f"holds the same images as the domain {other[0]} (case {c['case']} is identical to "
-                                   f"{other[1]}): one dataset given twice would count every subject twice", ds.root)
+                raise AdvnormError(
+                    f"holds the same images as the domain {other[0]} (case {c['case']} is identical to "
+                    f"{other[1]}): one dataset given twice would count every subject twice",
+                    ds.root,
+                )
             seen.setdefault(c["image"], (ds.name, c["case"]))
-

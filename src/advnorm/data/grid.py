@@ -15,15 +15,19 @@ import numpy as np
 from scipy import ndimage as ndi
 
 
-def working_affine(src_affine: np.ndarray, src_shape: tuple[int, ...], spacing: float = 1.0) -> tuple[np.ndarray, tuple[int, int, int]]:
+def working_affine(
+    src_affine: np.ndarray, src_shape: tuple[int, ...], spacing: float = 1.0
+) -> tuple[np.ndarray, tuple[int, int, int]]:
     """An axis-aligned RAS grid of ``spacing`` mm covering the source field of view."""
-    corners = np.array([[i, j, k, 1.0] for i in (0, src_shape[0] - 1) for j in (0, src_shape[1] - 1) for k in (0, src_shape[2] - 1)])
+    corners = np.array(
+        [[i, j, k, 1.0] for i in (0, src_shape[0] - 1) for j in (0, src_shape[1] - 1) for k in (0, src_shape[2] - 1)]
+    )
     world = (src_affine @ corners.T).T[:, :3]
     lo, hi = world.min(axis=0), world.max(axis=0)
     shape = tuple(int(np.floor((hi[d] - lo[d]) / spacing + 1e-6)) + 1 for d in range(3))
     affine = np.diag([spacing, spacing, spacing, 1.0])
     affine[:3, 3] = lo
-    return affine, shape  # type: ignore[return-value]
+    return affine, (shape[0], shape[1], shape[2])
 
 
 def resample(
@@ -64,7 +68,8 @@ def crop_box(mask: np.ndarray, margin: int) -> tuple[slice, slice, slice]:
     idx = np.argwhere(mask)
     lo = np.maximum(idx.min(axis=0) - margin, 0)
     hi = np.minimum(idx.max(axis=0) + margin + 1, mask.shape)
-    return tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))  # type: ignore[return-value]
+    x, y, z = (slice(int(a), int(b)) for a, b in zip(lo, hi, strict=True))
+    return x, y, z
 
 
 def shift_affine(affine: np.ndarray, box: tuple[slice, slice, slice]) -> np.ndarray:
@@ -79,12 +84,16 @@ EDGE_TOLERANCE = 1e-3
 the field of view's edge must not fall out by float rounding, whatever axis order the file stores."""
 
 
-def _inside(matrix: np.ndarray, offset: np.ndarray, src_shape: tuple[int, ...], dst_shape: tuple[int, ...]) -> np.ndarray:
+def _inside(
+    matrix: np.ndarray, offset: np.ndarray, src_shape: tuple[int, ...], dst_shape: tuple[int, ...]
+) -> np.ndarray:
     """Destination voxels whose source coordinate lies within the source array (one source axis at a time)."""
     axes = [np.arange(n, dtype=np.float64) for n in dst_shape]
     inside = np.ones(tuple(dst_shape), dtype=bool)
     for i in range(3):
-        coord = offset[i] + sum(matrix[i, j] * axes[j].reshape([-1 if k == j else 1 for k in range(3)]) for j in range(3))
+        coord = offset[i] + sum(
+            matrix[i, j] * axes[j].reshape([-1 if k == j else 1 for k in range(3)]) for j in range(3)
+        )
         inside &= (coord >= -EDGE_TOLERANCE) & (coord <= src_shape[i] - 1 + EDGE_TOLERANCE)
     return inside
 
@@ -93,8 +102,9 @@ def _is_identity_like(matrix: np.ndarray, offset: np.ndarray) -> bool:
     return bool(np.allclose(matrix, np.eye(3), atol=1e-6) and np.allclose(offset, 0.0, atol=1e-4))
 
 
-def _signed_permutation(matrix: np.ndarray, offset: np.ndarray, src_shape: tuple[int, ...],
-                        dst_shape: tuple[int, ...]) -> Callable[[np.ndarray], np.ndarray] | None:
+def _signed_permutation(
+    matrix: np.ndarray, offset: np.ndarray, src_shape: tuple[int, ...], dst_shape: tuple[int, ...]
+) -> Callable[[np.ndarray], np.ndarray] | None:
     """Exact fast path when the mapping is a pure axis permutation/flip with an integer shift.
 
     ``src = matrix @ dst + offset``: row ``i`` of ``matrix`` belongs to *source* axis ``i``,
@@ -108,7 +118,11 @@ def _signed_permutation(matrix: np.ndarray, offset: np.ndarray, src_shape: tuple
     if not np.allclose(matrix, rounded, atol=1e-6) or not np.allclose(offset, np.round(offset), atol=1e-4):
         return None
     nonzero = rounded != 0
-    if not (nonzero.sum(axis=0) == 1).all() or not (nonzero.sum(axis=1) == 1).all() or not np.all(np.abs(rounded[nonzero]) == 1):
+    if (
+        not (nonzero.sum(axis=0) == 1).all()
+        or not (nonzero.sum(axis=1) == 1).all()
+        or not np.all(np.abs(rounded[nonzero]) == 1)
+    ):
         return None
     shift = np.round(offset).astype(int)
     src_axis = [int(np.flatnonzero(nonzero[:, j])[0]) for j in range(3)]  # dst axis j reads src axis src_axis[j]

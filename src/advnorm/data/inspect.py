@@ -10,18 +10,21 @@ The report is plain JSON-serialisable data.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import nibabel as nib
 import numpy as np
 
-from advnorm import CLASS_NAMES
 from advnorm.data.layouts import CaseRef, Dataset
 from advnorm.errors import AdvnormError
+from advnorm.labels import CLASS_NAMES
 
 STAT_NAMES = ("min", "p1", "median", "p99", "max")
 
 
-def describe(datasets: list[Dataset], *, keep_going: bool = True, progress: Callable[[str], None] | None = None) -> dict:
+def describe(
+    datasets: list[Dataset], *, keep_going: bool = True, progress: Callable[[str], None] | None = None
+) -> dict:
     """A JSON-serialisable report on ``datasets``.
 
     With ``keep_going`` (the default), a case that cannot be loaded gets an ``"error"``
@@ -42,7 +45,14 @@ def describe(datasets: list[Dataset], *, keep_going: bool = True, progress: Call
                 if not keep_going:
                     raise
                 n_errors += 1
-                cases.append({"case_id": case.case_id, "labelled": case.label is not None, "image": str(case.image), "error": str(exc)})
+                cases.append(
+                    {
+                        "case_id": case.case_id,
+                        "labelled": case.label is not None,
+                        "image": str(case.image),
+                        "error": str(exc),
+                    }
+                )
         domains.append(
             {
                 "name": ds.name,
@@ -60,14 +70,14 @@ def describe(datasets: list[Dataset], *, keep_going: bool = True, progress: Call
 
 def describe_case(ds: Dataset, case: CaseRef) -> dict:
     subject = ds.load_case(case, with_label=True)
-    header = nib.load(str(case.image)).header
+    header: Any = nib.load(str(case.image)).header
     zooms = [float(z) for z in header.get_zooms()[:3]]
     inside = subject.image[subject.mask]
     stats = np.percentile(inside, [0, 1, 50, 99, 100]) if inside.size else np.zeros(5)
     counts = None
     if subject.label is not None:
         per_class = np.bincount(subject.label[subject.mask].ravel(), minlength=4)[:4]
-        counts = {name: int(n) for name, n in zip(CLASS_NAMES, per_class)}
+        counts = {name: int(n) for name, n in zip(CLASS_NAMES, per_class, strict=True)}
     return {
         "case_id": case.case_id,
         "labelled": subject.label is not None,
@@ -80,7 +90,7 @@ def describe_case(ds: Dataset, case: CaseRef) -> dict:
         "working_spacing": [round(float(z), 4) for z in subject.spacing],
         "mask_from": subject.extra.get("mask_from", ds.mask_from),
         "brain_voxels": int(subject.mask.sum()),
-        "intensity": {k: round(float(v), 4) for k, v in zip(STAT_NAMES, stats)},
+        "intensity": {k: round(float(v), 4) for k, v in zip(STAT_NAMES, stats, strict=True)},
         "class_voxels": counts,
     }
 
@@ -91,7 +101,8 @@ def format_text(report: dict) -> str:
     for dom in report["domains"]:
         out.append(
             f"{dom['name']}  [{dom['layout']}]  {dom['root']}\n"
-            f"  {dom['n_labelled']} labelled, {dom['n_unlabelled']} unlabelled; label ids {tuple(dom['label_values'])}, brain mask: {dom['mask_from']}"
+            f"  {dom['n_labelled']} labelled, {dom['n_unlabelled']} unlabelled"
+            f"; label ids {tuple(dom['label_values'])}, brain mask: {dom['mask_from']}"
         )
         header = ["case", "lab", "source shape", "spacing mm", "working", *STAT_NAMES, *CLASS_NAMES]
         rows = []
@@ -115,7 +126,12 @@ def format_text(report: dict) -> str:
         if rows:
             widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
             for r in [header, *rows]:
-                out.append("  " + "  ".join(v.ljust(w) if i < 5 else v.rjust(w) for i, (v, w) in enumerate(zip(r, widths))).rstrip())
+                out.append(
+                    "  "
+                    + "  ".join(
+                        v.ljust(w) if i < 5 else v.rjust(w) for i, (v, w) in enumerate(zip(r, widths, strict=True))
+                    ).rstrip()
+                )
         out.extend(errors)
         out.append("")
     if report.get("n_errors"):

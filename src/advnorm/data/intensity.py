@@ -14,10 +14,10 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from advnorm.config import SCALE_TOP
+
 NYUL_PERCENTILES = (1.0, 10.0, 20.0, 30.0, 40.0, 50.0, 60.0, 70.0, 80.0, 90.0, 99.0)
 NYUL_RANGE = (0.0, 1.0)
-SCALE_TOP = 1.5
-"""``scale`` clips brain intensities to [0, SCALE_TOP]: the range of G's input, and of its output."""
 
 
 def scale_image(image: np.ndarray, mask: np.ndarray, percentile: float = 99.5) -> np.ndarray:
@@ -33,12 +33,13 @@ def zscore_image(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return np.where(mask, (image - mean) / (std if std > 0 else 1.0), 0.0).astype(np.float32)
 
 
-def fit_nyul(images: Sequence[np.ndarray], masks: Sequence[np.ndarray],
-             percentiles: Sequence[float] = NYUL_PERCENTILES) -> dict:
+def fit_nyul(
+    images: Sequence[np.ndarray], masks: Sequence[np.ndarray], percentiles: Sequence[float] = NYUL_PERCENTILES
+) -> dict:
     """Learn the standard scale: each image's landmarks mapped linearly so its 1st..99th percentiles
     span ``NYUL_RANGE``, then averaged over the training images."""
     rows = []
-    for image, mask in zip(images, masks):
+    for image, mask in zip(images, masks, strict=True):
         lm = np.percentile(image[mask], percentiles)
         span = lm[-1] - lm[0]
         rows.append((lm - lm[0]) / (span if span > 0 else 1.0))
@@ -62,7 +63,9 @@ def nyul_image(image: np.ndarray, mask: np.ndarray, fitted: dict) -> np.ndarray:
     return result
 
 
-def transform_image(kind: str, image: np.ndarray, mask: np.ndarray, *, percentile: float = 99.5, fitted: dict | None = None) -> np.ndarray:
+def transform_image(
+    kind: str, image: np.ndarray, mask: np.ndarray, *, percentile: float = 99.5, fitted: dict | None = None
+) -> np.ndarray:
     """Apply the named input transform (``scale`` | ``zscore`` | ``nyul``)."""
     if kind == "scale":
         return scale_image(image, mask, percentile)
@@ -106,8 +109,10 @@ def raw_input_problem(kind: str, image: np.ndarray, mask: np.ndarray) -> str | N
     brain = image[mask]
     share = float(np.mean(brain < 0)) if brain.size else 0.0
     if share > MAX_NEGATIVE_SHARE:
-        return (f"{share:.0%} of the brain voxels are negative: this run rescales raw MR intensities (>= 0) and "
-                "would clip them; give it the image as acquired, before any z-scoring or other normalization")
+        return (
+            f"{share:.0%} of the brain voxels are negative: this run rescales raw MR intensities (>= 0) and "
+            "would clip them; give it the image as acquired, before any z-scoring or other normalization"
+        )
     if brain.size == 0 or float(np.percentile(brain, 99.5)) <= 0:
         return "the brain holds no positive intensities"
     return None

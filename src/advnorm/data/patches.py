@@ -28,19 +28,23 @@ class PatchIndex:
     def subjects(self) -> np.ndarray:
         return self.entries[:, 0]
 
-    def subset(self, rows: np.ndarray) -> "PatchIndex":
+    def subset(self, rows: np.ndarray) -> PatchIndex:
         return PatchIndex(self.entries[rows], self.patch_size)
 
     @classmethod
-    def build(cls, masks: Sequence[np.ndarray], *, patch_size: int = 32, stride: int = 8,
-              subject_ids: Sequence[int] | None = None) -> "PatchIndex":
+    def build(
+        cls,
+        masks: Sequence[np.ndarray],
+        *,
+        patch_size: int = 32,
+        stride: int = 8,
+    ) -> PatchIndex:
         """Centres on a ``stride`` grid (anchored at each volume's origin) where ``mask`` is true.
 
         Pass the label map > 0 as mask to centre on labelled foreground, like the paper.
         """
-        ids = range(len(masks)) if subject_ids is None else subject_ids
         parts = []
-        for sid, mask in zip(ids, masks):
+        for sid, mask in enumerate(masks):
             grid = mask[::stride, ::stride, ::stride]
             pts = np.argwhere(grid).astype(np.int32) * stride
             parts.append(np.column_stack([np.full(len(pts), sid, dtype=np.int32), pts]))
@@ -55,7 +59,9 @@ def patch_corner(centre: np.ndarray, shape: tuple[int, ...], size: int) -> np.nd
     return np.clip(lo, 0, np.maximum(np.asarray(shape) - size, 0))
 
 
-def gather(volumes: Sequence[np.ndarray], index: PatchIndex, rows: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+def gather(
+    volumes: Sequence[np.ndarray], index: PatchIndex, rows: np.ndarray, out: np.ndarray | None = None
+) -> np.ndarray:
     """Stack the patches ``rows`` of ``index`` from ``volumes`` into ``out`` (len(rows), size, size, size).
 
     The corners of the whole batch are computed in one vectorized pass (same rule as
@@ -72,8 +78,8 @@ def gather(volumes: Sequence[np.ndarray], index: PatchIndex, rows: np.ndarray, o
     shapes = np.array([volumes[i].shape for i in range(len(volumes))], dtype=np.int64)[sids]
     corners = np.clip(ent[:, 1:].astype(np.int64) - s // 2, 0, np.maximum(shapes - s, 0))
     small = (shapes < s).any(axis=1)
-    for k, (sid, (cx, cy, cz)) in enumerate(zip(sids.tolist(), corners.tolist())):
-        block = volumes[sid][cx:cx + s, cy:cy + s, cz:cz + s]
+    for k, (sid, (cx, cy, cz)) in enumerate(zip(sids.tolist(), corners.tolist(), strict=True)):
+        block = volumes[sid][cx : cx + s, cy : cy + s, cz : cz + s]
         if not small[k]:
             out[k] = block
         else:  # a volume smaller than a patch: zero-pad

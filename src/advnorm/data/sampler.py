@@ -15,7 +15,9 @@ class DomainBalancedSampler:
     process draws the same global batch and keeps its own ``rank``-th share.
     """
 
-    def __init__(self, row_domains: np.ndarray, batch_size: int, *, seed: int, rank: int = 0, world_size: int = 1) -> None:
+    def __init__(
+        self, row_domains: np.ndarray, batch_size: int, *, seed: int, rank: int = 0, world_size: int = 1
+    ) -> None:
         if batch_size % world_size:
             raise ValueError("the global batch size must be divisible by the number of processes")
         self.row_domains = np.asarray(row_domains)
@@ -31,21 +33,21 @@ class DomainBalancedSampler:
         k = len(queues)
         for step in range(steps):
             counts = [self.batch_size // k + (1 if (i - step) % k < self.batch_size % k else 0) for i in range(k)]
-            batch = []
-            for i, n in enumerate(counts):
-                take = []
-                while n > 0:
+            parts = []
+            for i, count in enumerate(counts):
+                take, missing = [], count
+                while missing > 0:
                     if cursors[i] >= len(queues[i]):
                         queues[i], cursors[i] = rng.permutation(self.rows_by_domain[i]), 0
-                    got = queues[i][cursors[i]:cursors[i] + n]
+                    got = queues[i][cursors[i] : cursors[i] + missing]
                     cursors[i] += len(got)
-                    n -= len(got)
+                    missing -= len(got)
                     take.append(got)
-                batch.append(np.concatenate(take))
-            batch = np.concatenate(batch)
+                parts.append(np.concatenate(take))
+            batch = np.concatenate(parts)
             batch = batch[rng.permutation(len(batch))]
             if step >= start:
-                yield batch[self.rank::self.world_size]
+                yield batch[self.rank :: self.world_size]
 
     def full_pass_steps(self) -> int:
         """Batches in one pass over every row once (the paper's epoch)."""

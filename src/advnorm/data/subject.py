@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -24,6 +25,8 @@ class SourceGrid:
     shape: tuple[int, int, int]
     affine: np.ndarray
     spacing: tuple[float, float, float]
+    header: Any = None
+    """The source file's header: outputs written on this grid keep its codes and description."""
 
 
 @dataclass(eq=False)
@@ -49,15 +52,19 @@ class Subject:
 
     @property
     def spacing(self) -> tuple[float, float, float]:
-        return tuple(float(z) for z in np.linalg.norm(self.affine[:3, :3], axis=0))  # type: ignore[return-value]
+        x, y, z = (float(v) for v in np.linalg.norm(self.affine[:3, :3], axis=0))
+        return x, y, z
 
     @property
     def shape(self) -> tuple[int, int, int]:
-        return tuple(self.image.shape)  # type: ignore[return-value]
+        x, y, z = self.image.shape
+        return int(x), int(y), int(z)
 
-    @property
-    def labelled(self) -> bool:
-        return self.label is not None
+    def require_label(self) -> np.ndarray:
+        """The label map of a labelled subject (training and evaluation only ever ask labelled ones)."""
+        if self.label is None:
+            raise AdvnormError("this subject has no label map", self.source.path)
+        return self.label
 
     def to_source(self, array: np.ndarray, *, order: int) -> np.ndarray:
         """Resample a working-grid array (or (C, ...) stack) back onto the original grid."""
@@ -106,9 +113,13 @@ def build_subject(
     if label_path is not None:
         lab = load_volume(label_path, kind="label")
         if lab.data.shape != img.data.shape:
-            raise AdvnormError(f"label shape {lab.data.shape} does not match image shape {img.data.shape} ({img.path.name})", lab.path)
+            raise AdvnormError(
+                f"label shape {lab.data.shape} does not match image shape {img.data.shape} ({img.path.name})", lab.path
+            )
         if not np.allclose(lab.affine, img.affine, atol=1e-3, rtol=1e-4):
-            raise AdvnormError(f"label affine does not match the affine of {img.path.name} (not on the same grid)", lab.path)
+            raise AdvnormError(
+                f"label affine does not match the affine of {img.path.name} (not on the same grid)", lab.path
+            )
         label_raw = map_labels(lab.data, label_map or {0: 0, 1: 1, 2: 2, 3: 3}, lab.path)
 
     image = img.data.astype(np.float32)
@@ -135,12 +146,16 @@ def build_subject(
         label=None if w_label is None else np.ascontiguousarray(w_label[box]),
         mask=np.ascontiguousarray(w_mask[box]),
         affine=shift_affine(dst_affine, box),
-        source=SourceGrid(path=str(img.path), shape=tuple(image.shape), affine=img.affine, spacing=img.zooms),  # type: ignore[arg-type]
+        source=SourceGrid(
+            path=str(img.path), shape=tuple(image.shape), affine=img.affine, spacing=img.zooms, header=img.header
+        ),
         label_values=label_values,
     )
 
 
-def _brain_mask(image: np.ndarray, label: np.ndarray | None, mask_from: str, path: Path, label_path: Path | None) -> np.ndarray:
+def _brain_mask(
+    image: np.ndarray, label: np.ndarray | None, mask_from: str, path: Path, label_path: Path | None
+) -> np.ndarray:
     if mask_from == "auto":
         zero_fraction = float(np.mean(image == 0))
         mask_from = "nonzero" if zero_fraction > 0.05 or label is None else "label"
@@ -149,8 +164,11 @@ def _brain_mask(image: np.ndarray, label: np.ndarray | None, mask_from: str, pat
             raise AdvnormError("this layout skull-strips with the label map, but no label file was found", path)
         mask = label > 0
         if not mask.any():  # the label file is at fault, not the image
-            raise AdvnormError("label map holds only background (0): this layout skull-strips with the label map, "
-                               "so the brain mask would be empty", label_path or path)
+            raise AdvnormError(
+                "label map holds only background (0): this layout skull-strips with the label map, "
+                "so the brain mask would be empty",
+                label_path or path,
+            )
     elif mask_from == "nonzero":
         mask = image != 0
     else:  # pragma: no cover - programming error

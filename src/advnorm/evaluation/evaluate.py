@@ -16,13 +16,13 @@ import numpy as np
 
 from advnorm.data.fingerprint import case_digest
 from advnorm.data.intensity import transform_image
-from advnorm.data.layouts import Dataset
+from advnorm.data.layouts import CaseRef, Dataset
+from advnorm.data.splits import domain_split
 from advnorm.data.subject import Subject
 from advnorm.errors import AdvnormError, AdvnormWarning
 from advnorm.evaluation.intensity_agreement import per_class_jsd
 from advnorm.evaluation.metrics import case_metrics, summarize
-from advnorm.inference import Prediction, TrainedModel
-from advnorm.training.data import domain_split
+from advnorm.inference import TrainedModel
 
 MAX_JSD_VOXELS = 400_000
 """Brain voxels sampled per domain for the histograms (plenty for 128 bins)."""
@@ -32,8 +32,6 @@ MAX_JSD_VOXELS = 400_000
 class CaseResult:
     domain: str
     case_id: str
-    subject: Subject
-    prediction: Prediction
     metrics: dict
 
 
@@ -43,15 +41,19 @@ class Evaluation:
     summary: dict = field(default_factory=dict)
 
     def to_json(self) -> dict:
-        return {"summary": self.summary,
-                "cases": [{"domain": c.domain, "case": c.case_id, **c.metrics} for c in self.cases]}
+        return {
+            "summary": self.summary,
+            "cases": [{"domain": c.domain, "case": c.case_id, **c.metrics} for c in self.cases],
+        }
 
 
-def test_cases(model: TrainedModel, ds: Dataset):
+def held_out_cases(model: TrainedModel, ds: Dataset) -> list[CaseRef]:
     """The domain's test subjects under the run's split (recomputed identically for unseen domains)."""
     if not ds.labelled():
         return []
-    split = model.run.get("split", {}).get(ds.name) or domain_split(ds, model.cfg)
+    split = model.run.get("split", {}).get(ds.name) or domain_split(
+        [c.case_id for c in ds.labelled()], model.cfg.data, model.cfg.train.seed, where=ds.root
+    )
     wanted = set(split["test"])
     cases = [c for c in ds.labelled() if c.case_id in wanted]
     _warn_if_other_files(model, ds, cases)
@@ -67,40 +69,51 @@ def _warn_if_other_files(model: TrainedModel, ds: Dataset, cases: list) -> None:
     known = {c["case"]: c for c in recorded.get("cases", [])}
     changed = [c.case_id for c in cases if c.case_id in known and case_digest(c) != known[c.case_id]]
     if changed:
-        warnings.warn(AdvnormWarning(
-            f"the files of test case(s) {', '.join(changed[:3])} differ from those in the data the run was trained "
-            f"beside, although the domain is called {ds.name} like one of its training domains; the split by case "
-            "id may not hold these subjects out", ds.root), stacklevel=2)
+        warnings.warn(
+            AdvnormWarning(
+                f"the files of test case(s) {', '.join(changed[:3])} differ from those in the data the run was trained "
+                f"beside, although the domain is called {ds.name} like one of its training domains; the split by case "
+                "id may not hold these subjects out",
+                ds.root,
+            ),
+            stacklevel=2,
+        )
 
 
-def evaluate(model: TrainedModel, datasets: list[Dataset], *, keep_predictions: bool = False,
-             log: Callable[[str], None] = print) -> Evaluation:
+def evaluate(model: TrainedModel, datasets: list[Dataset], *, log: Callable[[str], None] = print) -> Evaluation:
+    """Every held-out case of ``datasets``: metrics per case and summaries per domain, and the JSD between domains."""
     result = Evaluation()
-    planned = [(ds, case) for ds in datasets for case in test_cases(model, ds)]
+    planned = [(ds, case) for ds in datasets for case in held_out_cases(model, ds)]
     if not planned:
         given = ", ".join(f"{d.name} ({len(d.labelled())} labelled)" for d in datasets)
-        raise AdvnormError(f"no labelled test subject of this run in the --data folders ({given}); evaluate needs the "
-                           "domains the run was trained on, or labelled subjects of a new domain", datasets[0].root)
+        raise AdvnormError(
+            f"no labelled test subject of this run in the --data folders ({given}); evaluate needs the "
+            "domains the run was trained on, or labelled subjects of a new domain",
+            datasets[0].root,
+        )
     inputs: dict[str, list] = {}
     outputs: dict[str, list] = {}
     labels: dict[str, list] = {}
     for ds, case in planned:
         subject = ds.load_case(case)
+        label = subject.require_label()
         pred = model.predict(subject)
-        metrics = case_metrics(pred.labels, subject.label, subject.spacing)
+        metrics = case_metrics(pred.labels, label, subject.spacing)
         log(f"  {ds.name}/{case.case_id}: Dice " + " ".join(f"{k}={v:.3f}" for k, v in metrics["dice"].items()))
-        result.cases.append(CaseResult(ds.name, case.case_id, subject if keep_predictions else None,
-                                       pred if keep_predictions else None, metrics))
-        brain = subject.label > 0
+        result.cases.append(CaseResult(ds.name, case.case_id, metrics))
+        brain = label > 0
         inputs.setdefault(ds.name, []).append(raw_input(model, subject)[brain])
         outputs.setdefault(ds.name, []).append(pred.normalized[brain])
-        labels.setdefault(ds.name, []).append(subject.label[brain])
+        labels.setdefault(ds.name, []).append(label[brain])
     by_domain = {}
     for name in dict.fromkeys(c.domain for c in result.cases):
         by_domain[name] = summarize([c.metrics for c in result.cases if c.domain == name])
-    result.summary = {"per_domain": by_domain, "mean": summarize([c.metrics for c in result.cases]) if result.cases else {}}
+    result.summary = {
+        "per_domain": by_domain,
+        "mean": summarize([c.metrics for c in result.cases]) if result.cases else {},
+    }
     if len(inputs) >= 2:
-        result.summary["jsd"] = intensity_agreement(inputs, outputs, labels)
+        result.summary["jsd"] = jsd_between_domains(inputs, outputs, labels)
     return result
 
 
@@ -109,12 +122,12 @@ def raw_input(model: TrainedModel, subject: Subject) -> np.ndarray:
     return transform_image("scale", subject.image, subject.mask, percentile=model.cfg.data.scale_percentile)
 
 
-def intensity_agreement(inputs: dict, outputs: dict, labels: dict, seed: int = 0) -> dict:
+def jsd_between_domains(inputs: dict, outputs: dict, labels: dict, seed: int = 0) -> dict:
     """Mean pairwise JSD across domains, of G's inputs and of its normalized outputs, per tissue and 'all'."""
     rng = np.random.default_rng(seed)
     x_in, x_out, labs = [], [], []
-    for name in inputs:
-        a, b, lab = (np.concatenate(v) for v in (inputs[name], outputs[name], labels[name]))
+    for name, raw in inputs.items():
+        a, b, lab = (np.concatenate(v) for v in (raw, outputs[name], labels[name]))
         if a.size > MAX_JSD_VOXELS:
             pick = rng.choice(a.size, MAX_JSD_VOXELS, replace=False)
             a, b, lab = a[pick], b[pick], lab[pick]

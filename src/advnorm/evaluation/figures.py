@@ -1,41 +1,24 @@
-"""Figures of the paper (Fig. 3, Fig. 4) and of training runs, as PNG files.
+"""Figures of the paper (Fig. 3, Fig. 4) and segmentation overlays, as PNG files (learning curves: ``training.log``).
 
 Matplotlib runs on the Agg backend and nothing is ever shown; every function writes its
-PNG atomically (a temporary file in the same folder, then ``os.replace``) so a killed
-run never leaves a truncated image, and returns the path it wrote.
+PNG atomically (:func:`advnorm.plotting.save_figure`) so a killed run never leaves a
+truncated image, and returns the path it wrote.
 """
 
 from __future__ import annotations
 
-import csv
-import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+from matplotlib.colors import ListedColormap
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib.colors import ListedColormap  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-
-from advnorm.evaluation.metrics import CLASS_NAMES  # noqa: E402
-from advnorm.io_atomic import atomic_path  # noqa: E402
+from advnorm.labels import TISSUES
+from advnorm.plotting import plt, save_figure
 
 TISSUE_COLORS = ("#1f77b4", "#2ca02c", "#d62728")
 """CSF, GM, WM overlay colours."""
 _HIST_PERCENTILES = (1.0, 99.0)
-
-
-def _save(fig: Figure, out: Path) -> Path:
-    out = Path(out)
-    try:
-        with atomic_path(out) as tmp:
-            fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
-    finally:
-        plt.close(fig)
-    return out
 
 
 def axial_index(volume: np.ndarray, mask: np.ndarray | None = None) -> int:
@@ -79,7 +62,7 @@ def fig3_normalization(rows: Sequence[tuple[str, np.ndarray, np.ndarray]], out: 
             ax.set_title(f"{name}: {what} (z={k})", fontsize=10)
             ax.axis("off")
     fig.suptitle("Inputs and adversarially normalized images")
-    return _save(fig, out)
+    return save_figure(fig, out)
 
 
 def _tones(cmap_name: str, n: int) -> list:
@@ -103,7 +86,7 @@ def fig4_histograms(
     is about, the spread of each tissue relative to the others. Histograms are
     densities, so domains with different voxel counts compare.
     """
-    tissues = [t for t in CLASS_NAMES if any(t in d for d in (*before.values(), *after.values()))]
+    tissues = [t for t in TISSUES if any(t in d for d in (*before.values(), *after.values()))]
     if not tissues:
         raise ValueError("fig4_histograms found none of CSF, GM, WM in its inputs")
     fig, axes = plt.subplots(2, len(tissues), figsize=(4.2 * len(tissues), 6.4), squeeze=False)
@@ -118,8 +101,17 @@ def fig4_histograms(
                 lo, hi = np.percentile(np.concatenate(list(series.values())), _HIST_PERCENTILES)
                 hi = hi if hi > lo else lo + 1.0
                 for color, (domain, x) in zip(colors, series.items(), strict=False):
-                    ax.hist(x, bins=bins, range=(lo, hi), density=True, histtype="stepfilled",
-                            alpha=0.45, color=color, edgecolor=color, label=domain)
+                    ax.hist(
+                        x,
+                        bins=bins,
+                        range=(lo, hi),
+                        density=True,
+                        histtype="stepfilled",
+                        alpha=0.45,
+                        color=color,
+                        edgecolor=color,
+                        label=domain,
+                    )
                 ax.legend(fontsize=8)
             else:
                 ax.text(0.5, 0.5, "no data", ha="center", va="center", transform=ax.transAxes)
@@ -128,7 +120,7 @@ def fig4_histograms(
             ax.set_ylabel("density")
     fig.suptitle("Intensity histograms: inputs (red) and generator outputs (blue)")
     fig.tight_layout()
-    return _save(fig, out)
+    return save_figure(fig, out)
 
 
 def _label_rgba(labels: np.ndarray) -> np.ndarray:
@@ -138,9 +130,7 @@ def _label_rgba(labels: np.ndarray) -> np.ndarray:
     return rgba
 
 
-def segmentation_overlay(
-    image: np.ndarray, truth: np.ndarray, pred: np.ndarray, out: Path, title: str = ""
-) -> Path:
+def segmentation_overlay(image: np.ndarray, truth: np.ndarray, pred: np.ndarray, out: Path, title: str = "") -> Path:
     """Axial slice through the middle of the labelled brain, ground truth (left) and prediction (right) in colour.
 
     Labels 1-3 are drawn as translucent fills (CSF blue, GM green, WM red) over the
@@ -156,68 +146,6 @@ def segmentation_overlay(
         ax.set_title(what, fontsize=10)
         ax.axis("off")
     handles = [plt.Rectangle((0, 0), 1, 1, color=c) for c in TISSUE_COLORS]
-    fig.legend(handles, CLASS_NAMES, loc="lower center", ncol=3, fontsize=9)
+    fig.legend(handles, TISSUES, loc="lower center", ncol=3, fontsize=9)
     fig.suptitle(f"{title} (z={k})" if title else f"z={k}")
-    return _save(fig, out)
-
-
-def _read_log(log_csv: Path) -> dict[str, np.ndarray]:
-    """Numeric columns of a CSV log as float arrays; empty or non-numeric cells become nan."""
-    with open(log_csv, newline="", encoding="utf-8") as fh:
-        rows = list(csv.DictReader(fh))
-    columns: dict[str, list[float]] = {}
-    names = list(rows[0].keys()) if rows else []
-    for name in names:
-        if name is None:
-            continue
-        vals = []
-        for row in rows:
-            try:
-                vals.append(float(row.get(name) or "nan"))
-            except ValueError:
-                vals.append(math.nan)
-        if np.isfinite(vals).any():
-            columns[name] = np.asarray(vals)
-    return columns
-
-
-def learning_curves(log_csv: Path, out: Path) -> Path:
-    """Training curves from a CSV log: ``loss*`` columns, ``val_*`` columns, and ``d_acc*`` if present.
-
-    The x axis is ``epoch`` if the log has it (else the row number). Missing columns and
-    empty cells are tolerated: a panel with nothing to plot says so. Loss panels switch
-    to a log scale when all their values are positive and span more than two decades.
-    """
-    cols = _read_log(Path(log_csv))
-    x = cols.pop("epoch", None)
-    n = max((v.size for v in cols.values()), default=0)
-    if x is None:
-        x = np.arange(n, dtype=float)
-    groups = [
-        ("losses", [c for c in cols if c.startswith("loss")]),
-        ("validation", [c for c in cols if c.startswith("val_")]),
-    ]
-    d_acc = [c for c in cols if c.startswith("d_acc")]
-    if d_acc:
-        groups.append(("discriminator accuracy", d_acc))
-    fig, axes = plt.subplots(1, len(groups), figsize=(5 * len(groups), 3.8), squeeze=False)
-    for ax, (title, names) in zip(axes[0], groups, strict=True):
-        plotted = False
-        for name in names:
-            y = cols[name]
-            ok = np.isfinite(y) & np.isfinite(x)
-            if ok.any():
-                ax.plot(x[ok], y[ok], marker="." if ok.sum() < 30 else None, label=name)
-                plotted = True
-        if plotted:
-            ax.legend(fontsize=8)
-            if title == "losses":
-                vals = np.concatenate([cols[c][np.isfinite(cols[c])] for c in names])
-                if vals.size and vals.min() > 0 and vals.max() / vals.min() > 100:
-                    ax.set_yscale("log")
-        else:
-            ax.text(0.5, 0.5, "no data", ha="center", va="center", transform=ax.transAxes)
-        ax.set_title(title, fontsize=10)
-        ax.set_xlabel("epoch")
-    fig.tight_layout()
-    return _save(fig, out)
+    return save_figure(fig, out)

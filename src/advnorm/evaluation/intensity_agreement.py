@@ -26,7 +26,8 @@ import numpy as np
 
 from advnorm.data.divergence import as_distribution as _as_distribution
 from advnorm.data.divergence import jensen_shannon
-from advnorm.evaluation.metrics import DEFAULT_CLASSES, class_name
+from advnorm.evaluation.metrics import DEFAULT_CLASSES
+from advnorm.labels import class_name
 
 DEFAULT_BINS = 128
 RANGE_PERCENTILES = (0.5, 99.5)
@@ -134,8 +135,8 @@ def per_class_jsd(
     if len(images) != len(labels):
         raise ValueError(f"{len(images)} image groups but {len(labels)} label groups")
     flat: list[tuple[np.ndarray, np.ndarray]] = []
-    for k, (img, lab) in enumerate(zip(images, labels, strict=True)):
-        img, lab = np.asarray(img), np.asarray(lab)
+    for k, (image, label) in enumerate(zip(images, labels, strict=True)):
+        img, lab = np.asarray(image), np.asarray(label)
         if img.shape != lab.shape:
             raise ValueError(f"group {k}: image shape {img.shape} differs from label shape {lab.shape}")
         flat.append((img.ravel(), lab.ravel()))

@@ -21,17 +21,11 @@ from collections.abc import Sequence
 import numpy as np
 from scipy import ndimage
 
-CLASS_NAMES: tuple[str, ...] = ("CSF", "GM", "WM")
-"""Tissue names of labels 1, 2, 3 (label 0 is background)."""
+from advnorm.labels import class_name
 
 DEFAULT_CLASSES: tuple[int, ...] = (1, 2, 3)
 METRICS: tuple[str, ...] = ("dice", "hd95", "asd")
 """The per-class metrics :func:`case_metrics` returns, in order."""
-
-
-def class_name(label: int) -> str:
-    """Name of a label: ``CSF``/``GM``/``WM`` for 1-3, ``label<k>`` otherwise."""
-    return CLASS_NAMES[label - 1] if 1 <= label <= len(CLASS_NAMES) else f"label{label}"
 
 
 def _check_pair(pred: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -41,9 +35,7 @@ def _check_pair(pred: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, np.nd
     return pred, target
 
 
-def dice_per_class(
-    pred: np.ndarray, target: np.ndarray, classes: Sequence[int] = DEFAULT_CLASSES
-) -> dict[str, float]:
+def dice_per_class(pred: np.ndarray, target: np.ndarray, classes: Sequence[int] = DEFAULT_CLASSES) -> dict[str, float]:
     """Dice ``2|A∩B| / (|A|+|B|)`` of each label in ``classes`` between two label volumes.
 
     A class present in neither volume scores 1.0 (the prediction is exactly right about
@@ -68,12 +60,10 @@ def _crop_box(a: np.ndarray, b: np.ndarray) -> tuple[slice, ...]:
     coords = np.argwhere(a | b)
     lo = np.maximum(coords.min(axis=0) - 1, 0)
     hi = np.minimum(coords.max(axis=0) + 2, a.shape)
-    return tuple(slice(int(l), int(h)) for l, h in zip(lo, hi, strict=True))
+    return tuple(slice(int(start), int(stop)) for start, stop in zip(lo, hi, strict=True))
 
 
-def directed_surface_distances(
-    a: np.ndarray, b: np.ndarray, spacing: Sequence[float]
-) -> tuple[np.ndarray, np.ndarray]:
+def directed_surface_distances(a: np.ndarray, b: np.ndarray, spacing: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
     """Distances (mm) from every surface voxel of ``a`` to the surface of ``b``, and from ``b`` to ``a``.
 
     Both masks must be non-empty. The volumes are first cropped to their joint bounding

@@ -23,14 +23,14 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import torch
-from torch import nn
 import torch.nn.functional as F
+from torch import nn
 
 _FAST_WEIGHT_GRAD = True
 FAST_GRAD_MIN_FLOP = 2e7
 """Weight gradients cheaper than this (FLOP) are left to oneDNN as they are."""
 
-AS_FORWARD_MAX_VOXELS = 8 ** 3
+AS_FORWARD_MAX_VOXELS = 8**3
 """Stride-1 convolutions with at most this many output voxels per sample and channel get their weight
 gradient as a forward convolution (measured on 2 AVX2 cores: 8^3 and below win, 16^3 and above lose)."""
 
@@ -43,7 +43,7 @@ _POOL: dict[str, object] = {"pool": None, "key": None}
 @contextlib.contextmanager
 def fast_weight_grad(enabled: bool) -> Iterator[None]:
     """Switch the batch-split weight gradient on or off (tests and benchmarks compare the two)."""
-    global _FAST_WEIGHT_GRAD
+    global _FAST_WEIGHT_GRAD  # noqa: PLW0603 - a process-wide switch, set and restored by this context manager
     previous, _FAST_WEIGHT_GRAD = _FAST_WEIGHT_GRAD, bool(enabled)
     try:
         yield
@@ -81,14 +81,20 @@ def _single_thread_workers(n: int):
     return _POOL["pool"]
 
 
+def _onednn_backward(grad_out, x, weight, stride, padding, dilation, which: int):
+    """oneDNN's convolution backward for one output: 0 the input gradient, 1 the weight gradient."""
+    mask = [which == 0, which == 1, False]
+    return torch.ops.aten.convolution_backward(
+        grad_out, x, weight, None, list(stride), list(padding), list(dilation), False, [0, 0, 0], 1, mask
+    )[which]
+
+
 def _onednn_weight_grad(grad_out, x, weight, stride, padding, dilation):
-    return torch.ops.aten.convolution_backward(grad_out, x, weight, None, list(stride), list(padding), list(dilation),
-                                               False, [0, 0, 0], 1, [False, True, False])[1]
+    return _onednn_backward(grad_out, x, weight, stride, padding, dilation, 1)
 
 
 def _onednn_input_grad(grad_out, x, weight, stride, padding, dilation):
-    return torch.ops.aten.convolution_backward(grad_out, x, weight, None, list(stride), list(padding), list(dilation),
-                                               False, [0, 0, 0], 1, [True, False, False])[0]
+    return _onednn_backward(grad_out, x, weight, stride, padding, dilation, 0)
 
 
 def _split_batch(fn, grad_out, x, *args):
@@ -96,13 +102,18 @@ def _split_batch(fn, grad_out, x, *args):
     n = _shares(x.shape[0])
     bounds = [round(i * x.shape[0] / n) for i in range(n + 1)]
     pool = _single_thread_workers(n)
-    parts = [pool.submit(fn, grad_out[a:b], x[a:b], *args)  # type: ignore[attr-defined]
-             for a, b in zip(bounds[:-1], bounds[1:])]
+    parts = [pool.submit(fn, grad_out[a:b], x[a:b], *args) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
     return [p.result() for p in parts]
 
 
-def conv3d_weight_grad(grad_out: torch.Tensor, x: torch.Tensor, weight: torch.Tensor,
-                       stride=(1, 1, 1), padding=(0, 0, 0), dilation=(1, 1, 1)) -> torch.Tensor:
+def conv3d_weight_grad(
+    grad_out: torch.Tensor,
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    stride=(1, 1, 1),
+    padding=(0, 0, 0),
+    dilation=(1, 1, 1),
+) -> torch.Tensor:
     """dL/dW of ``conv3d(x, weight, stride, padding, dilation)`` (groups 1) given ``grad_out`` = dL/dY."""
     kernel = tuple(weight.shape[2:])
     if all(k == 1 for k in kernel) and all(p == 0 for p in padding):
@@ -125,13 +136,13 @@ def conv3d_weight_grad(grad_out: torch.Tensor, x: torch.Tensor, weight: torch.Te
 
 class _Conv3dFastWeightGrad(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x, weight, bias, stride, padding, dilation):  # type: ignore[override]
+    def forward(ctx, x, weight, bias, stride, padding, dilation):
         ctx.save_for_backward(x, weight)
         ctx.conf = (tuple(stride), tuple(padding), tuple(dilation), bias is not None)
         return F.conv3d(x, weight, bias, stride, padding, dilation)
 
     @staticmethod
-    def backward(ctx, grad_out):  # type: ignore[override]
+    def backward(ctx, grad_out):
         x, weight = ctx.saved_tensors
         stride, padding, dilation, has_bias = ctx.conf
         gx = gw = gb = None
@@ -158,6 +169,5 @@ class Conv3d(nn.Conv3d):
             return False
         if x.device.type != "cpu" or x.dtype != torch.float32 or x.dim() != 5 or torch.is_autocast_enabled("cpu"):
             return False
-        if self.groups != 1 or self.padding_mode != "zeros" or isinstance(self.padding, str) or torch.compiler.is_compiling():
-            return False
-        return True
+        plain = self.groups == 1 and self.padding_mode == "zeros" and not isinstance(self.padding, str)
+        return plain and not torch.compiler.is_compiling()

@@ -22,11 +22,17 @@ class ResidualBlock(nn.Module):
     def __init__(self, in_ch: int, out_ch: int, stride: int) -> None:
         super().__init__()
         self.body = nn.Sequential(
-            Conv3d(in_ch, out_ch, 3, stride=stride, padding=1, bias=False), _norm(out_ch), nn.LeakyReLU(0.2, inplace=True),
-            Conv3d(out_ch, out_ch, 3, padding=1, bias=False), _norm(out_ch),
+            Conv3d(in_ch, out_ch, 3, stride=stride, padding=1, bias=False),
+            _norm(out_ch),
+            nn.LeakyReLU(0.2, inplace=True),
+            Conv3d(out_ch, out_ch, 3, padding=1, bias=False),
+            _norm(out_ch),
         )
-        self.skip = (nn.Identity() if stride == 1 and in_ch == out_ch
-                     else nn.Sequential(Conv3d(in_ch, out_ch, 1, stride=stride, bias=False), _norm(out_ch)))
+        self.skip = (
+            nn.Identity()
+            if stride == 1 and in_ch == out_ch
+            else nn.Sequential(Conv3d(in_ch, out_ch, 1, stride=stride, bias=False), _norm(out_ch))
+        )
         self.act = nn.LeakyReLU(0.2, inplace=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -36,10 +42,14 @@ class ResidualBlock(nn.Module):
 class DomainDiscriminator(nn.Module):
     """Logits over K + 1 classes: indices 0..K-1 are the source domains, index K is "generated"."""
 
-    def __init__(self, n_domains: int, widths: tuple[int, ...], blocks_per_stage: int = 1, in_channels: int = 1) -> None:
+    def __init__(
+        self, n_domains: int, widths: tuple[int, ...], blocks_per_stage: int = 1, in_channels: int = 1
+    ) -> None:
         super().__init__()
         self.n_domains = n_domains
-        self.stem = nn.Sequential(Conv3d(in_channels, widths[0], 3, padding=1, bias=False), _norm(widths[0]), nn.LeakyReLU(0.2, inplace=True))
+        self.stem = nn.Sequential(
+            Conv3d(in_channels, widths[0], 3, padding=1, bias=False), _norm(widths[0]), nn.LeakyReLU(0.2, inplace=True)
+        )
         stages, ch = [], widths[0]
         for w in widths:
             for b in range(blocks_per_stage):

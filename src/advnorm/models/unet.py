@@ -13,10 +13,12 @@ from __future__ import annotations
 from typing import Literal
 
 import torch
-from torch import nn
 import torch.nn.functional as F
+from torch import nn
 
+from advnorm.config import total_stride
 from advnorm.models.conv3d import Conv3d
+
 
 class DoubleConv(nn.Sequential):
     def __init__(self, in_ch: int, out_ch: int) -> None:
@@ -40,8 +42,14 @@ class UNet3D(nn.Module):
     ReLU in training only). docs/method.md has the measurement that chose the default.
     """
 
-    def __init__(self, in_channels: int, out_channels: int, widths: tuple[int, ...],
-                 output: Literal["logits", "sigmoid", "residual"] = "logits", top: float = 1.0) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        widths: tuple[int, ...],
+        output: Literal["logits", "sigmoid", "residual"] = "logits",
+        top: float = 1.0,
+    ) -> None:
         super().__init__()
         self.widths = tuple(widths)
         self.output = output
@@ -51,12 +59,15 @@ class UNet3D(nn.Module):
         for w in widths:
             self.down.append(DoubleConv(ch, w))
             ch = w
-        self.up = nn.ModuleList(DoubleConv(widths[i] + widths[i + 1], widths[i]) for i in reversed(range(len(widths) - 1)))
+        self.up = nn.ModuleList(
+            DoubleConv(widths[i] + widths[i + 1], widths[i]) for i in reversed(range(len(widths) - 1))
+        )
         self.head = Conv3d(widths[0], out_channels, 1)
 
     @property
     def stride(self) -> int:
-        return 2 ** (len(self.widths) - 1)
+        """Inputs must be divisible by this (the config checks patch sizes against it too)."""
+        return total_stride(self.widths)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x_in = x

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -12,10 +11,10 @@ from advnorm.config import Config
 from advnorm.data.intensity import fit_nyul, input_histogram, transform_image
 from advnorm.data.layouts import Dataset
 from advnorm.data.patches import PatchIndex, gather
-from advnorm.data.splits import split_subjects, stratified_patch_split
+from advnorm.data.splits import domain_split, stratified_patch_split
 from advnorm.data.subject import Subject
 from advnorm.errors import AdvnormError
-from advnorm.training.methods import MethodSpec
+from advnorm.methods import MethodSpec
 
 
 @dataclass
@@ -52,31 +51,21 @@ class TrainingData:
         return torch.from_numpy(np.bincount(y.ravel(), minlength=4)[:4].astype(np.int64))
 
 
-def domain_split(ds: Dataset, cfg: Config) -> dict[str, list[str]]:
-    """A domain's subject split: a pure function of its labelled case ids, the seed and the fractions,
-    so every run and ``evaluate`` agree on which subjects are test subjects."""
-    ids = [c.case_id for c in ds.labelled()]
-    if cfg.data.split == "patch":
-        if not ids:
-            raise AdvnormError("no labelled subjects to train on", ds.root)
-        return {"train": ids, "val": ids, "test": ids}
-    s = split_subjects(ids, cfg.data.fractions, cfg.train.seed, domain=str(ds.root))
-    return {"train": list(s.train), "val": list(s.val), "test": list(s.test)}
-
-
 def prepare(datasets: list[Dataset], cfg: Config, spec: MethodSpec, *, log=print) -> TrainingData:
     """Load the training and validation subjects of every training domain and index their patches."""
     if spec.single_domain:
         wanted = cfg.data.train_domain or datasets[0].name
         chosen = [d for d in datasets if d.name == wanted]
         if not chosen:
-            raise AdvnormError(f"--train-domain {wanted!r} is none of the domains {', '.join(d.name for d in datasets)}")
+            raise AdvnormError(
+                f"--train-domain {wanted!r} is none of the domains {', '.join(d.name for d in datasets)}"
+            )
         datasets = chosen
     elif len(datasets) < 2:
         raise AdvnormError(f"method {spec.name!r} trains on several domains: give at least two --data")
     subjects, split, subject_domain = [], {}, []
     for k, ds in enumerate(datasets):
-        split[ds.name] = domain_split(ds, cfg)
+        split[ds.name] = domain_split([c.case_id for c in ds.labelled()], cfg.data, cfg.train.seed, where=ds.root)
         wanted_ids = set(split[ds.name]["train"]) | set(split[ds.name]["val"])
         cases = [c for c in ds.labelled() if c.case_id in wanted_ids]
         log(f"loading {len(cases)} subjects of {ds.name} ({ds.layout})")
@@ -88,16 +77,20 @@ def prepare(datasets: list[Dataset], cfg: Config, spec: MethodSpec, *, log=print
         train_ids = {(d, c) for d in split for c in split[d]["train"]}
         fit_on = [s for s in subjects if (s.domain, s.case_id) in train_ids]
         input_state = fit_nyul([s.image for s in fit_on], [s.mask for s in fit_on])
-    inputs = [transform_image(spec.input_transform, s.image, s.mask, percentile=cfg.data.scale_percentile, fitted=input_state)
-              for s in subjects]
+    inputs = [
+        transform_image(spec.input_transform, s.image, s.mask, percentile=cfg.data.scale_percentile, fitted=input_state)
+        for s in subjects
+    ]
     histograms = {}
     for k, ds in enumerate(datasets):
         members = [i for i, d in enumerate(subject_domain) if d == k]
-        hist = sum(input_histogram(spec.input_transform, inputs[i], subjects[i].mask) for i in members)
-        histograms[ds.name] = [round(float(v), 6) for v in hist / max(len(members), 1)]
-    labels = [s.label for s in subjects]
+        hists = [input_histogram(spec.input_transform, inputs[i], subjects[i].mask) for i in members]
+        histograms[ds.name] = [round(float(v), 6) for v in np.mean(hists, axis=0)]
+    labels = [s.require_label() for s in subjects]
     masks = [s.mask.astype(np.uint8) for s in subjects]
-    index = PatchIndex.build([lab > 0 for lab in labels], patch_size=cfg.train.patch_size, stride=cfg.train.patch_stride)
+    index = PatchIndex.build(
+        [lab > 0 for lab in labels], patch_size=cfg.train.patch_size, stride=cfg.train.patch_stride
+    )
     if cfg.data.split == "patch":
         centre = np.array([labels[s][x, y, z] for s, x, y, z in index.entries], dtype=np.int64)
         tr, va, _ = stratified_patch_split(centre, cfg.data.fractions, cfg.train.seed)
@@ -109,9 +102,17 @@ def prepare(datasets: list[Dataset], cfg: Config, spec: MethodSpec, *, log=print
     if len(train) == 0 or len(val) == 0:
         raise AdvnormError("no labelled foreground patches to train or validate on (empty label maps?)")
     return TrainingData(
-        domains=[d.name for d in datasets], subjects=subjects, inputs=inputs, labels=labels, masks=masks,
-        subject_domain=np.asarray(subject_domain, dtype=np.int64), train=train, val=val, split=split,
-        input_state=input_state, input_histograms=histograms,
+        domains=[d.name for d in datasets],
+        subjects=subjects,
+        inputs=inputs,
+        labels=labels,
+        masks=masks,
+        subject_domain=np.asarray(subject_domain, dtype=np.int64),
+        train=train,
+        val=val,
+        split=split,
+        input_state=input_state,
+        input_histograms=histograms,
     )
 
 
@@ -120,8 +121,8 @@ def validation_rows(data: TrainingData, n: int, seed: int) -> np.ndarray:
     rng = np.random.default_rng(seed + 1)
     doms = data.row_domains(data.val)
     per = max(1, n // len(np.unique(doms)))
-    rows = [rng.choice(np.flatnonzero(doms == d), size=min(per, int(np.sum(doms == d))), replace=False) for d in np.unique(doms)]
+    rows = [
+        rng.choice(np.flatnonzero(doms == d), size=min(per, int(np.sum(doms == d))), replace=False)
+        for d in np.unique(doms)
+    ]
     return np.sort(np.concatenate(rows))
-
-
-warnings.filterwarnings("once", message="patch-level split")

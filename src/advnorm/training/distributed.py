@@ -3,8 +3,8 @@
 NCCL on GPUs (one process per GPU, SyncBatchNorm in G and S), gloo on CPUs. Every process
 draws the same global batch from the domain-balanced sampler and trains on its share;
 DistributedDataParallel averages the gradients. Only rank 0 writes files. Checkpoints hold
-the plain (unwrapped) state dicts and the global sampler position, so a run resumes at any
-world size.
+the plain (unwrapped) state dicts, and the batches are a pure function of (seed, epoch), the
+same global batch whatever the number of processes, so a run resumes at any world size.
 """
 
 from __future__ import annotations
@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
+
+from advnorm.models.networks import Networks
 
 
 @dataclass(frozen=True)
@@ -37,14 +39,7 @@ class DistContext:
         keys = sorted(values)
         t = torch.tensor([float(values[k]) for k in keys], dtype=torch.float64)
         dist.all_reduce(t)
-        return {k: float(v) / self.world_size for k, v in zip(keys, t)}
-
-    def any(self, flag: bool) -> bool:
-        if not self.enabled:
-            return flag
-        t = torch.tensor([1.0 if flag else 0.0])
-        dist.all_reduce(t)
-        return bool(t.item() > 0)
+        return {k: float(v) / self.world_size for k, v in zip(keys, t, strict=True)}
 
     def barrier(self) -> None:
         if self.enabled:
@@ -56,7 +51,9 @@ def context_from_env() -> DistContext:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
         return DistContext()
-    return DistContext(rank=int(os.environ["RANK"]), world_size=world, local_rank=int(os.environ.get("LOCAL_RANK", "0")))
+    return DistContext(
+        rank=int(os.environ["RANK"]), world_size=world, local_rank=int(os.environ.get("LOCAL_RANK", "0"))
+    )
 
 
 def init(ctx: DistContext, device: torch.device) -> torch.device:
@@ -71,21 +68,21 @@ def init(ctx: DistContext, device: torch.device) -> torch.device:
     return device
 
 
-def wrap(model, ctx: DistContext) -> None:
-    """Wrap G, S and D of an ``AdversarialNormalization`` in DDP, in place (keeps the raw nets for checkpoints)."""
+def wrap(nets: Networks, ctx: DistContext) -> None:
+    """Wrap G, S and D in DDP, in place; the plain nets stay in ``nets.plain`` for checkpoints and D's frozen pass."""
     if not ctx.enabled:
         return
-    from torch.nn.parallel import DistributedDataParallel as DDP
+    from torch.nn.parallel import DistributedDataParallel
 
-    ids = [model.device.index] if model.device.type == "cuda" else None
+    ids = [nets.device.index] if nets.device.type == "cuda" else None
     for name in ("G", "S", "D"):
-        net = getattr(model, name)
+        net = getattr(nets, name)
         if net is None:
             continue
-        if model.device.type == "cuda" and name in ("G", "S"):
+        if nets.device.type == "cuda" and name in ("G", "S"):
             net = torch.nn.SyncBatchNorm.convert_sync_batchnorm(net)
-        model.raw[name] = net
-        setattr(model, name, DDP(net, device_ids=ids))
+        nets.plain[name] = net
+        setattr(nets, name, DistributedDataParallel(net, device_ids=ids))
 
 
 def shutdown(ctx: DistContext) -> None:

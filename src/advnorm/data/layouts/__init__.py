@@ -20,7 +20,8 @@ from advnorm.errors import AdvnormError
 __all__ = ["LAYOUTS", "CaseRef", "Dataset", "detect_layout", "open_dataset", "open_domains", "open_input", "parse_spec"]
 
 LAYOUTS: dict[str, ModuleType] = {m.NAME: m for m in (nnunet, mrbrains13, mrbrains18, iseg2017)}
-"""Layout name -> reader module (``NAME``, ``SIGNATURE``, ``detect(folder)``, ``open_dataset(folder)``), in detection order."""
+"""Layout name -> reader module (``NAME``, ``SIGNATURE``, ``detect(folder)``, ``open_dataset(folder)``),
+in detection order."""
 
 _SPEC = re.compile(r"^([A-Za-z][A-Za-z0-9_]*):(.+)$")
 _MAX_DESCENT = 2  # zips often unpack into a folder holding one folder

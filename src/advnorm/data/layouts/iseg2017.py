@@ -45,7 +45,15 @@ def open_dataset(folder: Path) -> Dataset:
         label = _volume_path(files[(num, "label")]) if (num, "label") in files else None
         cases.append(CaseRef(case_id=f"subject-{num}", image=path, label=label))
     cases = require_cases(cases, folder, NAME, "subject-N-T1.hdr/.img files")
-    return Dataset(name=NAME, layout=NAME, root=folder, cases=cases, label_values=LABEL_VALUES, label_map=dict(LABEL_MAP), mask_from="nonzero")
+    return Dataset(
+        name=NAME,
+        layout=NAME,
+        root=folder,
+        cases=cases,
+        label_values=LABEL_VALUES,
+        label_map=dict(LABEL_MAP),
+        mask_from="nonzero",
+    )
 
 
 def _volume_path(found: dict[str, Path]) -> Path:

@@ -34,7 +34,9 @@ def _holds_subjects(folder: Path) -> bool:
 def _parts(folder: Path) -> list[tuple[Path, bool]]:
     """(subjects folder, labels required) pairs that ``folder`` stands for; empty if none."""
     training, test = child(folder, "TrainingData"), child(folder, "TestData")
-    parts = [(p, req) for p, req in ((training, True), (test, False)) if p is not None and p.is_dir() and _holds_subjects(p)]
+    parts = [
+        (p, req) for p, req in ((training, True), (test, False)) if p is not None and p.is_dir() and _holds_subjects(p)
+    ]
     if parts:
         return parts
     if _holds_subjects(folder):
@@ -59,11 +61,18 @@ def open_dataset(folder: Path) -> Dataset:
             image = first_child(d, T1_NAMES)
             if image is None:
                 if first_child(d, ("T1.mhd",)) is not None:
-                    raise AdvnormError("MetaImage (.mhd/.raw) release is not supported: use the NIfTI release MRBrainS13DataNii", d / "T1.mhd")
-                raise AdvnormError("subject folder has no T1.nii (T1_1mm.nii is not aligned with the labels and is never used)", d)
+                    raise AdvnormError(
+                        "MetaImage (.mhd/.raw) release is not supported: use the NIfTI release MRBrainS13DataNii",
+                        d / "T1.mhd",
+                    )
+                raise AdvnormError(
+                    "subject folder has no T1.nii (T1_1mm.nii is not aligned with the labels and is never used)", d
+                )
             label = first_child(d, TESTING_LABELS) or first_child(d, TRAINING_LABELS)
             if label is None and labels_required:
-                raise AdvnormError("training subject has no LabelsForTesting.nii or LabelsForTraining.nii next to T1.nii", image)
+                raise AdvnormError(
+                    "training subject has no LabelsForTesting.nii or LabelsForTraining.nii next to T1.nii", image
+                )
             cases.append(CaseRef(case_id=f"{prefix}{d.name}", image=image, label=label))
     cases = require_cases(cases, folder, NAME, "N/T1.nii subject folders")
     training_map = dict(TRAINING_LABEL_MAP)

@@ -53,4 +53,12 @@ def open_dataset(folder: Path) -> Dataset:
             raise AdvnormError("training subject has no segm.nii.gz label file", image)
         cases.append(CaseRef(case_id=d.name, image=image, label=label))
     cases = require_cases(cases, subjects, NAME, "<id>/pre/reg_T1.nii.gz subject folders")
-    return Dataset(name=NAME, layout=NAME, root=folder, cases=cases, label_values=(0, 1, 2, 3), label_map=dict(LABEL_MAP), mask_from="label")
+    return Dataset(
+        name=NAME,
+        layout=NAME,
+        root=folder,
+        cases=cases,
+        label_values=(0, 1, 2, 3),
+        label_map=dict(LABEL_MAP),
+        mask_from="label",
+    )

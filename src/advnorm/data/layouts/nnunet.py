@@ -9,12 +9,14 @@ label maps to background. ``imagesTs/`` cases are unlabelled. nnU-Net v1 folders
 from __future__ import annotations
 
 import json
+import math
 import re
 from pathlib import Path
 
 from advnorm.data.layouts.base import CaseRef, Dataset, child, list_dir, require_cases
 from advnorm.data.volume_io import IMAGE_SUFFIXES, has_image_suffix
 from advnorm.errors import AdvnormError
+from advnorm.labels import CLASS_NAMES
 
 NAME = "nnunet"
 SIGNATURE = "DatasetXXX_Name/ with dataset.json, imagesTr/{case}_0000.nii.gz, labelsTr/{case}.nii.gz"
@@ -23,7 +25,6 @@ SYNONYMS = {
     2: ("gm", "gray matter", "grey matter", "cortical gray matter", "cortical grey matter"),
     3: ("wm", "white matter"),
 }
-CLASS_NAMES = {1: "CSF", 2: "GM", 3: "WM"}
 _FOLDER = re.compile(r"^(?:dataset|task)\d+_(.+)$", re.IGNORECASE)
 
 
@@ -72,7 +73,9 @@ def label_map_from(labels: dict, path: Path) -> tuple[dict[int, int], tuple[int,
     missing = [CLASS_NAMES[c] for c in (1, 2, 3) if not found[c]]
     if missing:
         have = ", ".join(str(n) for n, _ in pairs)
-        raise AdvnormError(f"dataset.json labels have no {'/'.join(missing)} (found: {have}); name them CSF, GM and WM", path)
+        raise AdvnormError(
+            f"dataset.json labels have no {'/'.join(missing)} (found: {have}); name them CSF, GM and WM", path
+        )
     clash = [CLASS_NAMES[c] for c in (1, 2, 3) if any(label_map.get(i) != c for i in found[c])]
     if clash:
         raise AdvnormError(f"dataset.json gives the {'/'.join(clash)} id to two different labels", path)
@@ -84,9 +87,9 @@ def _ids(name: str, value: object, path: Path) -> list[int]:
     out = []
     for v in value if isinstance(value, list) else [value]:
         try:
-            f = float(v)  # type: ignore[arg-type]
-            ok = not isinstance(v, bool) and f == int(f)
-        except (TypeError, ValueError, OverflowError):
+            f = float(v) if isinstance(v, (int, float, str)) and not isinstance(v, bool) else math.nan
+            ok = f == int(f)
+        except (ValueError, OverflowError):
             ok = False
         if not ok:
             raise AdvnormError(f'dataset.json label "{name}" has a non-integer value {value!r}', path)
@@ -99,7 +102,9 @@ def _file_ending(meta: dict, path: Path) -> str:
     if not ending.startswith("."):
         ending = "." + ending
     if ending not in IMAGE_SUFFIXES:
-        raise AdvnormError(f'dataset.json file_ending "{ending}" is not supported (use one of {", ".join(IMAGE_SUFFIXES)})', path)
+        raise AdvnormError(
+            f'dataset.json file_ending "{ending}" is not supported (use one of {", ".join(IMAGE_SUFFIXES)})', path
+        )
     return ending
 
 
@@ -117,8 +122,11 @@ def _images(folder: Path | None, ending: str, meta_path: Path) -> list[tuple[str
         if not p.is_file() or not has_image_suffix(p):
             continue
         if not p.name.lower().endswith(ending):
-            raise AdvnormError(f"file ending does not match dataset.json's file_ending {ending!r} ({meta_path.name}); "
-                               "rename or convert it, or the case would be left out", p)
+            raise AdvnormError(
+                f"file ending does not match dataset.json's file_ending {ending!r} ({meta_path.name}); "
+                "rename or convert it, or the case would be left out",
+                p,
+            )
         m = _CHANNEL.match(p.name[: -len(ending)])
         if m is None:
             raise AdvnormError("image file name lacks the nnU-Net channel suffix {case}_0000" + ending, p)
@@ -157,4 +165,12 @@ def open_dataset(folder: Path) -> Dataset:
     cases = require_cases(cases, folder, NAME, f"imagesTr/{{case}}_0000{ending} files")
     m = _FOLDER.match(folder.name)
     name = m.group(1) if m else folder.name
-    return Dataset(name=name, layout=NAME, root=folder, cases=cases, label_values=label_values, label_map=label_map, mask_from="auto")
+    return Dataset(
+        name=name,
+        layout=NAME,
+        root=folder,
+        cases=cases,
+        label_values=label_values,
+        label_map=label_map,
+        mask_from="auto",
+    )

@@ -52,8 +52,8 @@ class Contrast:
     def to_json(self) -> dict:
         return {
             "name": self.name,
-            "tissue_means": dict(zip(("CSF", "GM", "WM"), self.means)),
-            "tissue_spreads": dict(zip(("CSF", "GM", "WM"), self.spreads)),
+            "tissue_means": dict(zip(("CSF", "GM", "WM"), self.means, strict=True)),
+            "tissue_spreads": dict(zip(("CSF", "GM", "WM"), self.spreads, strict=True)),
             "noise_sigma": self.noise,
             "bias_log_amplitude": self.bias,
             "thick_slices_mm": list(THICK_SPACING) if self.thick else None,
@@ -98,12 +98,12 @@ def domain_contrast(k: int, seed: int) -> Contrast:
     rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(k, 7)))
     gain = float(np.exp(rng.uniform(np.log(100.0), np.log(3000.0))))
     levels = rng.permutation([0.3, 0.65, 1.0])
-    means = tuple(round(float(v * gain), 2) for v in levels)
-    spreads = tuple(round(float(gain * rng.uniform(0.03, 0.08)), 2) for _ in range(3))
+    m_csf, m_gm, m_wm = (round(float(v * gain), 2) for v in levels)
+    s_csf, s_gm, s_wm = (round(float(gain * rng.uniform(0.03, 0.08)), 2) for _ in range(3))
     return Contrast(
         name=f"Random{k}",
-        means=means,  # type: ignore[arg-type]
-        spreads=spreads,  # type: ignore[arg-type]
+        means=(m_csf, m_gm, m_wm),
+        spreads=(s_csf, s_gm, s_wm),
         noise=round(gain * float(rng.uniform(0.01, 0.06)), 3),
         bias=round(float(rng.uniform(0.05, 0.4)), 3),
         thick=bool(rng.random() < 0.3),
@@ -120,7 +120,7 @@ def acquire(anatomy: Anatomy, contrast: Contrast, rng: np.random.Generator) -> n
     spreads = np.asarray(contrast.spreads) * gain
 
     signal = np.zeros(shape, dtype=np.float32)
-    for p, mu, sd in zip(anatomy.probs, means, spreads):
+    for p, mu, sd in zip(anatomy.probs, means, spreads, strict=True):
         signal += p * (np.float32(mu) + np.float32(sd) * texture(rng, shape))
     np.maximum(signal, 0.0, out=signal)
     if contrast.gamma != 1.0:
@@ -130,10 +130,7 @@ def acquire(anatomy: Anatomy, contrast: Contrast, rng: np.random.Generator) -> n
         signal *= bias_field(rng, anatomy.mask, contrast.bias)
 
     sigma = contrast.noise * gain
-    if contrast.thick:
-        image = _thick_slice_acquisition(signal, rng, sigma)
-    else:
-        image = rician(signal, rng, sigma)
+    image = _thick_slice_acquisition(signal, rng, sigma) if contrast.thick else rician(signal, rng, sigma)
     image[~anatomy.mask] = 0.0
     return image.astype(np.float32, copy=False)
 
@@ -149,7 +146,10 @@ def texture(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
 def bias_field(rng: np.random.Generator, mask: np.ndarray, amplitude: float) -> np.ndarray:
     """exp(amplitude * f), f a random cubic polynomial over the volume scaled to max |f| = 1 in ``mask``."""
     shape = mask.shape
-    axes = [np.linspace(-1.0, 1.0, n, dtype=np.float32).reshape([-1 if i == d else 1 for i in range(3)]) for d, n in enumerate(shape)]
+    axes = [
+        np.linspace(-1.0, 1.0, n, dtype=np.float32).reshape([-1 if i == d else 1 for i in range(3)])
+        for d, n in enumerate(shape)
+    ]
     field = np.zeros(shape, dtype=np.float32)
     for a in range(4):
         for b in range(4 - a):

@@ -100,7 +100,7 @@ def make_subject(rng: np.random.Generator, scale: float, regions: np.ndarray | N
     # output voxel v -> world x = v - center (mm) -> x + d(v) -> undo rotation and
     # scaling -> template mm -> template voxel.
     inv = (rot.T / axis_scale[:, None]) / tpl.spacing[:, None]  # row i: template voxel axis i
-    grids = [np.arange(n, dtype=np.float32) - np.float32(c) for n, c in zip(shape, center)]
+    grids = [np.arange(n, dtype=np.float32) - np.float32(c) for n, c in zip(shape, center, strict=True)]
     coords = np.empty((3, *shape), dtype=np.float32)
     for i in range(3):
         acc = np.float32(tpl.center[i])
@@ -110,12 +110,16 @@ def make_subject(rng: np.random.Generator, scale: float, regions: np.ndarray | N
         coords[i] = acc
     del disp
 
-    probs = np.stack([ndi.map_coordinates(p, coords, order=1, mode="constant", cval=0.0, output=np.float32) for p in tpl.probs])
+    probs = np.stack(
+        [ndi.map_coordinates(p, coords, order=1, mode="constant", cval=0.0, output=np.float32) for p in tpl.probs]
+    )
     warped = None
     if regions is not None:
         if regions.shape != tpl.probs.shape[1:]:
             raise ValueError(f"regions must be on the template grid {tpl.probs.shape[1:]}, got {regions.shape}")
-        warped = ndi.map_coordinates(regions.astype(np.uint8, copy=False), coords, order=0, mode="constant", cval=0, output=np.uint8)
+        warped = ndi.map_coordinates(
+            regions.astype(np.uint8, copy=False), coords, order=0, mode="constant", cval=0, output=np.uint8
+        )
     del coords
     np.clip(probs, 0.0, 1.0, out=probs)
     label, mask = labels_from_probs(probs)
@@ -188,9 +192,10 @@ def _crop_pad(a: np.ndarray, lo: np.ndarray, hi: np.ndarray, *, lead: int) -> np
     pad_before = np.maximum(-lo, 0)
     pad_after = np.maximum(hi - np.array(spatial), 0)
     if pad_before.any() or pad_after.any():
-        a = np.pad(a, [(0, 0)] * lead + list(zip(pad_before, pad_after)))
+        a = np.pad(a, [(0, 0)] * lead + list(zip(pad_before, pad_after, strict=True)))
         lo, hi = lo + pad_before, hi + pad_before
-    return np.ascontiguousarray(a[(slice(None),) * lead + tuple(slice(int(l), int(h)) for l, h in zip(lo, hi))])
+    box = tuple(slice(int(start), int(stop)) for start, stop in zip(lo, hi, strict=True))
+    return np.ascontiguousarray(a[(slice(None),) * lead + box])
 
 
 def resample_axis_cubic(a: np.ndarray, axis: int, positions: np.ndarray) -> np.ndarray:
@@ -208,8 +213,8 @@ def resample_axis_cubic(a: np.ndarray, axis: int, positions: np.ndarray) -> np.n
     bshape = [1] * a.ndim
     bshape[axis] = -1
     dtype = a.dtype if a.dtype.kind == "f" else np.float32
-    out = None
-    for k, w in zip(range(-1, 3), weights):
-        term = np.take(a, np.clip(base + k, 0, n - 1), axis=axis) * w.astype(dtype).reshape(bshape)
-        out = term if out is None else out + term
-    return out
+    terms = [
+        np.take(a, np.clip(base + k, 0, n - 1), axis=axis) * w.astype(dtype).reshape(bshape)
+        for k, w in zip(range(-1, 3), weights, strict=True)
+    ]
+    return terms[0] + terms[1] + terms[2] + terms[3]

@@ -82,7 +82,7 @@ def write_phantom(out: Path, spec: PhantomSpec = PhantomSpec(), *, progress: boo
 
     bar = progress_bar(spec.domains * spec.subjects, progress)
     written, previews = [], []
-    for k, (contrast, name) in enumerate(zip(contrasts, names), start=1):
+    for k, (contrast, name) in enumerate(zip(contrasts, names, strict=True), start=1):
         folder = out / name
         for j in range(1, spec.subjects + 1):
             case = f"{contrast.name}_{j:03d}"
@@ -104,7 +104,9 @@ def write_phantom(out: Path, spec: PhantomSpec = PhantomSpec(), *, progress: boo
     return written
 
 
-def make_case(spec: PhantomSpec, domain: int, subject: int, contrast: Contrast | None = None) -> tuple[np.ndarray, np.ndarray]:
+def make_case(
+    spec: PhantomSpec, domain: int, subject: int, contrast: Contrast | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Subject ``subject`` (1-based) of domain ``domain`` (1-based): (float32 image, uint8 labels)."""
     contrast = contrast or domain_contrast(domain, spec.seed)
     anatomy_rng = np.random.default_rng(np.random.SeedSequence(spec.seed, spawn_key=(domain, subject, 0)))
@@ -159,7 +161,8 @@ def previous_run(out: Path, marker_name: str, generator: str, what: str) -> dict
         ok = False
     if not ok:
         raise AdvnormError(
-            f"{what} output folder is not empty and was not written by a previous {what} run; choose an empty or new folder",
+            f"{what} output folder is not empty and was not written by a previous {what} run; "
+            "choose an empty or new folder",
             out,
         )
     return marker
@@ -205,7 +208,7 @@ def _write_preview(path: Path, contrasts: list[Contrast], names: list[str], slic
     rows = len(slices)
     fig = Figure(figsize=(6.4, 3.0 * rows), dpi=100)
     FigureCanvasAgg(fig)
-    for r, (contrast, name, (image, label)) in enumerate(zip(contrasts, names, slices)):
+    for r, (contrast, name, (image, label)) in enumerate(zip(contrasts, names, slices, strict=True)):
         inside = image[label > 0]
         vmax = float(np.percentile(inside, 99.5)) if inside.size else 1.0
         ax_img = fig.add_subplot(rows, 2, 2 * r + 1)

@@ -48,8 +48,13 @@ class Sequence:
     spread: float = 0.05  # texture s.d. as a fraction of each tissue's mean
 
     def to_json(self) -> dict:
-        return {"name": self.name, "tissue_means": dict(zip(TISSUES, self.means)), "texture_fraction": self.spread,
-                "noise_sigma": self.noise, "bias_log_amplitude": self.bias}
+        return {
+            "name": self.name,
+            "tissue_means": dict(zip(TISSUES, self.means, strict=True)),
+            "texture_fraction": self.spread,
+            "noise_sigma": self.noise,
+            "bias_log_amplitude": self.bias,
+        }
 
 
 SEQUENCES = (
@@ -115,7 +120,7 @@ def image_head(head: Head, sequence: Sequence, rng: np.random.Generator, texture
     gain = rng.uniform(0.9, 1.1)
     jitter = 1.0 + rng.uniform(-0.04, 0.04, size=len(TISSUES))
     signal = np.zeros(head.mask.shape, dtype=np.float32)
-    for name, mean, j in zip(TISSUES, sequence.means, jitter):
+    for name, mean, j in zip(TISSUES, sequence.means, jitter, strict=True):
         mu = np.float32(mean * gain * j)
         sd = np.float32(mean * gain * sequence.spread)
         signal += head.fractions[name] * (mu + sd * textures[_TEXTURE_OF.get(name, 3)])
@@ -128,7 +133,9 @@ def head_textures(rng: np.random.Generator, shape: tuple[int, ...]) -> list[np.n
     return [texture(rng, shape) for _ in range(4)]
 
 
-def acquire_thick(signal: np.ndarray, head_mask: np.ndarray, grid: "ThickGrid", sequence: Sequence, rng: np.random.Generator) -> np.ndarray:
+def acquire_thick(
+    signal: np.ndarray, head_mask: np.ndarray, grid: ThickGrid, sequence: Sequence, rng: np.random.Generator
+) -> np.ndarray:
     """Acquire a 1 mm ``signal`` on ``grid``'s 3 mm slices: slice profile, in-plane sampling, bias, Rician noise."""
     acq = thick_slices(signal, grid.first)[:, :, : grid.shape[2]]
     acq = sample_in_plane(acq, grid.xs, grid.ys)
@@ -173,8 +180,11 @@ class ThickGrid:
         return aff
 
 
-def rotated_grid(signal: np.ndarray, shape: tuple[int, int, int], rotation: np.ndarray, centre_world: np.ndarray) -> np.ndarray:
-    """``signal`` (1 mm world grid) seen on another 1 mm grid of ``shape``, rotated about its centre at ``centre_world``."""
+def rotated_grid(
+    signal: np.ndarray, shape: tuple[int, int, int], rotation: np.ndarray, centre_world: np.ndarray
+) -> np.ndarray:
+    """``signal`` (1 mm world grid) seen on another 1 mm grid of ``shape``,
+    rotated about its centre at ``centre_world``."""
     centre = (np.asarray(shape, dtype=float) - 1.0) / 2.0
     offset = centre_world - rotation @ centre
     return ndi.affine_transform(signal, rotation, offset=offset, output_shape=shape, order=1, mode="constant", cval=0.0)

@@ -30,10 +30,18 @@ from pathlib import Path
 
 import numpy as np
 
-from advnorm.data.phantom.acquisition import Contrast, THICK_SPACING, acquire, bias_field, domain_contrast, rician
+from advnorm.data.phantom.acquisition import THICK_SPACING, Contrast, acquire, bias_field, domain_contrast, rician
 from advnorm.data.phantom.anatomy import make_subject
 from advnorm.data.phantom.generate import previous_run, progress_bar
-from advnorm.data.phantom.head import SEQUENCES, ThickGrid, acquire_thick, build_head, head_textures, image_head, rotated_grid
+from advnorm.data.phantom.head import (
+    SEQUENCES,
+    ThickGrid,
+    acquire_thick,
+    build_head,
+    head_textures,
+    image_head,
+    rotated_grid,
+)
 from advnorm.data.phantom.regions import lesion_fraction, template_regions, testing_labels, training_labels
 from advnorm.data.volume_io import save_analyze, save_nifti
 from advnorm.errors import AdvnormError
@@ -88,14 +96,21 @@ def write_realistic(out: Path, spec: RealisticSpec = RealisticSpec(), progress: 
     folders = {"iseg2017": out / ISEG_DIR, "mrbrains13": out / MRBRAINS_DIR}
     for folder in folders.values():
         if folder.is_symlink() or (folder.exists() and not folder.is_dir()):
-            raise AdvnormError("not a dataset folder a previous realistic phantom run wrote (a link or a file); "
-                               "move it away or choose another output folder", folder)
+            raise AdvnormError(
+                "not a dataset folder a previous realistic phantom run wrote (a link or a file); "
+                "move it away or choose another output folder",
+                folder,
+            )
     for folder in folders.values():
         if folder.exists():
             shutil.rmtree(folder)
     out.mkdir(parents=True, exist_ok=True)
-    marker = {"generator": GENERATOR, "complete": False, "spec": asdict(spec),
-              "datasets": {k: v.name for k, v in folders.items()}}
+    marker = {
+        "generator": GENERATOR,
+        "complete": False,
+        "spec": asdict(spec),
+        "datasets": {k: v.name for k, v in folders.items()},
+    }
     atomic_write_json(out / MARKER, marker)
 
     bar = progress_bar(spec.iseg_subjects + spec.mrbrains_subjects + spec.mrbrains_test_subjects, progress, "realistic")
@@ -124,10 +139,10 @@ def planned_headers(spec: RealisticSpec = RealisticSpec()) -> dict[str, tuple[tu
     Keys name files with ``N`` for the subject; ``TestData`` images share the ``TrainingData`` geometry.
     """
     s = spec.shrink
-    iseg = (*_shrunk(ISEG_SHAPE, s), 1), (1.0, 1.0, 1.0, 1.0)
+    iseg: tuple[tuple[int, ...], tuple[float, ...]] = ((*_shrunk(ISEG_SHAPE, s), 1), (1.0, 1.0, 1.0, 1.0))
     thick = _thick_grid(s)
-    aligned = thick.shape, thick.spacing
-    one_mm = _shrunk(ONE_MM_SHAPE, s), (1.0, 1.0, 1.0)
+    aligned: tuple[tuple[int, ...], tuple[float, ...]] = (thick.shape, thick.spacing)
+    one_mm: tuple[tuple[int, ...], tuple[float, ...]] = (_shrunk(ONE_MM_SHAPE, s), (1.0, 1.0, 1.0))
     out = {f"{ISEG_DIR}/subject-N-{kind}.hdr": iseg for kind in ("T1", "T2", "label")}
     for name in ("T1", "T1_IR", "T2_FLAIR", "LabelsForTraining", "LabelsForTesting"):
         out[f"{MRBRAINS_DIR}/TrainingData/N/{name}.nii"] = aligned
@@ -163,7 +178,11 @@ def iseg_case(spec: RealisticSpec, n: int) -> dict[str, np.ndarray]:
 
     slack = np.array(shape) - (hi - lo) - 2 * margin
     offset = margin + slack // 2 + np.rint(geometry.uniform(-0.25, 0.25, size=3) * slack).astype(int) - lo
-    arrays = {"T1": _to_int16(t1, anatomy.mask), "T2": _to_int16(t2, anatomy.mask), "label": ISEG_LABEL_IDS[anatomy.label]}
+    arrays = {
+        "T1": _to_int16(t1, anatomy.mask),
+        "T2": _to_int16(t2, anatomy.mask),
+        "label": ISEG_LABEL_IDS[anatomy.label],
+    }
     return {k: _paste(np.zeros(shape, dtype=v.dtype), v, offset)[::-1] for k, v in arrays.items()}
 
 
@@ -182,7 +201,9 @@ def mrbrains_case(spec: RealisticSpec, n: int, *, test: bool = False) -> dict[st
     grid = _thick_grid(spec.shrink)
     world_shape = grid.world_shape()
     geometry = _rng(spec, part, n, 0)
-    anatomy = make_subject(_rng(spec, part, n, 1), geometry.uniform(*MRBRAINS_SCALE) / spec.shrink, regions=template_regions())
+    anatomy = make_subject(
+        _rng(spec, part, n, 1), geometry.uniform(*MRBRAINS_SCALE) / spec.shrink, regions=template_regions()
+    )
     lesion = lesion_fraction(anatomy, _rng(spec, part, n, 2), shrink=spec.shrink)
 
     lo, hi = _bbox(anatomy.mask)
@@ -191,7 +212,9 @@ def mrbrains_case(spec: RealisticSpec, n: int, *, test: bool = False) -> dict[st
     top = grid.zs[-1] + 1 - (_TOP_CLEARANCE_MM + geometry.uniform(1.0, 5.0)) / spec.shrink
     offset[2] = int(round(top)) - hi[2]
     probs = _paste(np.zeros((3, *world_shape), dtype=np.float32), anatomy.probs, offset, lead=1)
-    head = build_head(probs, _paste(np.zeros(world_shape, np.float32), lesion, offset), _rng(spec, part, n, 3), shrink=spec.shrink)
+    head = build_head(
+        probs, _paste(np.zeros(world_shape, np.float32), lesion, offset), _rng(spec, part, n, 3), shrink=spec.shrink
+    )
     del probs
     textures = head_textures(_rng(spec, part, n, 4), world_shape)
     origin = (offset + (lo + hi) / 2.0).round()  # the brain's centre is at 0 mm
@@ -205,6 +228,7 @@ def mrbrains_case(spec: RealisticSpec, n: int, *, test: bool = False) -> dict[st
         if seq.name == "T1":
             files["T1_1mm"] = _one_mm_scan(signal, origin, seq.noise, spec.shrink, geometry, imaging)
     if not test:
+        assert anatomy.regions is not None  # made with regions above
         training = training_labels(anatomy.label, anatomy.regions, lesion)
         training = grid.nearest(_paste(np.zeros(world_shape, np.uint8), training, offset))[::-1, ::-1]
         files["LabelsForTraining"] = (training, affine)
@@ -212,8 +236,14 @@ def mrbrains_case(spec: RealisticSpec, n: int, *, test: bool = False) -> dict[st
     return files
 
 
-def _one_mm_scan(signal: np.ndarray, origin: np.ndarray, noise: float, shrink: int,
-                 geometry: np.random.Generator, imaging: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def _one_mm_scan(
+    signal: np.ndarray,
+    origin: np.ndarray,
+    noise: float,
+    shrink: int,
+    geometry: np.random.Generator,
+    imaging: np.random.Generator,
+) -> tuple[np.ndarray, np.ndarray]:
     """``T1_1mm.nii``: the T1 object on its own 1 mm grid, rotated up to 5 degrees and shifted: not aligned."""
     shape = _shrunk(ONE_MM_SHAPE, shrink)
     angles = np.deg2rad(geometry.uniform(-5.0, 5.0, size=3))
@@ -248,11 +278,12 @@ def _rng(spec: RealisticSpec, part: int, n: int, stream: int) -> np.random.Gener
 
 def _thick_grid(shrink: int) -> ThickGrid:
     below = int(round(BELOW_MM / shrink))
-    return ThickGrid(shape=_shrunk(MRBRAINS_SHAPE, shrink), spacing=THICK_SPACING, first=below + 1)  # type: ignore[arg-type]
+    return ThickGrid(shape=_shrunk(MRBRAINS_SHAPE, shrink), spacing=THICK_SPACING, first=below + 1)
 
 
-def _shrunk(shape: tuple[int, ...], shrink: int) -> tuple[int, ...]:
-    return tuple(int(round(n / shrink)) for n in shape)
+def _shrunk(shape: tuple[int, int, int], shrink: int) -> tuple[int, int, int]:
+    x, y, z = (int(round(n / shrink)) for n in shape)
+    return x, y, z
 
 
 def _bbox(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -263,7 +294,7 @@ def _bbox(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def _paste(dst: np.ndarray, src: np.ndarray, offset: np.ndarray, *, lead: int = 0) -> np.ndarray:
     """Copy ``src`` into ``dst`` at ``offset`` (spatial axes after ``lead`` leading ones); what falls outside is cut."""
     d_sl, s_sl = [slice(None)] * lead, [slice(None)] * lead
-    for o, ns, nd in zip(offset, src.shape[lead:], dst.shape[lead:]):
+    for o, ns, nd in zip(offset, src.shape[lead:], dst.shape[lead:], strict=True):
         a, b = max(int(o), 0), min(int(o) + ns, nd)
         if a >= b:
             return dst
@@ -299,7 +330,7 @@ def _rotation(angles: np.ndarray) -> np.ndarray:
 def _facts() -> dict:
     return {
         "description": "Synthetic iSEG-2017 / MRBrainS13 look-alikes built from the ICBM 2009a template tissue maps "
-                       "(advnorm realistic phantom). Not real patient data.",
+        "(advnorm realistic phantom). Not real patient data.",
         "iseg2017": {"T1": domain_contrast(1, 0).to_json(), "T2": INFANT_T2.to_json(), "brain_scale": list(ISEG_SCALE)},
         "mrbrains13": {"sequences": [s.to_json() for s in SEQUENCES], "brain_scale": list(MRBRAINS_SCALE)},
     }

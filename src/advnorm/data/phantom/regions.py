@@ -31,8 +31,15 @@ CEREBELLUM, BRAINSTEM, DEEP_GM, VENTRICLES, PERIVENTRICULAR = 1, 2, 3, 4, 5
 """Region ids of :func:`template_regions` (0: none of these)."""
 
 TRAINING_NAMES = {
-    0: "background", 1: "cortical GM", 2: "basal ganglia", 3: "WM", 4: "WM lesions",
-    5: "extracerebral CSF", 6: "ventricles", 7: "cerebellum", 8: "brainstem",
+    0: "background",
+    1: "cortical GM",
+    2: "basal ganglia",
+    3: "WM",
+    4: "WM lesions",
+    5: "extracerebral CSF",
+    6: "ventricles",
+    7: "cerebellum",
+    8: "brainstem",
 }
 TESTING_FROM_TRAINING = np.array([0, 2, 2, 3, 3, 1, 1, 0, 0], dtype=np.uint8)
 """``LabelsForTraining`` id -> ``LabelsForTesting`` id (1 CSF, 2 GM, 3 WM; cerebellum, brainstem -> 0)."""
@@ -61,14 +68,21 @@ def template_regions() -> np.ndarray:
     periventricular = (label == 3) & (ndi.distance_transform_edt(~ventricles) <= _LESION_REACH_VOX)
 
     regions = np.zeros(label.shape, dtype=np.uint8)
-    for rid, where in ((PERIVENTRICULAR, periventricular), (DEEP_GM, deep), (CEREBELLUM, cerebellum),
-                       (BRAINSTEM, brainstem), (VENTRICLES, ventricles)):  # later wins
+    for rid, where in (
+        (PERIVENTRICULAR, periventricular),
+        (DEEP_GM, deep),
+        (CEREBELLUM, cerebellum),
+        (BRAINSTEM, brainstem),
+        (VENTRICLES, ventricles),
+    ):  # later wins
         regions[where] = rid
     regions.setflags(write=False)
     return regions
 
 
-def lesion_fraction(anatomy: Anatomy, rng: np.random.Generator, *, shrink: float = 1.0, count: tuple[int, int] = (2, 12)) -> np.ndarray:
+def lesion_fraction(
+    anatomy: Anatomy, rng: np.random.Generator, *, shrink: float = 1.0, count: tuple[int, int] = (2, 12)
+) -> np.ndarray:
     """Share of each voxel's white matter that is lesion (float32 in [0, 1]) for one subject.
 
     ``count`` (low, high-exclusive) balls of radius 2-5 mm (divided by ``shrink``, at
@@ -83,12 +97,12 @@ def lesion_fraction(anatomy: Anatomy, rng: np.random.Generator, *, shrink: float
         return out
     centres = candidates[rng.integers(0, len(candidates), size=n)]
     radii = np.maximum(rng.uniform(2.0, 5.0, size=n) / shrink, 1.0)
-    for c, r in zip(centres, radii):
+    for c, r in zip(centres, radii, strict=True):
         lo = np.maximum(c - int(np.ceil(r)) - 1, 0)
         hi = np.minimum(c + int(np.ceil(r)) + 2, out.shape)
-        grids = np.ogrid[tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))]
-        dist = np.sqrt(sum((g - ci).astype(np.float32) ** 2 for g, ci in zip(grids, c)))
-        box = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))
+        grids = np.ogrid[tuple(slice(int(a), int(b)) for a, b in zip(lo, hi, strict=True))]
+        dist = np.sqrt(sum((g - ci).astype(np.float32) ** 2 for g, ci in zip(grids, c, strict=True)))
+        box = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi, strict=True))
         np.maximum(out[box], np.clip(r + 0.5 - dist, 0.0, 1.0), out=out[box])
     return out
 

@@ -1,20 +1,14 @@
-"""The adversarial step: which nets each half updates, and that learning happens."""
+"""The adversarial step (``training/trainer.py``): which nets each half updates, and that learning happens."""
 
 import pytest
 import torch
 
-from advnorm.config import resolve
-from advnorm.training.methods import METHOD_SPECS
-from advnorm.training.step import AdversarialNormalization
-
-TINY = {"model.generator_widths": (4, 8), "model.segmenter_widths": (4, 8), "model.discriminator_widths": (4, 8),
-        "train.patch_size": 16, "train.channels_last": False}
+from advnorm.methods import METHOD_SPECS
+from tests.conftest import make_trainer, tiny_cfg
 
 
 def make(method="adversarial", k=2, **over):
-    cfg = resolve("quick", overrides={**TINY, "method": method, **over})
-    torch.manual_seed(0)
-    return AdversarialNormalization(cfg, METHOD_SPECS[method], k, torch.full((4,), 0.25), torch.device("cpu"))
+    return make_trainer(tiny_cfg(method, **{"train.channels_last": False, **over}), k)
 
 
 def batch(k=2, b=4, s=16):
@@ -35,37 +29,37 @@ def changed(net, before):
 def test_gs_half_never_changes_d_and_d_half_never_changes_gs():
     m = make()
     m.set_input(*batch())
-    d0, g0, s0 = snapshot(m.D), snapshot(m.G), snapshot(m.S)
+    d0, g0, s0 = snapshot(m.nets.D), snapshot(m.nets.G), snapshot(m.nets.S)
     # G+S half alone
     m.opt_GS.zero_grad()
     m.forward()
     m.backward_GS()
     m.opt_GS.step()
-    assert changed(m.G, g0) and changed(m.S, s0)
-    assert not changed(m.D, d0)
+    assert changed(m.nets.G, g0) and changed(m.nets.S, s0)
+    assert not changed(m.nets.D, d0)
     # D half alone
-    g1, s1 = snapshot(m.G), snapshot(m.S)
+    g1, s1 = snapshot(m.nets.G), snapshot(m.nets.S)
     m.opt_D.zero_grad()
     m.backward_D()
     m.opt_D.step()
-    assert changed(m.D, d0)
-    assert not changed(m.G, g1) and not changed(m.S, s1)
+    assert changed(m.nets.D, d0)
+    assert not changed(m.nets.G, g1) and not changed(m.nets.S, s1)
 
 
 def test_full_step_unfreezes_d_afterwards():
     m = make()
     m.set_input(*batch())
     m.optimize_parameters()
-    assert all(p.requires_grad for p in m.D.parameters())
+    assert all(p.requires_grad for p in m.nets.D.parameters())
 
 
 def test_warmup_updates_only_g():
     m = make()
     m.set_input(*batch())
-    s0, d0 = snapshot(m.S), snapshot(m.D)
+    s0, d0 = snapshot(m.nets.S), snapshot(m.nets.D)
     out = m.optimize_parameters("warmup")
     assert set(out) == {"loss_mse"}
-    assert not changed(m.S, s0) and not changed(m.D, d0)
+    assert not changed(m.nets.S, s0) and not changed(m.nets.D, d0)
 
 
 def test_warmup_brings_g_close_to_identity():
@@ -87,7 +81,7 @@ def test_every_method_steps(method):
     out = m.optimize_parameters()
     assert "loss_seg" in out and torch.isfinite(out["loss_seg"])
     assert ("loss_dis" in out) == (method == "adversarial")
-    assert (m.G is not None) == METHOD_SPECS[method].uses_generator
+    assert (m.nets.G is not None) == METHOD_SPECS[method].uses_generator
 
 
 def test_g_output_is_zero_outside_the_brain():

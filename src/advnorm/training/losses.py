@@ -26,7 +26,9 @@ def _class_sums(probs: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor
     return (probs * target).sum(dim=dims), (probs + target).sum(dim=dims)
 
 
-def weighted_dice_loss(probs: torch.Tensor, target: torch.Tensor, weights: torch.Tensor, epsilon: float = 1e-5) -> torch.Tensor:
+def weighted_dice_loss(
+    probs: torch.Tensor, target: torch.Tensor, weights: torch.Tensor, epsilon: float = 1e-5
+) -> torch.Tensor:
     """Eq. (2): ``1 - (eps + 2 sum_c w_c sum_v s_vc y_vc) / (eps + sum_c w_c sum_v (s_vc + y_vc))``.
 
     ``probs``: softmax output (B, C, ...); ``target``: integer labels (B, ...) or one-hot (B, C, ...);
@@ -39,7 +41,9 @@ def weighted_dice_loss(probs: torch.Tensor, target: torch.Tensor, weights: torch
     return 1.0 - (epsilon + 2.0 * (w * intersection).sum()) / (epsilon + (w * total).sum())
 
 
-def per_class_dice_loss(probs: torch.Tensor, target: torch.Tensor, weights: torch.Tensor, epsilon: float = 1e-5) -> torch.Tensor:
+def per_class_dice_loss(
+    probs: torch.Tensor, target: torch.Tensor, weights: torch.Tensor, epsilon: float = 1e-5
+) -> torch.Tensor:
     """``1 - sum_c w_c (eps + 2 sum_v s_vc y_vc) / (eps + sum_v (s_vc + y_vc)) / sum_c w_c``: a Dice ratio per
     class, then their weighted mean (MONAI's ``DiceLoss`` with batch=True, weighted). Not eq. (2).
 
@@ -58,8 +62,9 @@ def per_class_dice_loss(probs: torch.Tensor, target: torch.Tensor, weights: torc
 DiceForm = Literal["per_class", "single_ratio"]
 
 
-def segmentation_loss(probs: torch.Tensor, target: torch.Tensor, weights: torch.Tensor, epsilon: float,
-                      form: DiceForm) -> torch.Tensor:
+def segmentation_loss(
+    probs: torch.Tensor, target: torch.Tensor, weights: torch.Tensor, epsilon: float, form: DiceForm
+) -> torch.Tensor:
     """L_seg: eq. (2) as written (``single_ratio``) or its per-class form (``per_class``)."""
     if form == "single_ratio":
         return weighted_dice_loss(probs, target, weights, epsilon)
@@ -86,7 +91,9 @@ def discriminator_loss(logits_real: torch.Tensor, domains: torch.Tensor, logits_
     return F.cross_entropy(logits_real, domains.long()) + F.cross_entropy(logits_fake, fake)
 
 
-def generator_adversarial_loss(logits_fake: torch.Tensor, form: Literal["non_saturating", "saturating"] = "non_saturating") -> torch.Tensor:
+def generator_adversarial_loss(
+    logits_fake: torch.Tensor, form: Literal["non_saturating", "saturating"] = "non_saturating"
+) -> torch.Tensor:
     """G's adversarial term of eq. (1), to be *added* (times lambda) to L_seg.
 
     saturating:      ``log p_D(fake | G(x))``          (= -L_dis(D(G(x)), fake), eq. 1 as written)

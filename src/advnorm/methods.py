@@ -1,0 +1,62 @@
+"""The methods advnorm trains: the experiments of the paper's Table 1 and the baselines a reviewer asks for.
+
+This table is the one source of the method names: the config's ``Method`` type, the CLI's
+``--method`` choices and every report read it (``tests/test_methods.py`` ties them together).
+
+| method         | paper      | input to the first net | G | D | augmentation |
+|----------------|------------|------------------------|---|---|--------------|
+| single         | Exp. 1-4   | per-image rescale      |   |   |              |
+| standardized   | Exp. 5     | per-image z-score      |   |   |              |
+| unconstrained  | Exp. 6     | per-image rescale      | x |   |              |
+| adversarial    | Exp. 7     | per-image rescale      | x | x |              |
+| nyul           | (reviewer) | Nyul standardization   |   |   |              |
+| augmented      | (reviewer) | per-image rescale      |   |   | x            |
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, get_args
+
+Method = Literal["single", "standardized", "unconstrained", "adversarial", "nyul", "augmented"]
+InputTransform = Literal["scale", "zscore", "nyul"]
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    """What one method trains and feeds its first network."""
+
+    name: str
+    input_transform: InputTransform
+    uses_generator: bool = False
+    uses_discriminator: bool = False
+    augment: bool = False
+    single_domain: bool = False
+    title: str = ""
+    """The row name in the tables (the paper's wording for Exp. 1-7)."""
+    experiment: str = ""
+    """The experiment number in Table 1 (single-domain runs are numbered by the report: 1-2 and 3-4)."""
+
+
+METHOD_SPECS: dict[str, MethodSpec] = {
+    "single": MethodSpec("single", "scale", single_domain=True, title="No adaptation", experiment="1-4"),
+    "standardized": MethodSpec("standardized", "zscore", title="Standardized", experiment="5"),
+    "unconstrained": MethodSpec(
+        "unconstrained", "scale", uses_generator=True, title="Without constraint", experiment="6"
+    ),
+    "adversarial": MethodSpec(
+        "adversarial",
+        "scale",
+        uses_generator=True,
+        uses_discriminator=True,
+        title="Adversarially normalized",
+        experiment="7",
+    ),
+    "nyul": MethodSpec("nyul", "nyul", title="Nyul standardized", experiment="8"),
+    "augmented": MethodSpec("augmented", "scale", augment=True, title="Intensity augmentation", experiment="9"),
+}
+
+METHODS: tuple[str, ...] = tuple(METHOD_SPECS)
+"""Method names in table order."""
+
+assert get_args(Method) == METHODS, "the Method type and the method table must list the same names"

@@ -1,0 +1,67 @@
+"""G, S and D of one method, apart from training: what a run's weights file holds and inference runs.
+
+The trainer (:class:`advnorm.training.trainer.Trainer`) adds optimizers and the adversarial step on
+top; inference builds only this (no optimizer, no augmentation state), as pytorch-CycleGAN builds
+D and its optimizers only when training.
+"""
+
+from __future__ import annotations
+
+from contextlib import AbstractContextManager, nullcontext
+
+import torch
+from torch import nn
+
+from advnorm.config import Config
+from advnorm.methods import METHOD_SPECS, MethodSpec
+from advnorm.models.builders import build_discriminator, build_generator, build_segmenter
+
+
+class Networks(nn.Module):
+    """G (``None`` for methods without one), S, and D (``None`` without the adversarial term)."""
+
+    def __init__(self, cfg: Config, n_domains: int, device: torch.device | str = "cpu") -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.spec: MethodSpec = METHOD_SPECS[cfg.method]
+        self.n_domains = n_domains
+        self.device = torch.device(device)
+        self.G = build_generator(cfg.model) if self.spec.uses_generator else None
+        self.S = build_segmenter(cfg.model)
+        self.D = build_discriminator(cfg.model, n_domains) if self.spec.uses_discriminator else None
+        self.plain: dict[str, nn.Module] = {}
+        """The unwrapped nets while G/S/D are wrapped for DistributedDataParallel."""
+        self.to(self.device)
+        if cfg.train.channels_last:
+            self.to(memory_format=torch.channels_last_3d)  # type: ignore[call-overload]  # torch's stubs omit memory_format
+
+    @property
+    def memory_format(self) -> torch.memory_format:
+        return torch.channels_last_3d if self.cfg.train.channels_last else torch.contiguous_format
+
+    def autocast(self) -> AbstractContextManager:
+        """bf16 autocast when ``train.amp`` is on, else nothing."""
+        if not self.cfg.train.amp:
+            return nullcontext()
+        return torch.autocast(self.device.type, dtype=torch.bfloat16)
+
+    def normalize(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """x_hat = G(x), kept at zero outside the brain (as the inputs are), in training and inference alike."""
+        return x if self.G is None else self.G(x) * mask
+
+    def segment(self, x_hat: torch.Tensor) -> torch.Tensor:
+        """S's logits for the normalized image."""
+        return self.S(x_hat)
+
+    def unwrapped(self) -> dict[str, nn.Module]:
+        """G, S, D as plain modules (never DDP wrappers): what weights files hold."""
+        nets = (("G", self.G), ("S", self.S), ("D", self.D))
+        return {k: self.plain.get(k, v) for k, v in nets if v is not None}
+
+    def architecture(self) -> dict:
+        """What must match between a weights file and the config that rebuilds these nets."""
+        return architecture(self.cfg, self.n_domains)
+
+
+def architecture(cfg: Config, n_domains: int) -> dict:
+    return {"method": cfg.method, "n_domains": n_domains, "model": cfg.to_dict()["model"]}

@@ -1,0 +1,141 @@
+"""One adversarial training step, read as in pix2pix/CycleGAN:
+``set_input -> forward -> backward_GS -> backward_D -> optimize_parameters``.
+
+G and S are updated first (L_seg + lambda * adversarial term, D frozen), then D on the
+raw patches and on G's output detached (eq. 3-4). During the identity warm-up only G
+learns, with MSE to its input. Methods without G or D simply skip those parts, so
+every experiment of Table 1 runs through this one class. The networks themselves are a
+:class:`~advnorm.models.networks.Networks`, which inference uses without any of this.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from advnorm.models.networks import Networks
+from advnorm.training.augment import augment_intensity
+from advnorm.training.losses import discriminator_loss, generator_adversarial_loss, segmentation_loss
+
+
+def _set_requires_grad(net: nn.Module | None, flag: bool) -> None:
+    if net is not None:
+        for p in net.parameters():
+            p.requires_grad_(flag)
+
+
+class Trainer:
+    """The optimizers of G, S, D and the training step; ``optimize_parameters`` performs one step."""
+
+    def __init__(self, nets: Networks, dice_weights: torch.Tensor) -> None:
+        self.nets, self.cfg = nets, nets.cfg
+        self.dice_weights = dice_weights.float().to(nets.device)
+        o = self.cfg.optim
+        self.opt_GS = self._optimizer(
+            [(nets.S, o.lr_segmenter)] + ([(nets.G, o.lr_generator)] if nets.G is not None else [])
+        )
+        self.opt_G_warmup = self._optimizer([(nets.G, o.lr_generator)]) if nets.G is not None else None
+        self.opt_D = self._optimizer([(nets.D, o.lr_discriminator)]) if nets.D is not None else None
+        self.aug_gen = torch.Generator().manual_seed(self.cfg.train.seed + 17)
+
+    def _optimizer(self, groups: Sequence[tuple[nn.Module, float]]) -> torch.optim.Optimizer:
+        o = self.cfg.optim
+        params = [{"params": list(net.parameters()), "lr": lr} for net, lr in groups]
+        if o.optimizer == "sgd":
+            return torch.optim.SGD(params, momentum=o.momentum, weight_decay=o.weight_decay, foreach=True)
+        return torch.optim.Adam(params, weight_decay=o.weight_decay, foreach=True)
+
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        named = {"GS": self.opt_GS, "G_warmup": self.opt_G_warmup, "D": self.opt_D}
+        return {k: v for k, v in named.items() if v is not None}
+
+    # -- the step -----------------------------------------------------------------------------
+    def set_input(self, x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor, z: torch.Tensor) -> None:
+        """Patches ``x`` (B,1,P,P,P) float, labels ``y`` (B,P,P,P) long, brain ``mask`` like ``x``,
+        domains ``z`` (B,)."""
+        device, fmt = self.nets.device, self.nets.memory_format
+        self.x = x.to(device, non_blocking=True).contiguous(memory_format=fmt)
+        self.mask = mask.to(device, non_blocking=True).contiguous(memory_format=fmt)
+        self.y = y.to(device, non_blocking=True)
+        self.z = z.to(device, non_blocking=True)
+        if self.nets.spec.augment and self.nets.training:
+            self.x = augment_intensity(self.x, self.mask, self.aug_gen)
+
+    def forward(self) -> None:
+        with self.nets.autocast():
+            self.x_hat = self.nets.normalize(self.x, self.mask)
+            self.logits = self.nets.segment(self.x_hat)
+
+    def segmentation_loss(self, probs: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """L_seg (eq. 2, or its per-class form) of S's softmax output against the labels."""
+        return segmentation_loss(probs, y, self.dice_weights, self.cfg.loss.dice_epsilon, self.cfg.loss.dice_form)
+
+    def backward_warmup(self) -> dict[str, torch.Tensor]:
+        """Identity warm-up (paper: epochs 1-3): G learns to reproduce its input."""
+        with self.nets.autocast():
+            x_hat = self.nets.normalize(self.x, self.mask)
+            loss = F.mse_loss(x_hat.float(), self.x.float())
+        loss.backward()
+        return {"loss_mse": loss.detach()}
+
+    def backward_GS(self) -> dict[str, torch.Tensor]:
+        """L_seg (eq. 2) + lambda * G's adversarial term (eq. 1), with D frozen."""
+        loss_seg = self.segmentation_loss(torch.softmax(self.logits.float(), dim=1), self.y)
+        out = {"loss_seg": loss_seg.detach()}
+        loss = loss_seg
+        if self.nets.D is not None:
+            with self.nets.autocast():  # D frozen: call the plain module, so DDP sees one D pass per step
+                logits_fake = self.nets.plain.get("D", self.nets.D)(self.x_hat)
+            loss_adv = generator_adversarial_loss(logits_fake, self.cfg.loss.adv_form)
+            loss = loss + self.cfg.loss.adv_lambda * loss_adv
+            out["loss_adv"] = loss_adv.detach()
+        loss.backward()
+        return out
+
+    def backward_D(self) -> dict[str, torch.Tensor]:
+        """Eq. (3)-(4): raw patches to their domain, G's output (detached) to "generated"."""
+        assert self.nets.D is not None
+        with self.nets.autocast():  # one pass over real and generated patches: D's GroupNorm is per sample
+            logits = self.nets.D(torch.cat([self.x, self.x_hat.detach()]))
+        logits_real, logits_fake = logits[: len(self.x)], logits[len(self.x) :]
+        loss = discriminator_loss(logits_real.float(), self.z, logits_fake.float())
+        loss.backward()
+        fake = logits.shape[1] - 1  # the "generated" class is the last
+        return {
+            "loss_dis": loss.detach(),
+            "d_acc_real": (logits_real.argmax(1) == self.z).float().mean().detach(),
+            "d_acc_fake": (logits_fake.argmax(1) == fake).float().mean().detach(),
+        }
+
+    def optimize_parameters(self, phase: str = "main") -> dict[str, torch.Tensor]:
+        """One step; returns detached loss tensors (no host synchronisation here)."""
+        if phase == "warmup":
+            assert self.opt_G_warmup is not None
+            self.opt_G_warmup.zero_grad(set_to_none=True)
+            out = self.backward_warmup()
+            self.opt_G_warmup.step()
+            return out
+        _set_requires_grad(self.nets.D, False)
+        self.opt_GS.zero_grad(set_to_none=True)
+        self.forward()
+        out = self.backward_GS()
+        self.opt_GS.step()
+        if self.opt_D is not None:
+            _set_requires_grad(self.nets.D, True)
+            self.opt_D.zero_grad(set_to_none=True)
+            out.update(self.backward_D())
+            self.opt_D.step()
+        return out
+
+    @torch.no_grad()
+    def validation_batch(
+        self, x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor, z: torch.Tensor
+    ) -> tuple[float, torch.Tensor]:
+        """L_seg of one batch of validation patches and S's labels for them (networks in eval mode)."""
+        self.set_input(x, y, mask, z)
+        self.forward()
+        probs = torch.softmax(self.logits.float(), dim=1)
+        return float(self.segmentation_loss(probs, self.y)), probs.argmax(1)

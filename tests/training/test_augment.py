@@ -1,0 +1,47 @@
+"""The intensity augmentation of the ``augmented`` baseline (``training/augment.py``)."""
+
+from __future__ import annotations
+
+import torch
+
+from advnorm.training.augment import augment_intensity
+
+
+def _batch(b: int = 6, s: int = 12):
+    g = torch.Generator().manual_seed(0)
+    mask = torch.zeros(b, 1, s, s, s)
+    mask[:, :, 2:-2, 2:-2, 2:-2] = 1
+    return torch.rand(b, 1, s, s, s, generator=g) * mask, mask
+
+
+def test_outside_the_brain_stays_zero_and_values_stay_finite():
+    x, mask = _batch()
+    y = augment_intensity(x, mask, torch.Generator().manual_seed(1))
+    assert y.shape == x.shape and torch.isfinite(y).all()
+    assert float(y[mask == 0].abs().max()) == 0.0
+
+
+def test_the_same_generator_state_gives_the_same_augmentation_and_another_a_different_one():
+    x, mask = _batch()
+    a = augment_intensity(x, mask, torch.Generator().manual_seed(3))
+    b = augment_intensity(x, mask, torch.Generator().manual_seed(3))
+    c = augment_intensity(x, mask, torch.Generator().manual_seed(4))
+    assert torch.equal(a, b) and not torch.allclose(a, c)
+
+
+def test_each_patch_draws_its_own_parameters_and_the_input_is_untouched():
+    x, mask = _batch()
+    x[:] = x[0:1]  # six copies of one patch
+    before = x.clone()
+    y = augment_intensity(x, mask, torch.Generator().manual_seed(5))
+    assert torch.equal(x, before)
+    inside = mask[0, 0] > 0
+    means = [float(y[i, 0][inside].mean()) for i in range(len(y))]
+    assert len({round(m, 4) for m in means}) == len(means)
+
+
+def test_augmentation_changes_the_intensities_substantially():
+    x, mask = _batch(b=32)
+    y = augment_intensity(x, mask, torch.Generator().manual_seed(6))
+    rel = ((y - x).abs()[mask > 0].mean() / x[mask > 0].mean()).item()
+    assert rel > 0.1

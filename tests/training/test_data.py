@@ -1,0 +1,68 @@
+"""From opened datasets to what training consumes (``training/data.py``): split, inputs, patches."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from advnorm.data.layouts import open_domains
+from advnorm.errors import AdvnormError
+from advnorm.methods import METHOD_SPECS
+from advnorm.training.data import prepare, validation_rows
+from tests.conftest import tiny_cfg
+
+
+@pytest.fixture(scope="module")
+def datasets(tiny_phantom):
+    return open_domains([str(p) for p in tiny_phantom])
+
+
+def _prepare(datasets, method="adversarial", **over):
+    cfg = tiny_cfg(method, **over)
+    return prepare(datasets, cfg, METHOD_SPECS[method], log=lambda m: None)
+
+
+def test_only_training_and_validation_subjects_are_loaded_and_test_subjects_never(datasets):
+    data = _prepare(datasets)
+    for ds in datasets:
+        split = data.split[ds.name]
+        loaded = {s.case_id for s in data.subjects if s.domain == ds.name}
+        assert loaded == set(split["train"]) | set(split["val"]) and not loaded & set(split["test"])
+    train_subjects = {data.subjects[i].case_id for i in np.unique(data.train.subjects)}
+    val_subjects = {data.subjects[i].case_id for i in np.unique(data.val.subjects)}
+    assert not train_subjects & val_subjects
+
+
+@pytest.mark.parametrize("method,low,high", [("adversarial", 0.0, 1.5), ("standardized", -10, 10), ("nyul", -2, 3)])
+def test_inputs_are_the_methods_transform(datasets, method, low, high):
+    data = _prepare(datasets, method)
+    for x, s in zip(data.inputs, data.subjects, strict=True):
+        assert x.dtype == np.float32 and low <= x.min() and x.max() <= high and np.all(x[~s.mask] == 0)
+    assert bool(data.input_state) == (method == "nyul")
+    assert set(data.input_histograms) == {d.name for d in datasets}
+
+
+def test_a_batch_has_the_shapes_and_types_the_trainer_expects(datasets):
+    data = _prepare(datasets)
+    rows = np.arange(4)
+    x, y, m, z = data.batch(data.train, rows)
+    p = data.train.patch_size
+    assert tuple(x.shape) == (4, 1, p, p, p) and tuple(y.shape) == (4, p, p, p) and m.shape == x.shape
+    assert str(y.dtype) == "torch.int64" and str(z.dtype) == "torch.int64" and set(z.tolist()) <= {0, 1}
+
+
+def test_validation_rows_are_fixed_and_balanced_over_domains(datasets):
+    data = _prepare(datasets)
+    a, b = validation_rows(data, 8, seed=0), validation_rows(data, 8, seed=0)
+    assert np.array_equal(a, b)
+    doms = data.row_domains(data.val)[a]
+    assert np.bincount(doms).tolist() == [4, 4]
+
+
+def test_single_takes_one_domain_and_the_others_need_two(datasets):
+    assert _prepare(datasets, "single").domains == [datasets[0].name]
+    assert _prepare(datasets, "single", **{"data.train_domain": datasets[1].name}).domains == [datasets[1].name]
+    with pytest.raises(AdvnormError, match="none of the domains"):
+        _prepare(datasets, "single", **{"data.train_domain": "Elsewhere"})
+    with pytest.raises(AdvnormError, match="at least two --data"):
+        _prepare(datasets[:1], "adversarial")
