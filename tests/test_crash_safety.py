@@ -26,9 +26,9 @@ from advnorm.models import weights as model_weights
 from advnorm.models.networks import Networks
 from tests.conftest import TINY_CONFIG, tiny_cfg, write_config
 
-# epoch 1 is the identity warm-up (2 steps); epochs 2-3 are adversarial (6 steps each)
+# epoch 1 is the identity warm-up (2 steps); epochs 2-3 are adversarial (6 steps each): 2 main epochs on top of it
 RESUME_CONFIG = {"model": TINY_CONFIG["model"],
-                 "train": {**TINY_CONFIG["train"], "epochs": 3, "steps_per_epoch": 6}}
+                 "train": {**TINY_CONFIG["train"], "epochs": 2, "steps_per_epoch": 6}}
 SUBPROCESS_LIMIT = 150.0
 
 
@@ -101,7 +101,7 @@ def test_kill_9_then_resume_ends_like_an_uninterrupted_run(tiny_phantom, tmp_pat
         # killed inside epoch 2: the last checkpoint is epoch 1's, and it is intact
         state = checkpoint.load_train_state(killed_dir / "train_state.pt")
         assert int(state["epoch"]) == 0, "the kill landed after epoch 2's checkpoint"
-        assert [r["epoch"] for r in _log_rows(killed_dir)] == ["1"]
+        assert [r["epoch"] for r in _log_rows(killed_dir)] == ["0", "1"]
         assert not (killed_dir / "checkpoint_final.safetensors").exists()
 
         resumed = subprocess.run(_train_cmd(tiny_phantom, killed_dir, config, "--no-progress", "--resume"), env=env,
@@ -118,13 +118,13 @@ def test_kill_9_then_resume_ends_like_an_uninterrupted_run(tiny_phantom, tmp_pat
 
     # same final metrics: every logged value but the wall-clock seconds
     ref_rows, res_rows = _log_rows(ref_dir), _log_rows(killed_dir)
-    assert [r["epoch"] for r in res_rows] == ["1", "2", "3"]
+    assert [r["epoch"] for r in res_rows] == ["0", "1", "2", "3"]
     assert list(ref_rows[0]) == list(res_rows[0])
     for a, b in zip(ref_rows, res_rows):
         for key in a:
             if key == "seconds":
                 continue
-            if a[key] in ("", "warmup", "main"):
+            if a[key] in ("", "init", "warmup", "main"):
                 assert a[key] == b[key], key
             else:
                 assert float(b[key]) == pytest.approx(float(a[key]), rel=1e-5, abs=1e-7), (a["epoch"], key)
@@ -235,7 +235,7 @@ def test_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(tiny_phantom
     assert {p.name: _sha(p) for p in run.glob("*.*") if p.suffix in (".pt", ".safetensors")} == saved[1]
     assert int(checkpoint.load_train_state(run / "train_state.pt")["epoch"]) == 1
     assert not (run / "checkpoint_final.safetensors").exists()
-    assert [r["epoch"] for r in _log_rows(run)] == ["1", "2"]
+    assert [r["epoch"] for r in _log_rows(run)] == ["0", "1", "2"]
 
 
 def test_inf_and_divergence_checks_name_epoch_step_and_term():

@@ -5,11 +5,13 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pytest
 import torch
 
 from advnorm.data.patches import PatchIndex, gather
 from advnorm.training.data import TrainingData
-from advnorm.training.validation import validate
+from advnorm.training.trainer import ValidationBatch
+from advnorm.training.validation import auc, discriminator_view, validate
 from tests.conftest import make_trainer, tiny_cfg
 
 
@@ -31,7 +33,7 @@ class _Oracle:
 
     def validation_batch(self, x, y, m, z):
         pred = y.clone() if self.constant is None else torch.full_like(y, self.constant)
-        return 0.25, pred
+        return ValidationBatch(0.25, pred)
 
 
 def test_a_perfect_segmenter_scores_one_everywhere_and_the_loss_is_averaged():
@@ -59,3 +61,32 @@ def test_validation_leaves_the_networks_in_training_mode_and_unchanged():
     out = validate(trainer, _data(), np.arange(4))
     assert trainer.nets.training and math.isfinite(out["val_loss"])
     assert all(torch.equal(before[k], v) for k, v in trainer.nets.state_dict().items())
+
+
+@pytest.mark.parametrize("positive,negative,expected", [
+    ([2.0, 3.0], [0.0, 1.0], 1.0),
+    ([0.0, 1.0], [2.0, 3.0], 0.0),
+    ([1.0, 1.0], [1.0, 1.0, 1.0], 0.5),
+    ([1.0, 3.0], [2.0, 0.0], 0.75),
+    ([2.0], [1.0, 2.0, 3.0], 0.5),
+])
+def test_auc_hand_computed(positive, negative, expected):
+    assert auc(np.array(positive), np.array(negative)) == pytest.approx(expected)
+
+
+def test_discriminator_view_reads_only_the_k_domain_logits_for_accuracy():
+    # K = 2: logits (domain 0, domain 1, generated). "generated" is the largest for every real patch, yet the
+    # domain logits are right for 3 of 4: the K-way accuracy is 0.75 (an argmax over K + 1 classes would say 0)
+    real = torch.tensor([[2.0, 0.0, 9.0], [0.0, 2.0, 9.0], [2.0, 0.0, 9.0], [2.0, 0.0, 9.0]])
+    generated = torch.tensor([[0.0, 0.0, 9.5]] * 4)
+    out = discriminator_view(real, generated, torch.tensor([0, 1, 0, 1]))
+    assert out["d_domain_acc"] == pytest.approx(0.75)
+    assert out["d_generated_auc"] == pytest.approx(1.0)
+
+
+def test_validation_reports_the_discriminators_view_for_adversarial_runs_only():
+    data = _data()
+    with_d = validate(make_trainer(tiny_cfg()), data, np.arange(6))
+    without = validate(make_trainer(tiny_cfg("unconstrained")), data, np.arange(6))
+    assert 0.0 <= with_d["d_domain_acc"] <= 1.0 and 0.0 <= with_d["d_generated_auc"] <= 1.0
+    assert "d_domain_acc" not in without

@@ -2,8 +2,9 @@
 
 With widths 64-128-256-512 and two blocks per stage it is a 3-D ResNet-18 with
 GroupNorm, the authors' discriminator; the quick profile uses a slim version.
-GroupNorm suits D: it is never applied to whole volumes and sees real and
-generated batches in separate passes.
+GroupNorm suits D: it is never applied to whole volumes, and its statistics are per
+sample, so the real and generated patches the trainer concatenates into one pass do
+not see each other's statistics.
 """
 
 from __future__ import annotations

@@ -2,6 +2,7 @@
 
     run = TrainingRun(cfg, datasets, run_dir)
     run.set_up()                       # folder, data, networks, optimizers; or the state of a killed run
+    run.record_untrained()             # epoch 0 of the log: validation (and D's view) before any step
     for epoch in run.epochs():
         row = run.train_one_epoch(epoch)
         row.update(run.validate())
@@ -61,6 +62,7 @@ def fit(
     """Train ``cfg.method`` on ``datasets`` into ``run_dir``; returns the summary (also in summary.json)."""
     run = TrainingRun(cfg, datasets, run_dir, resume=resume, progress=progress, log=log)
     run.set_up()
+    run.record_untrained()
     for epoch in run.epochs():
         row = run.train_one_epoch(epoch)
         row.update(run.validate())
@@ -90,6 +92,8 @@ class TrainingRun:
         self.rows: list[Row] = []
         self.best = math.inf
         self.start_epoch = 0
+        self.warmup_epochs = cfg.train.warmup_epochs if self.spec.uses_generator else 0
+        """G's identity warm-up, on top of the ``train.epochs`` that update S (the same for every method)."""
 
     # -- set up ------------------------------------------------------------------------------------
     def set_up(self) -> None:
@@ -239,7 +243,7 @@ class TrainingRun:
             raise AdvnormError(
                 f"training state does not fit this run's networks ({type(exc).__name__}: {one_line(exc)})", path
             ) from None
-        self.rows = read_log(self.files.log)[: self.start_epoch]
+        self.rows = read_log(self.files.log)[: self.start_epoch + 1]  # row 0 is the untrained state
 
     def _run_info(
         self, fingerprints: list[dict[str, Any]], weights: torch.Tensor, device: torch.device
@@ -260,12 +264,23 @@ class TrainingRun:
             "world_size": self.ctx.world_size,
         }
 
+    def record_untrained(self) -> None:
+        """Epoch 0 of the log: the validation metrics before any step, so every curve starts at the beginning."""
+        if self.rows:  # resumed: it is in the log already
+            return
+        row: Row = {"epoch": 0, "phase": "init", "steps": 0}
+        row.update(self.validate())
+        self._finish_row(row)
+        if self.ctx.is_main:
+            write_log(self.files.log, self.rows)
+            self.log(epoch_line(row))
+
     # -- the epochs --------------------------------------------------------------------------------
     def epochs(self) -> range:
-        return range(self.start_epoch, self.cfg.train.epochs)
+        return range(self.start_epoch, self.warmup_epochs + self.cfg.train.epochs)
 
     def is_warmup(self, epoch: int) -> bool:
-        return self.spec.uses_generator and epoch < self.cfg.train.warmup_epochs
+        return epoch < self.warmup_epochs
 
     def train_one_epoch(self, epoch: int) -> Row:
         """The steps of one epoch; returns the epoch's row with its mean losses."""
@@ -281,7 +296,7 @@ class TrainingRun:
             total=steps,
             disable=not self.progress,
             leave=False,
-            desc=f"epoch {epoch + 1}/{t.epochs} {phase}",
+            desc=f"epoch {epoch + 1}/{self.warmup_epochs + t.epochs} {phase}",
             unit="batch",
         )
         self.nets.train()
@@ -297,7 +312,7 @@ class TrainingRun:
                         sums[k] = sums.get(k, 0.0) + val
                 pending = []
                 bar.set_postfix({k: f"{float(sums[k]) / (step + 1):.3f}" for k in names if k.startswith("loss")})
-        row: Row = {"epoch": epoch + 1, "phase": phase}
+        row: Row = {"epoch": epoch + 1, "phase": phase, "steps": steps}
         row.update(self.ctx.mean({k: float(v) / steps for k, v in sums.items()}))
         return row
 
@@ -308,12 +323,10 @@ class TrainingRun:
         """Learning rates, plateau schedulers, the best checkpoint, the log and the training state."""
         epoch = int(row["epoch"]) - 1
         warm = row["phase"] == "warmup"
-        row.update({f"lr_{k}": o.param_groups[0]["lr"] for k, o in self.trainer.optimizers().items()})
-        row["seconds"] = round(time.perf_counter() - self.t0, 2)
         if not warm:
             for sch in self.schedulers.values():
                 sch.step(float(row["val_loss"]))
-        self.rows.append(row)
+        self._finish_row(row)
         improved = not warm and float(row["val_loss"]) < self.best
         self.best = float(row["val_loss"]) if improved else self.best
         if not self.ctx.is_main:  # only rank 0 writes
@@ -324,6 +337,12 @@ class TrainingRun:
         save_train_state(self.files.state, self._state(epoch))
         plot_learning_curves(self.files.log, self.files.progress)
         self.log(epoch_line(row))
+
+    def _finish_row(self, row: Row) -> None:
+        """Learning rates in force after this epoch and the wall time so far; the row joins the log."""
+        row.update({f"lr_{k}": o.param_groups[0]["lr"] for k, o in self.trainer.optimizers().items()})
+        row["seconds"] = round(time.perf_counter() - self.t0, 2)
+        self.rows.append(row)
 
     def _state(self, epoch: int) -> dict[str, Any]:
         return {
@@ -338,6 +357,16 @@ class TrainingRun:
             "schedulers": {k: s.state_dict() for k, s in self.schedulers.items()},
         }
 
+    def budget(self) -> dict[str, int]:
+        """What the run spent: S updates (equal for every method) and, on top, G's warm-up steps."""
+        return {
+            "batch_size": self.cfg.train.batch_size,
+            "s_updates": _steps(self.rows, "main"),
+            "main_epochs": self.cfg.train.epochs,
+            "warmup_steps": _steps(self.rows, "warmup"),
+            "warmup_epochs": self.warmup_epochs,
+        }
+
     # -- finish ------------------------------------------------------------------------------------
     def finish(self) -> dict[str, Any]:
         """Final weights (and best, if no epoch after the warm-up improved), summary.json; the process group ends."""
@@ -346,8 +375,9 @@ class TrainingRun:
             "method": self.cfg.method,
             "domains": self.data.domains,
             "epochs": self.cfg.train.epochs,
+            "budget": self.budget(),
             "best_val_loss": self.best,
-            "final": {k: v for k, v in last.items() if k.startswith("val_")},
+            "final": {k: v for k, v in last.items() if k.startswith(("val_", "d_"))},
             "seconds": last["seconds"],
         }
         if self.ctx.is_main:
@@ -358,6 +388,10 @@ class TrainingRun:
         self.ctx.barrier()
         distributed.shutdown(self.ctx)
         return summary
+
+
+def _steps(rows: list[Row], phase: str) -> int:
+    return sum(int(r.get("steps", 0) or 0) for r in rows if r.get("phase") == phase)
 
 
 def check_finite(

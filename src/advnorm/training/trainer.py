@@ -11,6 +11,7 @@ every experiment of Table 1 runs through this one class. The networks themselves
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -133,9 +134,25 @@ class Trainer:
     @torch.no_grad()
     def validation_batch(
         self, x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor, z: torch.Tensor
-    ) -> tuple[float, torch.Tensor]:
-        """L_seg of one batch of validation patches and S's labels for them (networks in eval mode)."""
+    ) -> ValidationBatch:
+        """L_seg of one batch of validation patches, S's labels for them and, with a D, D's logits for the real
+        patches and for G's output (networks in eval mode)."""
         self.set_input(x, y, mask, z)
         self.forward()
         probs = torch.softmax(self.logits.float(), dim=1)
-        return float(self.segmentation_loss(probs, self.y)), probs.argmax(1)
+        out = ValidationBatch(float(self.segmentation_loss(probs, self.y)), probs.argmax(1))
+        if self.nets.D is not None:
+            with self.nets.autocast():
+                logits = self.nets.plain.get("D", self.nets.D)(torch.cat([self.x, self.x_hat]))
+            out.d_real, out.d_generated = logits[: len(self.x)].float().cpu(), logits[len(self.x) :].float().cpu()
+        return out
+
+
+@dataclass
+class ValidationBatch:
+    loss: float
+    pred: torch.Tensor
+    d_real: torch.Tensor | None = None
+    """D's logits (K + 1 classes) for the real patches."""
+    d_generated: torch.Tensor | None = None
+    """D's logits for G's output of the same patches."""

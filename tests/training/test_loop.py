@@ -1,0 +1,63 @@
+"""The training run as named steps (``training/loop.py``): each step alone, equal budgets, and ``--epochs 1``."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from advnorm.cli import main
+from advnorm.data.layouts import open_domains
+from advnorm.methods import METHODS
+from advnorm.run_folder import RunFolder
+from advnorm.training.log import read_log
+from advnorm.training.loop import TrainingRun
+from tests.conftest import tiny_cfg
+
+pytestmark = pytest.mark.slow  # trains networks
+
+
+def test_the_steps_one_by_one(tiny_phantom, tmp_path):
+    run = TrainingRun(tiny_cfg(), open_domains([str(p) for p in tiny_phantom]), tmp_path / "run", progress=False,
+                      log=lambda m: None)
+    run.set_up()
+    assert (tmp_path / "run" / "config.json").exists() and run.rows == []
+    run.record_untrained()
+    assert [r["phase"] for r in read_log(run.files.log)] == ["init"]
+    assert list(run.epochs()) == [0, 1, 2, 3] and run.is_warmup(0) and not run.is_warmup(1)
+    row = run.train_one_epoch(0)
+    assert row["phase"] == "warmup" and set(row) >= {"loss_mse", "steps"}
+    row.update(run.validate())
+    run.end_epoch(row)
+    assert run.files.state.exists() and not run.files.best.exists()  # the warm-up never makes "best"
+    for epoch in (1, 2, 3):
+        row = run.train_one_epoch(epoch)
+        row.update(run.validate())
+        run.end_epoch(row)
+    summary = run.finish()
+    assert summary["budget"] == {"batch_size": 4, "s_updates": 9, "main_epochs": 3, "warmup_steps": 2, "warmup_epochs": 1}
+    assert run.files.final.exists() and run.files.best.exists()
+
+
+def test_every_method_gets_the_same_s_updates_and_the_warm_up_comes_on_top(tiny_phantom, tiny_config, tmp_path):
+    budgets = {}
+    for method in ("single", "unconstrained", "adversarial"):
+        out = tmp_path / method
+        argv = ["train", "--method", method, "--out", str(out), "--config", str(tiny_config), "--no-progress"]
+        assert main(argv + [a for d in tiny_phantom for a in ("--data", str(d))]) == 0
+        budgets[method] = json.loads(RunFolder(out).summary.read_text())["budget"]
+        rows = read_log(RunFolder(out).log)
+        assert sum(r["phase"] == "main" for r in rows) == 3  # checkpoint_best is picked among as many epochs
+    assert {b["s_updates"] for b in budgets.values()} == {9}
+    assert budgets["single"]["warmup_steps"] == 0 and budgets["adversarial"]["warmup_steps"] == 2
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_one_epoch_smoke_test_works_for_every_method(method, tiny_phantom, tiny_config, tmp_path, capsys):
+    """Regression (issue 10): `--epochs 1` was refused for G methods ("warmup_epochs must be smaller than epochs")."""
+    out = tmp_path / "run"
+    argv = ["train", "--method", method, "--epochs", "1", "--out", str(out), "--config", str(tiny_config), "--no-progress"]
+    assert main(argv + [a for d in tiny_phantom for a in ("--data", str(d))]) == 0, capsys.readouterr().err
+    phases = [r["phase"] for r in read_log(RunFolder(out).log)]
+    uses_g = method in ("unconstrained", "adversarial")
+    assert phases == ["init"] + ["warmup"] * uses_g + ["main"]
