@@ -8,14 +8,15 @@ from pathlib import Path
 import pytest
 
 from advnorm.cli import main
-from advnorm.evaluation.tables import TABLE1_COLUMNS, TABLE2_COLUMNS
+from advnorm.evaluation.tables import PER_SEED_COLUMNS, TABLE1_COLUMNS, TABLE2_COLUMNS
+from advnorm.methods import METHODS
 
 pytestmark = pytest.mark.slow  # trains networks
 
 
 def test_reproduce_writes_tables_report_and_figures(tiny_phantom, tiny_config, tmp_path, capsys):
     out = tmp_path / "repro"
-    argv = ["reproduce", "--out", str(out), "--config", str(tiny_config), "--no-progress"]
+    argv = ["reproduce", "--out", str(out), "--config", str(tiny_config), "--no-progress", "--seeds", "2"]
     for d in tiny_phantom:
         argv += ["--data", str(d)]
     assert main(argv) == 0
@@ -24,7 +25,12 @@ def test_reproduce_writes_tables_report_and_figures(tiny_phantom, tiny_config, t
     # two domains: the paper's numbering 1-7 plus the two extra baselines, one row per model and test domain
     assert sorted({r["experiment"] for r in rows}) == [str(i) for i in range(1, 10)]
     assert len(rows) == 2 * 2 + 5 * 2  # 2 single models x 2 test domains + 5 multi-domain models x 2
-    for r in rows:
+    assert {r["method_id"] for r in rows} == set(METHODS) and {r["seeds"] for r in rows} == {"2"}
+    per_seed = list(csv.DictReader(open(out / "table1_per_seed.csv")))
+    assert list(per_seed[0]) == PER_SEED_COLUMNS and len(per_seed) == 2 * len(rows)
+    for r in rows:  # the table is the mean of the per-seed rows, and sd their spread
+        mine = [float(q["mean"]) for q in per_seed if (q["method_id"], q["train"], q["test"]) == (r["method_id"], r["train"], r["test"])]
+        assert float(r["mean"]) == pytest.approx(sum(mine) / 2) and float(r["mean_sd"]) == pytest.approx(abs(mine[0] - mine[1]) / 2 ** 0.5)
         assert 0.0 <= float(r["mean"]) <= 1.0
     t2 = list(csv.DictReader(open(out / "table2.csv")))
     assert list(t2[0]) == TABLE2_COLUMNS
@@ -32,20 +38,27 @@ def test_reproduce_writes_tables_report_and_figures(tiny_phantom, tiny_config, t
     report = (out / "report.md").read_text()
     for fig in ("fig3.png", "fig4.png", "curves_adversarial.png"):
         assert f"({fig})" in report and (out / fig).stat().st_size > 1000
-    assert "The paper's Table 1" in report and "3.509" in report
+    assert "The paper's Table 1" in report and "3.509" in report and " ± " in report
+    assert "Paired comparisons" in report and "adversarial scores" in report and "95% CI" in report
+    assert "every model got 9 updates of S" in report and "## The discriminator" in report
     for run in ("single-InfantT1", "single-AdultT1Thick", "standardized", "unconstrained", "adversarial", "nyul", "augmented"):
-        assert (out / "runs" / run / "evaluation.json").exists()
-    # re-running skips every finished run
+        for seed in (0, 1):
+            assert (out / "runs" / run / f"seed{seed}" / "evaluation.json").exists()
+    # re-running skips every finished run; fewer seeds reuse the first ones
     capsys.readouterr()
     assert main(argv) == 0
+    assert capsys.readouterr().out.count("finished earlier, skipped") == 14
+    assert main(argv[:-2] + ["--seeds", "1", "--data", argv[-1]]) == 0
     assert capsys.readouterr().out.count("finished earlier, skipped") == 7
+    assert main(argv) == 0  # back to the full report
     # Regression (issue 15.2): a re-run with other settings or data once skipped every run and wrote a report
     # naming the new settings over the old tables. Now it is refused before any work, and nothing changes.
+    capsys.readouterr()
     before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
-    for extra, why in (["--epochs", "4"], "train.epochs is 3 there, 4 now"), (["--seed", "5"], "train.seed is 0 there, 5 now"):
-        assert main(argv + extra) == 2
-        err = capsys.readouterr().err.strip().splitlines()
-        assert len(err) == 1 and why in err[0] and str(out / "runs") in err[0] and "--recompute" in err[0], err
+    assert main(argv + ["--epochs", "4"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "train.epochs is 3 there, 4 now" in err[0] and str(out / "runs") in err[0], err
+    assert "--recompute" in err[0]
     other = shutil.copytree(tiny_phantom[1], tmp_path / "other" / Path(tiny_phantom[1]).name)
     victim = sorted((other / "labelsTr").iterdir())[0]
     victim.write_bytes(victim.read_bytes())  # same bytes: the same data, reused
@@ -54,9 +67,9 @@ def test_reproduce_writes_tables_report_and_figures(tiny_phantom, tiny_config, t
         (sorted((other / "imagesTr").iterdir())[1]).read_bytes())  # another image under the same case id
     assert main([*argv[:-2], "--data", str(other), "--methods", "standardized"]) == 2
     assert "files of case(s)" in capsys.readouterr().err
-    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file() and p.name not in ("report.md", "table1.csv", "table2.csv")
-            and not p.name.endswith(".png")} == {p: b for p, b in before.items() if p.name not in ("report.md", "table1.csv", "table2.csv")
-                                                  and not p.name.endswith(".png")}
+    outputs = ("report.md", "table1.csv", "table1_per_seed.csv", "table2.csv")
+    assert ({p: p.read_bytes() for p in out.rglob("*") if p.is_file() and p.name not in outputs and p.suffix != ".png"}
+            == {p: b for p, b in before.items() if p.name not in outputs and p.suffix != ".png"})
     # --recompute trains a stale run again, under the new settings
     assert main(argv + ["--methods", "standardized", "--epochs", "2", "--recompute"]) == 0
-    assert json.loads((out / "runs" / "standardized" / "config.json").read_text())["train"]["epochs"] == 2
+    assert json.loads((out / "runs" / "standardized" / "seed0" / "config.json").read_text())["train"]["epochs"] == 2

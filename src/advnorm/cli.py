@@ -38,13 +38,14 @@ def _add_data(p: argparse.ArgumentParser, required: bool = True) -> None:
     )
 
 
-def _add_training(p: argparse.ArgumentParser) -> None:
+def _add_training(p: argparse.ArgumentParser, *, seed: bool = True) -> None:
     p.add_argument(
         "--profile", choices=sorted(PROFILES), default="quick", help="quick (CPU minutes) or paper (authors' sizes)"
     )
     p.add_argument("--config", metavar="FILE", help="JSON file overriding profile settings (see docs/configuration.md)")
     p.add_argument("--epochs", type=int, help="override train.epochs")
-    p.add_argument("--seed", type=int, help="override train.seed")
+    if seed:  # reproduce takes --seeds instead
+        p.add_argument("--seed", type=int, help="override train.seed")
     p.add_argument(
         "--split", choices=("subject", "patch"), help="subject (default) or the paper's patch-level split (leaky)"
     )
@@ -113,11 +114,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, type=Path)
     p.add_argument("--methods", help="comma-separated subset of " + ",".join(METHODS))
     p.add_argument(
+        "--seeds",
+        type=int,
+        default=3,
+        help="train every model this many times, with seeds 0..N-1 (the subject split stays fixed); default 3",
+    )
+    p.add_argument(
         "--recompute",
         action="store_true",
         help="train again the runs in --out that were made with other settings or data (default: refuse)",
     )
-    _add_training(p)
+    _add_training(p, seed=False)
 
     p = sub.add_parser("demo", help="build the phantom and reproduce Table 1 on it with the quick profile")
     p.add_argument("--out", type=Path, default=Path("advnorm-demo"))
@@ -128,7 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _training_overrides(args: argparse.Namespace) -> dict:
     return {
         "train.epochs": args.epochs,
-        "train.seed": args.seed,
+        "train.seed": getattr(args, "seed", None),
         "data.split": args.split,
         "train.device": args.device,
         "train.amp": args.amp,
@@ -195,6 +202,7 @@ def _reproduce(args: argparse.Namespace) -> None:
         config_file=args.config,
         overrides=_training_overrides(args),
         methods=args.methods.split(",") if args.methods else None,
+        seeds=args.seeds,
         recompute=args.recompute,
         progress=not args.no_progress,
     )

@@ -111,7 +111,7 @@ class TrainConfig:
     val_patches: int = 96
     """Validation patches scored after every epoch (a fixed, domain-balanced sample)."""
     seed: int = 0
-    """Seed of the subject split, the initialisation, the batches and the augmentation."""
+    """Seed of the initialisation, the batches and the augmentation (``reproduce --seeds N`` runs 0..N-1)."""
     amp: bool = False
     """bf16 autocast (CPU and GPUs that support it)."""
     device: str = "auto"
@@ -129,6 +129,9 @@ class DataConfig:
     which puts overlapping patches of one subject on both sides (optimistic scores; warns)."""
     fractions: tuple[float, float, float] = (0.6, 0.2, 0.2)
     """Training, validation and test shares of each domain's labelled subjects (each set gets at least one)."""
+    split_seed: int = 0
+    """Seed of the subject split. Apart from ``train.seed``, so runs repeated with other seeds keep their test
+    subjects."""
     train_domain: str | None = None
     """For ``--method single``: the one domain to train on (default: the first ``--data``)."""
     scale_percentile: float = 99.5

@@ -1,7 +1,9 @@
-"""``advnorm reproduce`` and ``advnorm demo``: every experiment of Table 1 (+ baselines), Table 2, figures, report.
+"""``advnorm reproduce`` and ``advnorm demo``: every model of Table 1 (+ baselines), each over several seeds,
+Table 2, paired comparisons, figures, report.
 
-Runs live in ``OUT/runs/<name>``; a run with ``evaluation.json`` is finished and skipped,
-an interrupted one resumes, so re-running the command continues where it stopped.
+Runs live in ``OUT/runs/<model>/seed<k>``; a run with ``evaluation.json`` is finished and skipped, an
+interrupted one resumes, so re-running the command continues where it stopped. A run made with other
+settings or data is refused (or, with ``recompute``, trained again).
 """
 
 from __future__ import annotations
@@ -12,28 +14,41 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from advnorm.config import resolve
+from advnorm.config import Config, resolve
 from advnorm.data.layouts import Dataset, open_domains
 from advnorm.errors import AdvnormError
+from advnorm.evaluation.results import Cell
 from advnorm.methods import METHOD_SPECS, METHODS
 from advnorm.paths import refuse_inside_inputs
+from advnorm.run_folder import RunFolder
 from advnorm.workflows import refuse_unless_reusable, train_and_evaluate
+
+DEFAULT_SEEDS = 3
+"""Seeds per model: a claim about a method needs at least three."""
 
 
 @dataclass(frozen=True)
 class PlannedRun:
+    """One training of a comparison: a model (method, training domain) and a seed."""
+
     name: str
     method: str
+    seed: int
     train_domain: str | None = None
 
+    @property
+    def folder(self) -> str:
+        return f"{self.name}/seed{self.seed}"
 
-def plan(datasets: list[Dataset], methods: list[str]) -> list[PlannedRun]:
+
+def plan(datasets: list[Dataset], methods: list[str], seeds: list[int]) -> list[PlannedRun]:
     runs = []
-    for m in methods:
-        if METHOD_SPECS[m].single_domain:
-            runs += [PlannedRun(f"single-{d.name}", m, d.name) for d in datasets]
-        else:
-            runs.append(PlannedRun(m, m))
+    for seed in seeds:
+        for m in methods:
+            if METHOD_SPECS[m].single_domain:
+                runs += [PlannedRun(f"single-{d.name}", m, seed, d.name) for d in datasets]
+            else:
+                runs.append(PlannedRun(m, m, seed))
     return runs
 
 
@@ -45,10 +60,12 @@ def reproduce(
     config_file: str | None = None,
     overrides: dict | None = None,
     methods: list[str] | None = None,
+    seeds: int = DEFAULT_SEEDS,
     recompute: bool = False,
     progress: bool = True,
-    log=print,
+    log: Callable[[str], None] = print,
 ) -> Path:
+    """Train and evaluate every planned run (``seeds`` seeds: 0..seeds-1), then write the tables and the report."""
     from advnorm.evaluation.report import write_report
 
     out = Path(out)
@@ -56,61 +73,66 @@ def reproduce(
     refuse_inside_inputs(out, [d.root for d in datasets], "output folder")
     if len(datasets) < 2:
         raise AdvnormError("reproduce compares domains: give at least two --data")
-    methods = methods or list(METHODS)
+    if seeds < 1:
+        raise AdvnormError(f"--seeds must be at least 1, got {seeds}")
+    methods = list(dict.fromkeys(methods or METHODS))
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
         raise AdvnormError(f"unknown method {unknown[0]!r}; choose from {', '.join(METHODS)}")
     base = resolve(profile, file=config_file, overrides=overrides)
     planned = [
-        (
-            run,
-            resolve(
-                profile,
-                file=config_file,
-                overrides={**(overrides or {}), "method": run.method, "data.train_domain": run.train_domain},
-            ),
-        )
-        for run in plan(datasets, methods)
+        (run, _config(run, profile, config_file, overrides)) for run in plan(datasets, methods, list(range(seeds)))
     ]
     if not recompute:  # refuse before any work, not after hours of other runs
         for run, cfg in planned:
-            refuse_unless_reusable(out / "runs" / run.name, cfg, datasets)
+            refuse_unless_reusable(out / "runs" / run.folder, cfg, datasets)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    results = {}
-    for run, cfg in planned:
-        results[run.name] = (
-            run,
-            train_and_evaluate(
-                out / "runs" / run.name,
-                cfg,
-                datasets,
-                recompute=recompute,
-                progress=progress,
-                log=_prefixed(log, run.name),
-            ),
+    cells = []
+    for k, (run, cfg) in enumerate(planned, start=1):
+        evaluation = train_and_evaluate(
+            out / "runs" / run.folder,
+            cfg,
+            datasets,
+            recompute=recompute,
+            progress=progress,
+            log=_prefixed(log, f"[{k}/{len(planned)} {run.folder}]"),
         )
-    report = write_report(out, datasets, results, base, log=log)
+        summary = json.loads(RunFolder(out / "runs" / run.folder).summary.read_text(encoding="utf-8"))
+        cells.append(Cell(run.name, run.method, run.seed, evaluation, run.train_domain, summary=summary))
+    report = write_report(out, datasets, cells, base, lambda c: out / "runs" / c.name / f"seed{c.seed}", log=log)
     log(f"reproduce finished in {time.perf_counter() - t0:.0f} s: {report}")
     return report
 
 
-def demo(out: Path, *, progress: bool = True, log=print) -> Path:
+def _config(run: PlannedRun, profile: str, config_file: str | None, overrides: dict | None) -> Config:
+    return resolve(
+        profile,
+        file=config_file,
+        overrides={
+            **(overrides or {}),
+            "method": run.method,
+            "data.train_domain": run.train_domain,
+            "train.seed": run.seed,
+        },
+    )
+
+
+def demo(out: Path, *, progress: bool = True, log: Callable[[str], None] = print) -> Path:
     """The phantom (3 domains) and the whole of Table 1 on it with the quick profile."""
     from advnorm.data.phantom.generate import PhantomSpec, write_phantom
 
     out = Path(out)
     phantom = out / "phantom"
-    if not (phantom / "phantom.json").exists() or not json.loads((phantom / "phantom.json").read_text()).get(
-        "complete"
-    ):
+    marker = phantom / "phantom.json"
+    if not marker.exists() or not json.loads(marker.read_text()).get("complete"):
         log(f"building the phantom in {phantom}")
         write_phantom(phantom, PhantomSpec(), progress=progress)
     folders = sorted(str(p) for p in phantom.glob("Dataset*_*") if p.is_dir())
-    report = reproduce(folders, out, profile="quick", progress=progress, log=log)
+    report = reproduce(folders, out, profile="quick", seeds=1, progress=progress, log=log)
     log(f"\nreport: {report}")
     return report
 
 
-def _prefixed(log: Callable[[str], None], name: str) -> Callable[[str], None]:
-    return lambda message: log(f"[{name}] {message}")
+def _prefixed(log: Callable[[str], None], prefix: str) -> Callable[[str], None]:
+    return lambda message: log(f"{prefix} {message}")

@@ -14,12 +14,12 @@ from advnorm.training.log import plot_learning_curves
 from advnorm.evaluation.tables import (
     PAPER_TABLE1,
     PAPER_TABLE2,
+    PAPER_COLUMNS,
     TABLE1_COLUMNS,
     TABLE2_COLUMNS,
     markdown_table,
     with_mean,
-    write_table1,
-    write_table2,
+    write_csv,
 )
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -86,29 +86,18 @@ def _read_csv(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(fh))
 
 
-def test_write_table1(tmp_path: Path) -> None:
+def test_write_csv_writes_exactly_the_columns(tmp_path: Path) -> None:
     rows = [
-        {"experiment": 7, "method": "adversarial", "train": "iSEG + MRBrainS", "test": "iSEG",
-         "CSF": 0.9, "GM": 0.8, "WM": np.float64(0.7), "extra": "ignored"},
-        {"experiment": 3, "method": "none", "train": "iSEG", "test": "MRBrainS", "CSF": 0.4, "GM": math.nan},
+        {"experiment": "7", "method": "Adversarially normalized", "method_id": "adversarial", "train": "A + B",
+         "test": "A", "CSF": 0.9, "GM": 0.8, "WM": np.float64(0.7), "mean": 0.8, "CSF_sd": math.nan, "extra": "x"},
     ]
-    out = write_table1(rows, tmp_path / "table1.csv")
+    out = write_csv(rows, TABLE1_COLUMNS, tmp_path / "table1.csv")
     header = out.read_text().splitlines()[0].split(",")
-    assert header == TABLE1_COLUMNS == ["experiment", "method", "train", "test", "CSF", "GM", "WM", "mean"]
+    assert header == TABLE1_COLUMNS
+    assert header[:3] == ["experiment", "method", "method_id"] and "mean_sd" in header
     got = _read_csv(out)
-    assert float(got[0]["mean"]) == pytest.approx(0.8)
-    assert got[1]["GM"] == "" and got[1]["WM"] == "" and float(got[1]["mean"]) == pytest.approx(0.4)
-
-
-def test_write_table2(tmp_path: Path) -> None:
-    rows = [
-        {"method": "adversarial", "tissue": "all", "jsd_input": 0.41, "jsd_normalized": 0.12},
-        {"method": "adversarial", "tissue": "GM", "jsd_input": 0.5, "jsd_normalized": 0.2},
-    ]
-    out = write_table2(rows, tmp_path / "table2.csv")
-    assert out.read_text().splitlines()[0].split(",") == TABLE2_COLUMNS
-    assert TABLE2_COLUMNS == ["method", "tissue", "jsd_input", "jsd_normalized"]
-    assert _read_csv(out)[0]["tissue"] == "all"
+    assert float(got[0]["WM"]) == pytest.approx(0.7) and got[0]["CSF_sd"] == "" and "extra" not in got[0]
+    assert TABLE2_COLUMNS[:4] == ["method", "tissue", "jsd_input", "jsd_normalized"]
 
 
 def test_markdown_table_three_decimals() -> None:
@@ -129,7 +118,7 @@ def test_paper_constants() -> None:
     assert PAPER_TABLE1[3]["GM"] == 0.082
     assert PAPER_TABLE2 == {"input": 3.509, "normalized": 3.504}
     assert with_mean(PAPER_TABLE1[0])["mean"] == pytest.approx((0.906 + 0.868 + 0.863) / 3)
-    md = markdown_table([with_mean(r) for r in PAPER_TABLE1], TABLE1_COLUMNS)
+    md = markdown_table([with_mean(r) for r in PAPER_TABLE1], PAPER_COLUMNS)
     assert "| 7 | Adversarially normalized (ours) |" in md and "0.909" in md
 
 

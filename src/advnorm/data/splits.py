@@ -71,9 +71,7 @@ def stratified_patch_split(
     return train, val, test
 
 
-def domain_split(
-    case_ids: Sequence[str], data_cfg: DataConfig, seed: int, *, where: str | Path
-) -> dict[str, list[str]]:
+def domain_split(case_ids: Sequence[str], data_cfg: DataConfig, *, where: str | Path) -> dict[str, list[str]]:
     """A domain's subject split: a pure function of its labelled case ids, the seed and the fractions,
     so every run and ``evaluate`` agree on which subjects are test subjects. The paper's patch split
     puts every subject in every set (the patches are split later)."""
@@ -82,5 +80,5 @@ def domain_split(
         if not ids:
             raise AdvnormError("no labelled subjects to train on", where)
         return {"train": ids, "val": ids, "test": ids}
-    s = split_subjects(ids, data_cfg.fractions, seed, domain=str(where))
+    s = split_subjects(ids, data_cfg.fractions, data_cfg.split_seed, domain=str(where))
     return {"train": list(s.train), "val": list(s.val), "test": list(s.test)}

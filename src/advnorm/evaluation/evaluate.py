@@ -52,7 +52,7 @@ def held_out_cases(model: TrainedModel, ds: Dataset) -> list[CaseRef]:
     if not ds.labelled():
         return []
     split = model.run.get("split", {}).get(ds.name) or domain_split(
-        [c.case_id for c in ds.labelled()], model.cfg.data, model.cfg.train.seed, where=ds.root
+        [c.case_id for c in ds.labelled()], model.cfg.data, where=ds.root
     )
     wanted = set(split["test"])
     cases = [c for c in ds.labelled() if c.case_id in wanted]

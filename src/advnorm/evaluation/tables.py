@@ -22,9 +22,30 @@ import numpy as np
 
 from advnorm.io_atomic import atomic_write_text
 
-TABLE1_COLUMNS: list[str] = ["experiment", "method", "train", "test", "CSF", "GM", "WM", "mean"]
-TABLE2_COLUMNS: list[str] = ["method", "tissue", "jsd_input", "jsd_normalized"]
-"""``tissue`` is CSF, GM, WM or ``all`` (whole brain)."""
+PAPER_COLUMNS: list[str] = ["experiment", "method", "train", "test", "CSF", "GM", "WM", "mean"]
+"""The paper's Table 1 (a mean column added)."""
+TABLE1_COLUMNS: list[str] = [
+    "experiment",
+    "method",
+    "method_id",
+    "train",
+    "test",
+    "CSF",
+    "GM",
+    "WM",
+    "mean",
+    "CSF_sd",
+    "GM_sd",
+    "WM_sd",
+    "mean_sd",
+    "seeds",
+]
+"""table1.csv (and table3.csv): Dice per tissue as the mean over seeds of each seed's mean over the test subjects,
+the sample standard deviation over seeds (``_sd``), and the number of seeds. ``method_id`` is the ``--method``."""
+PER_SEED_COLUMNS: list[str] = ["experiment", "method", "method_id", "train", "test", "seed", "CSF", "GM", "WM", "mean"]
+"""table1_per_seed.csv: one row per seed."""
+TABLE2_COLUMNS: list[str] = ["method", "tissue", "jsd_input", "jsd_normalized", "jsd_normalized_sd"]
+"""``tissue`` is CSF, GM, WM or ``all`` (whole brain); means over seeds."""
 
 PAPER_TABLE1: list[dict[str, Any]] = [
     {
@@ -129,18 +150,9 @@ def _csv_cell(v: Any) -> Any:
     return repr(float(v)) if _is_float(v) else v
 
 
-def write_table1(rows: Sequence[Mapping[str, Any]], out: Path) -> Path:
-    """Write Dice rows as CSV with exactly :data:`TABLE1_COLUMNS` (``mean`` filled in when missing).
-
-    Missing cells and ``nan`` are written empty; extra keys are ignored.
-    """
-    atomic_write_text(out, _csv_text([with_mean(r) for r in rows], TABLE1_COLUMNS))
-    return Path(out)
-
-
-def write_table2(rows: Sequence[Mapping[str, Any]], out: Path) -> Path:
-    """Write intensity-agreement rows as CSV with exactly :data:`TABLE2_COLUMNS`."""
-    atomic_write_text(out, _csv_text(rows, TABLE2_COLUMNS))
+def write_csv(rows: Sequence[Mapping[str, Any]], columns: Sequence[str], out: Path) -> Path:
+    """Write ``rows`` as CSV with exactly ``columns``, atomically; missing cells and ``nan`` are empty."""
+    atomic_write_text(out, _csv_text(rows, columns))
     return Path(out)
 
 

@@ -65,7 +65,7 @@ def prepare(datasets: list[Dataset], cfg: Config, spec: MethodSpec, *, log=print
         raise AdvnormError(f"method {spec.name!r} trains on several domains: give at least two --data")
     subjects, split, subject_domain = [], {}, []
     for k, ds in enumerate(datasets):
-        split[ds.name] = domain_split([c.case_id for c in ds.labelled()], cfg.data, cfg.train.seed, where=ds.root)
+        split[ds.name] = domain_split([c.case_id for c in ds.labelled()], cfg.data, where=ds.root)
         wanted_ids = set(split[ds.name]["train"]) | set(split[ds.name]["val"])
         cases = [c for c in ds.labelled() if c.case_id in wanted_ids]
         log(f"loading {len(cases)} subjects of {ds.name} ({ds.layout})")
@@ -93,7 +93,7 @@ def prepare(datasets: list[Dataset], cfg: Config, spec: MethodSpec, *, log=print
     )
     if cfg.data.split == "patch":
         centre = np.array([labels[s][x, y, z] for s, x, y, z in index.entries], dtype=np.int64)
-        tr, va, _ = stratified_patch_split(centre, cfg.data.fractions, cfg.train.seed)
+        tr, va, _ = stratified_patch_split(centre, cfg.data.fractions, cfg.data.split_seed)
         train, val = index.subset(tr), index.subset(va)
     else:
         role = {(s.domain, s.case_id): ("train" if s.case_id in split[s.domain]["train"] else "val") for s in subjects}

@@ -1,0 +1,139 @@
+"""The results of a comparison: one evaluated training per (cell, seed), and the rows of the tables made from them.
+
+A *cell* is one model of Table 1 (a method, and for ``single`` its training domain); a comparison
+trains each cell once per seed. Rows are averaged over seeds, with their standard deviation; the
+per-seed rows and the per-case scores stay available for the paired statistics.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from advnorm.evaluation.statistics import mean_sd
+from advnorm.labels import TISSUES
+from advnorm.methods import METHOD_SPECS
+
+SCORES = (*TISSUES, "mean")
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One evaluated training: which model (``name``, ``method``, ``train_domain``), which seed, and its results."""
+
+    name: str
+    method: str
+    seed: int
+    evaluation: dict[str, Any]
+    train_domain: str | None = None
+    """The one training domain of a ``single`` model (None: all domains)."""
+    held_out: str | None = None
+    """The domain left out of training (leave-one-domain-out cells; None: none)."""
+    summary: dict[str, Any] = field(default_factory=dict)
+    """The training's summary.json (budget, final validation metrics)."""
+
+    @property
+    def multi_domain(self) -> bool:
+        return self.train_domain is None
+
+
+def experiment_of(cell: Cell, domains: list[str], test: str) -> tuple[str, str, str]:
+    """(experiment number, method title, training domains) of a cell's row for test domain ``test``;
+    with two domains, single-domain models are numbered as the paper's Exp. 1-4."""
+    spec = METHOD_SPECS[cell.method]
+    if cell.train_domain is None:
+        trained_on = [d for d in domains if d != cell.held_out]
+        return spec.experiment, spec.title, " + ".join(trained_on)
+    same = cell.train_domain == test
+    if len(domains) == 2:
+        i = domains.index(cell.train_domain)
+        exp = str(i + 1) if same else str(i + 3)
+    else:
+        exp = "1-2" if same else "3-4"
+    return exp, spec.title + ("" if same else ", cross-testing"), cell.train_domain
+
+
+def per_seed_rows(cells: list[Cell], domains: list[str]) -> list[dict[str, Any]]:
+    """One row per cell, seed and test domain: Dice per tissue (mean over the domain's test subjects) and their mean."""
+    rows = []
+    for cell in cells:
+        per_domain = cell.evaluation["summary"]["per_domain"]
+        for test in domains:
+            if test not in per_domain:
+                continue
+            dice = per_domain[test]["dice"]
+            exp, title, train = experiment_of(cell, domains, test)
+            row: dict[str, Any] = {
+                "experiment": exp,
+                "method": title,
+                "method_id": cell.method,
+                "train": train,
+                "test": test,
+                "seed": cell.seed,
+            }
+            row.update({t: dice.get(t, {}).get("mean", math.nan) for t in TISSUES})
+            vals = [row[t] for t in TISSUES if math.isfinite(row[t])]
+            row["mean"] = float(np.mean(vals)) if vals else math.nan
+            rows.append(row)
+    return sorted(rows, key=lambda r: (r["experiment"], r["train"], r["test"], r["seed"]))
+
+
+def averaged_rows(seed_rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Rows averaged over seeds, with the sample standard deviation of each score (``<score>_sd``) and the seeds."""
+    groups: dict[tuple, list[dict[str, Any]]] = defaultdict(list)
+    for r in seed_rows:
+        groups[(r["experiment"], r["method"], r["method_id"], r["train"], r["test"])].append(r)
+    out = []
+    for (exp, title, method_id, train, test), rows in groups.items():
+        row: dict[str, Any] = {"experiment": exp, "method": title, "method_id": method_id, "train": train, "test": test}
+        for score in SCORES:
+            row[score], row[f"{score}_sd"] = mean_sd([r[score] for r in rows])
+        row["seeds"] = len(rows)
+        out.append(row)
+    return sorted(out, key=lambda r: (r["experiment"], r["train"], r["test"]))
+
+
+def case_scores(cells: list[Cell], method: str) -> dict[tuple[int, str, str], float]:
+    """``(seed, domain, case) -> mean Dice over the tissues`` for every test case of ``method``'s multi-domain cells."""
+    out = {}
+    for cell in cells:
+        if cell.method != method or not cell.multi_domain or cell.held_out is not None:
+            continue
+        for case in cell.evaluation["cases"]:
+            vals = [case["dice"][t] for t in TISSUES if t in case["dice"] and math.isfinite(case["dice"][t])]
+            out[(cell.seed, case["domain"], case["case"])] = float(np.mean(vals)) if vals else math.nan
+    return out
+
+
+def jsd_rows(cells: list[Cell]) -> list[dict[str, Any]]:
+    """Table 2: the JSD between domains of the inputs and of what each multi-domain method feeds S, mean over seeds."""
+    groups: dict[tuple[str, str], list[tuple[float, float]]] = defaultdict(list)
+    for cell in cells:
+        jsd = cell.evaluation["summary"].get("jsd")
+        if not jsd or not cell.multi_domain or cell.held_out is not None or cell.method == "augmented":
+            continue
+        for tissue in ("all", *TISSUES):
+            groups[(cell.method, tissue)].append(
+                (jsd["input"].get(tissue, math.nan), jsd["normalized"].get(tissue, math.nan))
+            )
+    rows = []
+    for (method, tissue), pairs in groups.items():
+        row: dict[str, Any] = {"method": method, "tissue": tissue}
+        row["jsd_input"], _ = mean_sd([p[0] for p in pairs])
+        row["jsd_normalized"], row["jsd_normalized_sd"] = mean_sd([p[1] for p in pairs])
+        rows.append(row)
+    return rows
+
+
+def dead_pairs(seed_rows: list[dict[str, Any]], below: float = 0.5) -> list[str]:
+    """Multi-domain (method, seed, test domain, tissue) whose Dice is under ``below``: the "dead class" check."""
+    out = []
+    for r in seed_rows:
+        if r["method_id"] == "single":
+            continue
+        out += [f"{r['method_id']} seed {r['seed']} {r['test']} {t} {r[t]:.3f}" for t in TISSUES if not r[t] >= below]
+    return out
