@@ -38,6 +38,20 @@ def _add_data(p: argparse.ArgumentParser, required: bool = True) -> None:
     )
 
 
+def _add_mask(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--mask",
+        metavar="PATH",
+        help="brain mask: a file for a single image, or a folder of masks named by case "
+        "(<case>.nii.gz, <case>_mask.nii.gz, ...); overrides the layout's skull stripping",
+    )
+    p.add_argument(
+        "--strict",
+        action="store_true",
+        help="turn warnings (an image that looks unstripped, unlike the training data, ...) into errors",
+    )
+
+
 def _add_training(p: argparse.ArgumentParser, *, seed: bool = True) -> None:
     p.add_argument(
         "--profile", choices=sorted(PROFILES), default="quick", help="quick (CPU minutes) or paper (authors' sizes)"
@@ -92,18 +106,35 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue an interrupted run from its last checkpoint")
     _add_training(p)
 
-    p = sub.add_parser("predict", help="normalize and segment whole volumes; NIfTI on the input's own grid")
-    p.add_argument("--model", required=True, type=Path, help="run folder")
-    p.add_argument("-i", "--input", action="append", required=True, help="image file or dataset folder (repeatable)")
-    p.add_argument("-o", "--output", required=True, type=Path, help="output folder")
-    p.add_argument("--overwrite", action="store_true")
-    p.add_argument("--checkpoint", choices=("best", "final"), default="best")
-    p.add_argument("--device", default="auto")
+    for verb, what in (
+        (
+            "predict",
+            "normalize and segment whole volumes: <case>_normalized.nii.gz and "
+            "<case>_seg.nii.gz on each input's own grid and header",
+        ),
+        (
+            "normalize",
+            "only the harmonized image, <case>_normalized.nii.gz, on each input's own grid "
+            "and header (for FreeSurfer, FSL, nnU-Net, a viewer)",
+        ),
+    ):
+        p = sub.add_parser(verb, help=what, description=what)
+        p.add_argument("--model", required=True, type=Path, help="run folder")
+        p.add_argument(
+            "-i", "--input", action="append", required=True, help="image file or dataset folder (repeatable)"
+        )
+        p.add_argument("-o", "--output", required=True, type=Path, help="output folder")
+        _add_mask(p)
+        p.add_argument("--overwrite", action="store_true", help="replace outputs that exist")
+        p.add_argument("--checkpoint", choices=("best", "final"), default="best")
+        p.add_argument("--device", default="auto")
+        p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     p = sub.add_parser("evaluate", help="Dice, HD95, ASD per class and JSD on the full test volumes")
     p.add_argument("--model", required=True, type=Path, help="run folder")
     _add_data(p)
     p.add_argument("-o", "--output", required=True, type=Path, help="metrics JSON file")
+    _add_mask(p)
     p.add_argument("--checkpoint", choices=("best", "final"), default="best")
     p.add_argument("--device", default="auto")
 
@@ -179,17 +210,25 @@ def _train(args: argparse.Namespace) -> None:
 
 
 def _predict(args: argparse.Namespace) -> None:
-    from advnorm.workflows import predict
+    from advnorm.workflows import normalize, predict
 
-    predict(
-        args.model, args.input, args.output, overwrite=args.overwrite, checkpoint=args.checkpoint, device=args.device
+    verb = predict if args.verb == "predict" else normalize
+    verb(
+        args.model,
+        args.input,
+        args.output,
+        mask=args.mask,
+        overwrite=args.overwrite,
+        checkpoint=args.checkpoint,
+        device=args.device,
+        progress=not args.no_progress,
     )
 
 
 def _evaluate(args: argparse.Namespace) -> None:
     from advnorm.workflows import evaluate_run
 
-    evaluate_run(args.model, args.data, args.output, checkpoint=args.checkpoint, device=args.device)
+    evaluate_run(args.model, args.data, args.output, mask=args.mask, checkpoint=args.checkpoint, device=args.device)
 
 
 def _reproduce(args: argparse.Namespace) -> None:
@@ -219,6 +258,7 @@ VERBS: dict[str, Callable[[argparse.Namespace], None]] = {
     "phantom": _phantom,
     "train": _train,
     "predict": _predict,
+    "normalize": _predict,
     "evaluate": _evaluate,
     "reproduce": _reproduce,
     "demo": _demo,

@@ -35,10 +35,12 @@ DEFAULT_WINDOW = 160
 @dataclass
 class Prediction:
     normalized: np.ndarray  # working grid, float32 (G's output, or the fixed input transform without G)
-    probs: np.ndarray  # (4, ...) working grid
+    probs: np.ndarray | None  # (classes, ...) working grid; None when only the normalized image was asked for
 
     @property
     def labels(self) -> np.ndarray:
+        if self.probs is None:
+            raise ValueError("this prediction has no segmentation (made with segment=False)")
         return self.probs.argmax(0).astype(np.uint8)
 
 
@@ -88,7 +90,10 @@ class TrainedModel:
         return x
 
     @torch.no_grad()
-    def predict(self, subject: Subject, *, window: int = DEFAULT_WINDOW, overlap: float = 0.25) -> Prediction:
+    def predict(
+        self, subject: Subject, *, window: int = DEFAULT_WINDOW, overlap: float = 0.25, segment: bool = True
+    ) -> Prediction:
+        """G's output (or the fixed input transform) and, with ``segment``, S's probabilities, on the working grid."""
         x = torch.from_numpy(self.network_input(subject))[None, None]
         m = torch.from_numpy(subject.mask.astype(np.float32))[None, None]
         stride = max(total_stride(self.cfg.model.segmenter_widths), total_stride(self.cfg.model.generator_widths))
@@ -101,6 +106,8 @@ class TrainedModel:
             xi, mi = inp[:, :1], inp[:, 1:]
             with nets.autocast():
                 x_hat = nets.normalize(xi, mi)
+                if not segment:
+                    return x_hat.float()
                 probs = torch.softmax(nets.segment(x_hat).float(), dim=1)
             return torch.cat([x_hat.float(), probs], dim=1)
 
@@ -111,20 +118,39 @@ class TrainedModel:
         assert isinstance(out, torch.Tensor)  # MONAI returns a tuple or dict only for such predictors
         stack = out[0, :, : shape[0], : shape[1], : shape[2]].cpu().numpy()
         normalized = np.where(subject.mask, stack[0], 0.0).astype(np.float32)
-        return Prediction(normalized=normalized, probs=stack[1:].astype(np.float32))
+        return Prediction(normalized=normalized, probs=stack[1:].astype(np.float32) if segment else None)
 
 
-def write_outputs(subject: Subject, pred: Prediction, out_dir: Path) -> tuple[Path, Path]:
-    """``<case>_normalized.nii.gz`` and ``<case>_seg.nii.gz`` on the source grid, in the dataset's label ids."""
-    norm = subject.to_source(pred.normalized, order=1).astype(np.float32)
-    probs = subject.to_source(pred.probs, order=1)
-    classes = probs.argmax(0)
-    lut = np.asarray(subject.label_values, dtype=np.int64)
-    seg = lut[classes]
-    dtype = np.uint8 if seg.max(initial=0) < 256 else np.int16
-    paths = (out_dir / f"{subject.case_id}_normalized.nii.gz", out_dir / f"{subject.case_id}_seg.nii.gz")
-    save_nifti(paths[0], norm, subject.source.affine, template_header=subject.source.header)
-    save_nifti(paths[1], seg.astype(dtype), subject.source.affine, template_header=subject.source.header)
+OUTPUT_KINDS = ("normalized", "seg")
+
+
+def output_name(case_id: str, kind: str) -> str:
+    """``<case>_normalized.nii.gz`` (the harmonized image) or ``<case>_seg.nii.gz`` (the segmentation)."""
+    return f"{case_id}_{kind}.nii.gz"
+
+
+def write_outputs(
+    subject: Subject, pred: Prediction, out_dir: Path, kinds: tuple[str, ...] = OUTPUT_KINDS
+) -> list[Path]:
+    """The ``kinds`` of output on the source grid and header; segmentations in the dataset's own label ids.
+
+    The normalized image is G's output (methods with G: 0 to 1.5, the range of the rescaled input) or the
+    method's fixed transform (z-score: mean 0 and sd 1 in the brain; Nyul: the standard scale, 0 at the 1st and
+    1 at the 99th percentile landmark, linear beyond), and 0 outside the brain mask.
+    """
+    paths = []
+    if "normalized" in kinds:
+        paths.append(out_dir / output_name(subject.case_id, "normalized"))
+        norm = subject.to_source(pred.normalized, order=1).astype(np.float32)
+        save_nifti(paths[-1], norm, subject.source.affine, template_header=subject.source.header)
+    if "seg" in kinds:
+        if pred.probs is None:
+            raise ValueError("this prediction has no segmentation (made with segment=False)")
+        paths.append(out_dir / output_name(subject.case_id, "seg"))
+        classes = subject.to_source(pred.probs, order=1).argmax(0)
+        seg = np.asarray(subject.label_values, dtype=np.int64)[classes]
+        dtype = np.uint8 if seg.max(initial=0) < 256 else np.int16
+        save_nifti(paths[-1], seg.astype(dtype), subject.source.affine, template_header=subject.source.header)
     return paths
 
 

@@ -11,6 +11,7 @@ from typing import Any
 from advnorm.config import Config, differences, resolve
 from advnorm.data.fingerprint import dataset_fingerprint, fingerprint_differences
 from advnorm.data.layouts import Dataset, open_domains, open_input
+from advnorm.data.layouts.masks import attach_masks
 from advnorm.errors import AdvnormError
 from advnorm.io_atomic import atomic_write_json, staged_folder
 from advnorm.labels import TISSUES
@@ -63,21 +64,81 @@ def predict(
     inputs: list[str],
     out_dir: Path,
     *,
+    mask: str | None = None,
     overwrite: bool = False,
     checkpoint: str = "best",
     device: str = "auto",
-    log=print,
+    progress: bool = True,
+    log: Callable[[str], None] = print,
 ) -> list[Path]:
-    from advnorm.inference import TrainedModel, write_outputs
+    """Normalize and segment every input: ``<case>_normalized.nii.gz`` and ``<case>_seg.nii.gz`` in ``out_dir``."""
+    return _write_volumes(
+        model_dir,
+        inputs,
+        out_dir,
+        ("normalized", "seg"),
+        mask=mask,
+        overwrite=overwrite,
+        checkpoint=checkpoint,
+        device=device,
+        progress=progress,
+        log=log,
+    )
 
-    datasets = [open_input(spec) for spec in inputs]
+
+def normalize(
+    model_dir: Path,
+    inputs: list[str],
+    out_dir: Path,
+    *,
+    mask: str | None = None,
+    overwrite: bool = False,
+    checkpoint: str = "best",
+    device: str = "auto",
+    progress: bool = True,
+    log: Callable[[str], None] = print,
+) -> list[Path]:
+    """Only the harmonized image of every input, ``<case>_normalized.nii.gz``, for another pipeline to use."""
+    return _write_volumes(
+        model_dir,
+        inputs,
+        out_dir,
+        ("normalized",),
+        mask=mask,
+        overwrite=overwrite,
+        checkpoint=checkpoint,
+        device=device,
+        progress=progress,
+        log=log,
+    )
+
+
+def _write_volumes(
+    model_dir: Path,
+    inputs: list[str],
+    out_dir: Path,
+    kinds: tuple[str, ...],
+    *,
+    mask: str | None,
+    overwrite: bool,
+    checkpoint: str,
+    device: str,
+    progress: bool,
+    log: Callable[[str], None],
+) -> list[Path]:
+    """Every check first (inputs, masks, outputs, model), then all outputs at once or none (a staged folder)."""
+    from tqdm import tqdm
+
+    from advnorm.inference import TrainedModel, output_name, write_outputs
+
+    datasets = attach_masks([open_input(spec) for spec in inputs], mask)
     out_dir = Path(out_dir)
     input_files = {Path(c.image).resolve() for d in datasets for c in d.cases}
     refuse_inside_inputs(out_dir, [d.root for d in datasets if d.layout != "file"], "output folder")
     planned = [(d, c) for d in datasets for c in d.cases]
     if not planned:
-        raise AdvnormError("no images to predict", inputs[0])
-    targets = [out_dir / f"{c.case_id}_{kind}.nii.gz" for _, c in planned for kind in ("normalized", "seg")]
+        raise AdvnormError("no images to process", inputs[0])
+    targets = [out_dir / output_name(c.case_id, kind) for _, c in planned for kind in kinds]
     clash = [t for t in targets if t.resolve() in input_files]
     if clash:
         raise AdvnormError("output would overwrite an input image", clash[0])
@@ -92,10 +153,10 @@ def predict(
     written: list[Path] = []
     try:
         with staged_folder(out_dir) as staging:  # all outputs appear together, or none (and no new folder)
-            for ds, case in planned:
+            for ds, case in tqdm(planned, disable=not progress, unit="image", leave=False):
                 subject = ds.load_case(case, with_label=False)
-                paths = write_outputs(subject, model.predict(subject), staging)
-                log(f"{case.case_id}: {paths[0].name}, {paths[1].name}")
+                paths = write_outputs(subject, model.predict(subject, segment="seg" in kinds), staging, kinds)
+                log(f"{case.case_id}: {', '.join(p.name for p in paths)}")
                 written += [out_dir / p.name for p in paths]
     except OSError as exc:
         raise AdvnormError(f"cannot write the outputs: {exc.strerror or exc}", exc.filename or out_dir) from None
@@ -103,15 +164,26 @@ def predict(
 
 
 def evaluate_run(
-    model_dir: Path, data: list[str], output: Path, *, checkpoint: str = "best", device: str = "auto", log=print
+    model_dir: Path,
+    data: list[str],
+    output: Path,
+    *,
+    mask: str | None = None,
+    checkpoint: str = "best",
+    device: str = "auto",
+    log: Callable[[str], None] = print,
 ) -> dict:
-    from advnorm.evaluation.evaluate import evaluate
+    """Metrics of a run on the held-out subjects of ``data``, written to ``output`` (JSON)."""
+    from advnorm.evaluation.evaluate import evaluate, held_out_cases
     from advnorm.inference import TrainedModel
 
     output = Path(output)
     datasets = open_domains(data)
     check_output_target(output, "metrics file", is_dir=False)
     model = TrainedModel(model_dir, checkpoint=checkpoint, device=device)
+    if mask is not None:
+        held_out = {(d.name, c.case_id) for d in datasets for c in held_out_cases(model, d)}
+        datasets = attach_masks(datasets, mask, needed=lambda d, c: (d.name, c.case_id) in held_out)
     result = evaluate(model, datasets, log=log).to_json()
     atomic_write_json(output, result)
     mean = result["summary"].get("mean", {}).get("dice", {})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -11,7 +12,7 @@ import numpy as np
 
 from advnorm.data.grid import crop_box, resample, shift_affine, working_affine
 from advnorm.data.volume_io import Volume, load_volume
-from advnorm.errors import AdvnormError
+from advnorm.errors import AdvnormError, AdvnormWarning
 
 CROP_MARGIN = 16
 """Voxels kept around the brain: half a 32-voxel patch, so every patch centred in the brain fits."""
@@ -101,12 +102,15 @@ def build_subject(
     mask_from: str = "nonzero",
     label_values: tuple[int, int, int, int] = (0, 1, 2, 3),
     spacing: float = 1.0,
+    mask_path: str | Path | None = None,
 ) -> Subject:
     """Load an image (and label), validate, skull-strip, resample to ``spacing`` mm RAS and crop.
 
     ``mask_from``: ``"nonzero"`` (already skull-stripped: image != 0), ``"label"`` (the
     paper's skull stripping for MRBrainS: label > 0), or ``"auto"`` (nonzero if the
-    image has a zero background, else the label when there is one).
+    image has a zero background, else the label when there is one). A ``mask_path`` (a brain
+    mask on the image's grid, from SynthStrip, BET, HD-BET...) overrides the rule. Without
+    one, a brain mask that looks like a whole head gets an :class:`AdvnormWarning`.
     """
     img: Volume = load_volume(image_path, kind="image")
     label_raw = None
@@ -123,7 +127,19 @@ def build_subject(
         label_raw = map_labels(lab.data, label_map or {0: 0, 1: 1, 2: 2, 3: 3}, lab.path)
 
     image = img.data.astype(np.float32)
-    mask = _brain_mask(image, label_raw, mask_from, img.path, None if label_path is None else Path(label_path))
+    if mask_path is not None:
+        mask = _mask_file(Path(mask_path), img)
+    else:
+        mask = _brain_mask(image, label_raw, mask_from, img.path, None if label_path is None else Path(label_path))
+        if mask_from != "label" and (whole_head := looks_unstripped(mask, img.zooms)):
+            warnings.warn(
+                AdvnormWarning(
+                    f"{whole_head}: pass a brain mask with --mask (SynthStrip, FSL BET or HD-BET "
+                    "make one), or the skull is segmented as tissue",
+                    img.path,
+                ),
+                stacklevel=2,
+            )
     image = np.where(mask, image, 0.0).astype(np.float32)
 
     dst_affine, dst_shape = working_affine(img.affine, image.shape, spacing)
@@ -151,6 +167,39 @@ def build_subject(
         ),
         label_values=label_values,
     )
+
+
+MAX_BRAIN_LITRES = 2.3
+"""A skull-stripped brain (CSF included) is under ~1.8 l even in large adults; a head is 3.5 l and more."""
+MAX_FIELD_SHARE = 0.8
+"""A brain never fills this share of a scan's field of view; background noise around a head does."""
+
+
+def looks_unstripped(mask: np.ndarray, zooms: tuple[float, float, float]) -> str | None:
+    """Why ``mask`` (image != 0) looks like a whole head rather than a brain; ``None`` if it looks like a brain."""
+    litres = float(mask.sum()) * float(np.prod(zooms)) / 1e6
+    share = float(mask.mean())
+    if litres > MAX_BRAIN_LITRES or share > MAX_FIELD_SHARE:
+        return (
+            f"looks unstripped: {litres:.1f} l of non-zero voxels, {share:.0%} of the field of view "
+            f"(a brain is under {MAX_BRAIN_LITRES} l)"
+        )
+    return None
+
+
+def _mask_file(path: Path, img: Volume) -> np.ndarray:
+    """A user's brain mask: on the image's grid, non-zero inside the brain."""
+    mask = load_volume(path, kind="mask")
+    if mask.data.shape != img.data.shape:
+        raise AdvnormError(
+            f"mask shape {mask.data.shape} does not match the image's {img.data.shape} ({img.path.name})", path
+        )
+    if not np.allclose(mask.affine, img.affine, atol=1e-3, rtol=1e-4):
+        raise AdvnormError(f"mask affine does not match the affine of {img.path.name} (not on the same grid)", path)
+    inside = mask.data > 0.5 if mask.data.dtype.kind == "f" else mask.data > 0
+    if not inside.any():
+        raise AdvnormError("brain mask is empty", path)
+    return inside
 
 
 def _brain_mask(

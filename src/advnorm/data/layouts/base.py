@@ -20,6 +20,8 @@ class CaseRef:
     case_id: str
     image: Path
     label: Path | None
+    mask: Path | None = None
+    """A brain mask given by the user (``--mask``); it overrides the layout's skull-stripping rule."""
 
 
 @dataclass
@@ -84,10 +86,11 @@ class Dataset:
             label_map=self.label_map_for(case) if label is not None else None,
             mask_from=mask_from,
             label_values=self.label_values,
+            mask_path=case.mask,
         )
         if drop_label:
             subject.label = None
-        subject.extra["mask_from"] = mask_from
+        subject.extra["mask_from"] = "file" if case.mask is not None else mask_from
         return subject
 
     def load(self, *, labelled_only: bool = True) -> list[Subject]:
