@@ -698,7 +698,7 @@ def evaluate_folder_without_the_runs_test_subjects(env):
     test = _split_case(env, 0, "test")
     (d / "imagesTr" / f"{test}_0000.nii.gz").unlink()
     (d / "labelsTr" / f"{test}.nii.gz").unlink()
-    return Built(_evaluate(env.run, [d], out), "no labelled test subject", [out])
+    return Built(_evaluate(env.run, [d], out), "holds none of the run's test subjects", [out])
 
 
 @case
@@ -711,6 +711,122 @@ def reproduce_out_inside_an_input_folder(env):
 def reproduce_the_same_folder_twice(env):
     out = env.tmp / "repro"
     return Built(_reproduce(env, [env.phantom[0], env.phantom[0]], out), str(env.phantom[0]), [out])
+
+
+# -- regressions of the second hostile round (issue 15): each once gave a wrong result or an unclean exit
+
+@case
+def evaluate_output_inside_an_input_dataset(env):
+    d = env.domain(1)
+    target = d / "dataset.json"
+    return Built(_evaluate(env.run, [env.phantom[0], d], target), str(target), [d])
+
+
+@case
+def evaluate_output_over_the_runs_own_config(env):
+    run = env.run_copy()
+    return Built(_evaluate(run, env.phantom, run / "config.json"), str(run / "config.json"), [run])
+
+
+@case
+def predict_single_file_into_its_own_dataset_folder(env):
+    d = env.domain(0)
+    return Built(_predict(env.run, [_image(d, 1)], d / "imagesTr"), str(d / "imagesTr"), [d])
+
+
+@case
+def train_resume_with_another_seed(env):
+    run = env.run_copy()
+    return Built(_train(env, env.phantom, run, "--resume", "--seed", "1"), "train.seed is 0 there, 1 now", [run])
+
+
+@case
+def train_resume_after_dataset_json_relabelled(env):
+    run, d = env.run_copy(), env.domain(1)
+    meta = json.loads((d / "dataset.json").read_text())
+    meta["labels"] = {"background": 0, "CSF": 1, "GM": 3, "WM": 2}
+    (d / "dataset.json").write_text(json.dumps(meta))
+    return Built(_train(env, [env.phantom[0], d], run, "--resume"), "label map", [run])
+
+
+@case
+def train_z_scored_images_for_a_rescaling_method(env):
+    d, out = env.domain(1), env.tmp / "run"
+    image = d / "imagesTr" / f"{_split_case(env, 1, 'train')}_0000.nii.gz"
+    _zscored(image, image)
+    return Built(_train(env, [env.phantom[0], d], out), str(image), [out])
+
+
+@case
+def train_a_decompressed_copy_as_a_second_domain(env):
+    import gzip
+
+    d, out = env.domain(0, "Dataset013_Unzipped"), env.tmp / "run"
+    for f in sorted(d.glob("*Tr/*.nii.gz")):
+        f.with_name(f.name[:-3]).write_bytes(gzip.decompress(f.read_bytes()))
+        f.unlink()
+    meta = json.loads((d / "dataset.json").read_text())
+    (d / "dataset.json").write_text(json.dumps({**meta, "file_ending": ".nii"}))
+    return Built(_train(env, [env.phantom[0], d], out), "holds the same images", [out])
+
+
+@case
+def train_profile_that_does_not_exist_in_the_config(env):
+    cfg, out = env.config_file({"profile": "bogus"}), env.tmp / "run"
+    return Built(_train(env, env.phantom, out, config=cfg), "profile must be one of", [out])
+
+
+@case
+def train_negative_seed(env):
+    return Built(_train(env, env.phantom, env.tmp / "run", "--seed", "-1"), "seeds must be integers", [env.tmp / "run"])
+
+
+@case
+def train_huge_patches(env):
+    cfg, out = env.config_file({"train.patch_size": 512}), env.tmp / "run"
+    return Built(_train(env, env.phantom, out, config=cfg), "train.patch_size", [out])
+
+
+@case
+def train_discriminator_without_blocks(env):
+    cfg, out = env.config_file({"model.discriminator_blocks": 0}), env.tmp / "run"
+    return Built(_train(env, env.phantom, out, config=cfg), "model.discriminator_blocks", [out])
+
+
+@case
+def predict_run_config_with_a_broken_histogram(env):
+    run, out = _edit_run_config(env, lambda c: c["run"].update(input_histograms={"InfantT1": [1]})), env.tmp / "pred"
+    return Built(_predict(run, [_image(Path(env.phantom[0]))], out), str(run / "config.json"), [out])
+
+
+@case
+def reproduce_two_copies_of_one_dataset(env):
+    a, b, out = env.domain(0, "Dataset014_SiteA"), env.domain(0, "Dataset015_SiteB"), env.tmp / "repro"
+    return Built(_reproduce(env, [a, b], out, "--methods", "standardized", "--seeds", "1"), str(b), [out])
+
+
+@case
+def inspect_nnunet_with_an_ignore_label(env):
+    d = make_nnunet(env.tmp, "Dataset016_Ignore", labels={"background": 0, "CSF": 1, "GM": 2, "WM": 3, "ignore": 4})
+    return Built(_inspect(d), '"ignore" label', [])
+
+
+
+@case
+def predict_output_on_a_file_system_that_takes_no_files(env):
+    """Once named a hidden staging path, and only after all the work."""
+    target = Path("/sys/advnorm-test-output")
+    if not Path("/sys/kernel").is_dir():
+        pytest.skip("no sysfs here")
+    return Built(_predict(env.run, [_image(Path(env.phantom[0]))], target), str(target), [target])
+
+
+@case
+def evaluate_output_on_a_file_system_that_takes_no_files(env):
+    target = Path("/sys/advnorm-test-metrics.json")
+    if not Path("/sys/kernel").is_dir():
+        pytest.skip("no sysfs here")
+    return Built(_evaluate(env.run, env.phantom, target), str(target), [target])
 
 
 # ---------------------------------------------------------------- the test

@@ -191,5 +191,5 @@ def test_resume_refuses_a_training_state_of_another_architecture(tiny_run, tiny_
     assert main(["train", "--out", str(run), "--resume", "--config", str(other), "--no-progress",
                  *_data_args(tiny_phantom)]) == 2
     line = _one_error_line(capsys.readouterr().err)
-    assert "model.generator_widths is [4, 8] in the file, [8, 8] in the config" in line, line
+    assert "--resume continues the run with its own settings" in line and "model.generator_widths is [4, 8] there, [8, 8] now" in line, line
     assert _snapshot(run) == before

@@ -123,7 +123,11 @@ def test_evaluate_writes_metrics(run, domains, tmp_path):
     for d in domains:
         argv += ["--data", d]
     assert main(argv) == 0
-    result = json.loads(out.read_text())
+
+    def not_json(constant):  # NaN / Infinity are not JSON: other readers (node, jq, R) choke on them
+        raise AssertionError(f"{constant} in {out}")
+
+    result = json.loads(out.read_text(), parse_constant=not_json)
     assert {c["domain"] for c in result["cases"]} == {"InfantT1", "AdultT1Thick"}
     case = result["cases"][0]
     assert set(case["dice"]) == {"CSF", "GM", "WM"} and set(case["hd95"]) == {"CSF", "GM", "WM"}
@@ -132,7 +136,7 @@ def test_evaluate_writes_metrics(run, domains, tmp_path):
         assert 0 <= jsd[part]["all"] <= 1
 
 
-@pytest.mark.parametrize("verb", ["inspect", "phantom", "train", "predict", "evaluate", "reproduce", "demo"])
+@pytest.mark.parametrize("verb", ["inspect", "phantom", "train", "predict", "normalize", "evaluate", "reproduce", "demo"])
 def test_every_verb_has_help(verb, capsys):
     assert main([verb, "--help"]) == 0
     assert "usage: advnorm " + verb in capsys.readouterr().out
@@ -167,3 +171,28 @@ def test_an_input_unlike_every_training_domain_gets_one_warning_line(run, domain
     assert main(["predict", "--model", str(run), "-i", str(scan), "-o", str(tmp_path / "out")]) == 0
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith(f"advnorm: warning: {scan}: intensities unlike every training domain"), err
+
+
+def test_normalize_writes_only_the_harmonized_image_on_the_input_grid(run, domains, tmp_path):
+    image = sorted(Path(domains[1], "imagesTr").glob("*.nii.gz"))[0]
+    out = tmp_path / "norm"
+    assert main(["normalize", "--model", str(run), "-i", str(image), "-o", str(out), "--no-progress"]) == 0
+    written = sorted(p.name for p in out.iterdir())
+    assert written == [image.name.replace("_0000.nii.gz", "_0000_normalized.nii.gz")]
+    src, norm = nib.load(image), nib.load(out / written[0])
+    assert norm.shape == src.shape and np.allclose(norm.affine, src.affine)
+    values = np.asarray(norm.dataobj)
+    assert values.min() >= 0 and values.max() <= 1.5 + 1e-4  # G's range (docs: the output intensity range)
+    assert np.all(values[np.asarray(src.dataobj) == 0] == 0)
+
+
+def test_a_config_files_method_is_used_unless_the_command_line_says_otherwise(domains, tmp_path):
+    """Regression (issue 15, second round): the CLI's default silently replaced the file's method."""
+    config = tmp_path / "single.json"
+    config.write_text(json.dumps({**LEARNING_CONFIG, "method": "single", "train": {**LEARNING_CONFIG["train"], "epochs": 1}}))
+    data = [a for d in domains for a in ("--data", d)]
+    assert main(["train", "--out", str(tmp_path / "a"), "--config", str(config), "--no-progress", *data]) == 0
+    assert json.loads((tmp_path / "a" / "config.json").read_text())["method"] == "single"
+    assert main(["train", "--out", str(tmp_path / "b"), "--config", str(config), "--method", "standardized",
+                 "--no-progress", *data]) == 0
+    assert json.loads((tmp_path / "b" / "config.json").read_text())["method"] == "standardized"

@@ -100,7 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train one method (an experiment of Table 1) into a run folder")
     _add_data(p)
-    p.add_argument("--method", choices=METHODS, default="adversarial")
+    p.add_argument("--method", choices=METHODS, help="what to train (default: the config file's, else adversarial)")
     p.add_argument("--out", required=True, type=Path, help="run folder")
     p.add_argument("--train-domain", help="for --method single: the domain to train on (default: the first --data)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run from its last checkpoint")
@@ -302,28 +302,26 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
 def _run_reporting_errors(args: argparse.Namespace) -> int:
     try:
         return run(args)
-    except (AdvnormError, AdvnormWarning) as exc:  # a warning is raised as an error under --strict
-        if args.debug:
-            raise
-        print(f"advnorm: error: {exc}", file=sys.stderr)
-        return EXIT_USER_ERROR
-    except OSError as exc:  # disk full, permission denied, ...: the user's to fix, but name the file
-        if args.debug:
-            raise
-        if exc.filename is None:
-            return _internal_error(exc)
-        print(f"advnorm: error: {exc.filename}: {exc.strerror or exc}", file=sys.stderr)
-        return EXIT_USER_ERROR
     except KeyboardInterrupt:
         print("advnorm: interrupted", file=sys.stderr)
         return 130
-    except Exception as exc:  # noqa: BLE001 - one line for users, traceback with --debug
+    except Exception as exc:
         if args.debug:
             raise
-        return _internal_error(exc)
+        code, line = _error_line(exc)
+        print(line, file=sys.stderr)
+        return code
 
 
-def _internal_error(exc: BaseException) -> int:
+def _error_line(exc: Exception) -> tuple[int, str]:
+    """Exit code and the one line a user sees for ``exc``."""
+    if isinstance(exc, (AdvnormError, AdvnormWarning)):  # a warning is raised as an error under --strict
+        return EXIT_USER_ERROR, f"advnorm: error: {exc}"
+    if isinstance(exc, OSError) and exc.filename is not None:  # disk full, permission denied: the user's to fix
+        return EXIT_USER_ERROR, f"advnorm: error: {exc.filename}: {exc.strerror or exc}"
+    if isinstance(exc, MemoryError):
+        return EXIT_USER_ERROR, "advnorm: error: not enough memory for this (smaller train.patch_size or batch_size?)"
     msg = " ".join(str(exc).split())[:300]
-    print(f"advnorm: internal error: {type(exc).__name__}: {msg} (run with --debug for the traceback)", file=sys.stderr)
-    return EXIT_INTERNAL_ERROR
+    return EXIT_INTERNAL_ERROR, (
+        f"advnorm: internal error: {type(exc).__name__}: {msg} (run with --debug for the traceback)"
+    )

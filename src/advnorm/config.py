@@ -243,6 +243,11 @@ def _invalid(cfg: Config) -> bool:
     return False
 
 
+MAX_PATCH = 160
+"""Training patches larger than this (160^3 voxels: more than a whole infant brain) are a typo, not a setting."""
+MAX_BATCH = 1024
+
+
 def validate(cfg: Config) -> None:
     """Range checks that types alone cannot express."""
 
@@ -254,10 +259,16 @@ def validate(cfg: Config) -> None:
     for name, value in _numbers(cfg):
         need(math.isfinite(value), f"{name} must be a finite number, got {value!r}")
     need(cfg.method in METHODS, f"method must be one of {', '.join(METHODS)}")
+    need(cfg.profile in PROFILES, f"profile must be one of {', '.join(PROFILES)}")
     need(t.epochs >= 1, "train.epochs must be >= 1")
     need(t.warmup_epochs >= 0, "train.warmup_epochs must be >= 0")
-    need(t.batch_size >= 2, "train.batch_size must be >= 2")
-    need(t.patch_size >= 8 and t.patch_size % 8 == 0, "train.patch_size must be a multiple of 8, >= 8")
+    need(2 <= t.batch_size <= MAX_BATCH, f"train.batch_size must be in [2, {MAX_BATCH}]")
+    need(
+        8 <= t.patch_size <= MAX_PATCH and t.patch_size % 8 == 0,
+        f"train.patch_size must be a multiple of 8 in [8, {MAX_PATCH}]",
+    )
+    need(0 <= t.seed < 2**32 and 0 <= cfg.data.split_seed < 2**32, "seeds must be integers in [0, 2^32)")
+    need(m.discriminator_blocks >= 1, "model.discriminator_blocks must be >= 1")
     need(t.patch_stride >= 1, "train.patch_stride must be >= 1")
     need(t.steps_per_epoch is None or t.steps_per_epoch >= 1, "train.steps_per_epoch must be >= 1")
     need(t.val_patches >= 1, "train.val_patches must be >= 1")

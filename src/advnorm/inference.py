@@ -22,7 +22,7 @@ from advnorm.data.divergence import jensen_shannon
 from advnorm.data.intensity import FAR_FROM_TRAINING_JSD, input_histogram, raw_input_problem, transform_image
 from advnorm.data.subject import Subject
 from advnorm.data.volume_io import save_nifti
-from advnorm.errors import AdvnormError, AdvnormWarning
+from advnorm.errors import AdvnormError, AdvnormWarning, one_line
 from advnorm.methods import METHOD_SPECS
 from advnorm.models.networks import Networks
 from advnorm.models.weights import load_weights
@@ -48,7 +48,7 @@ class TrainedModel:
     """A run folder loaded for inference: config, fitted input transform and weights (never pickles)."""
 
     def __init__(self, run_dir: str | Path, checkpoint: str = "best", device: str = "auto") -> None:
-        files = RunFolder(Path(run_dir))
+        self.files = files = RunFolder(Path(run_dir))
         self.cfg, self.run = files.read_config()
         self.spec = METHOD_SPECS[self.cfg.method]
         self.domains: list[str] = self.run["domains"]
@@ -64,30 +64,37 @@ class TrainedModel:
         problem = raw_input_problem(kind, subject.image, subject.mask)
         if problem is not None:
             raise AdvnormError(problem, subject.source.path)
-        x = transform_image(
-            kind,
-            subject.image,
-            subject.mask,
-            percentile=self.cfg.data.scale_percentile,
-            fitted=self.run.get("input_state") or None,
-        )
-        stored = self.run.get("input_histograms") or {}
-        if stored:
-            hist = input_histogram(kind, x, subject.mask)
-            nearest, jsd = min(
-                ((d, jensen_shannon(hist, np.asarray(h))) for d, h in stored.items()), key=lambda t: t[1]
+        try:  # what the run's config.json says about its inputs (hand-edited files are read defensively)
+            x = transform_image(
+                kind,
+                subject.image,
+                subject.mask,
+                percentile=self.cfg.data.scale_percentile,
+                fitted=self.run.get("input_state") or None,
             )
-            if jsd > FAR_FROM_TRAINING_JSD:
-                warnings.warn(
-                    AdvnormWarning(
-                        f"intensities unlike every training domain of this run "
-                        f"(JSD {jsd:.2f} to the nearest, {nearest}): "
-                        "check that it is the same modality, unnormalized; its results may be unreliable",
-                        subject.source.path,
-                    ),
-                    stacklevel=2,
-                )
+            far = self._far_from_training(input_histogram(kind, x, subject.mask))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise AdvnormError(
+                f"run config: the fitted input transform or the training histograms are unusable ({one_line(exc, 80)})",
+                self.files.config,
+            ) from None
+        if far is not None:
+            warnings.warn(AdvnormWarning(far, subject.source.path), stacklevel=2)
         return x
+
+    def _far_from_training(self, hist: np.ndarray) -> str | None:
+        stored = self.run.get("input_histograms") or {}
+        if not stored:
+            return None
+        nearest, jsd = min(
+            ((d, jensen_shannon(hist, np.asarray(h, dtype=float))) for d, h in stored.items()), key=lambda t: t[1]
+        )
+        if jsd <= FAR_FROM_TRAINING_JSD:
+            return None
+        return (
+            f"intensities unlike every training domain of this run (JSD {jsd:.2f} to the nearest, {nearest}): "
+            "check that it is the same modality, unnormalized; its results may be unreliable"
+        )
 
     @torch.no_grad()
     def predict(

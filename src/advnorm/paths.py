@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 from advnorm.errors import AdvnormError
@@ -42,8 +43,12 @@ def check_output_target(out: Path, what: str, *, is_dir: bool) -> None:
         if folder.exists():
             if not folder.is_dir():
                 raise AdvnormError(f"cannot create the {what}: this is a file, not a folder", folder)
-            if not os.access(folder, os.W_OK | os.X_OK):
-                raise AdvnormError(f"cannot create the {what}: folder is not writable", folder)
+            try:  # a real write: permissions, read-only mounts and special file systems (/sys) all show here
+                fd, probe = tempfile.mkstemp(prefix=".advnorm-probe-", dir=folder)
+                os.close(fd)
+                os.unlink(probe)
+            except OSError as exc:
+                raise AdvnormError(f"cannot write the {what} here: {exc.strerror or exc}", out) from None
             break
 
 

@@ -9,6 +9,7 @@ settings or data is refused (or, with ``recompute``, trained again).
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,7 +20,7 @@ from advnorm.data.layouts import Dataset, open_domains
 from advnorm.errors import AdvnormError
 from advnorm.evaluation.results import Cell
 from advnorm.methods import METHOD_SPECS, METHODS
-from advnorm.paths import refuse_inside_inputs
+from advnorm.paths import refuse_inside_inputs, top_missing
 from advnorm.run_folder import RunFolder
 from advnorm.workflows import refuse_unless_reusable, train_and_evaluate
 
@@ -66,7 +67,6 @@ def reproduce(
     log: Callable[[str], None] = print,
 ) -> Path:
     """Train and evaluate every planned run (``seeds`` seeds: 0..seeds-1), then write the tables and the report."""
-    from advnorm.evaluation.report import write_report
 
     out = Path(out)
     datasets = open_domains(data)
@@ -86,7 +86,28 @@ def reproduce(
     if not recompute:  # refuse before any work, not after hours of other runs
         for run, cfg in planned:
             refuse_unless_reusable(out / "runs" / run.folder, cfg, datasets)
+    created = top_missing(out)
     out.mkdir(parents=True, exist_ok=True)
+    try:
+        return _run_all(out, datasets, planned, base, recompute=recompute, progress=progress, log=log)
+    except BaseException:
+        if created is not None and not any(created.rglob("evaluation.json")):  # nothing finished: leave nothing
+            shutil.rmtree(created, ignore_errors=True)
+        raise
+
+
+def _run_all(
+    out: Path,
+    datasets: list[Dataset],
+    planned: list[tuple[PlannedRun, Config]],
+    base: Config,
+    *,
+    recompute: bool,
+    progress: bool,
+    log: Callable[[str], None],
+) -> Path:
+    from advnorm.evaluation.report import write_report
+
     t0 = time.perf_counter()
     cells = []
     for k, (run, cfg) in enumerate(planned, start=1):

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 import advnorm
-from advnorm.config import PROFILES, Config, resolve
+from advnorm.config import PROFILES, Config, differences, resolve
 from advnorm.errors import AdvnormError
 from advnorm.io_atomic import atomic_write_json
 
@@ -72,6 +72,10 @@ class RunFolder:
     def evaluation(self) -> Path:
         return self.root / "evaluation.json"
 
+    def own_files(self) -> list[Path]:
+        """Every file a run folder holds (what no other output may overwrite)."""
+        return [self.config, self.best, self.final, self.state, self.log, self.progress, self.summary, self.evaluation]
+
     def checkpoint(self, which: str) -> Path:
         if which not in ("best", "final"):
             raise ValueError(which)
@@ -112,6 +116,17 @@ class RunFolder:
 
     def write_summary(self, summary: dict[str, Any]) -> None:
         atomic_write_json(self.summary, summary)
+
+
+def config_differences(stored: dict[str, Any], cfg: Config, may_differ: tuple[str, ...] = ()) -> list[str]:
+    """What differs between a run's stored config.json and ``cfg``, but the dotted keys in ``may_differ``."""
+    old = {k: v for k, v in stored.items() if k not in ("run", "versions")}
+    new = cfg.to_dict()
+    for dotted in may_differ:
+        head, key = dotted.split(".")
+        for d in (old, new):
+            d.get(head, {}).pop(key, None)
+    return differences(old, new, there="there", here="now")
 
 
 def _json_type(kind: type) -> str:

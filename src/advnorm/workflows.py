@@ -3,27 +3,28 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from advnorm.config import Config, differences, resolve
+from advnorm.config import Config, resolve
 from advnorm.data.fingerprint import dataset_fingerprint, fingerprint_differences
-from advnorm.data.layouts import Dataset, open_domains, open_input
+from advnorm.data.layouts import Dataset, enclosing_dataset, open_domains, open_input
 from advnorm.data.layouts.masks import attach_masks
 from advnorm.errors import AdvnormError
 from advnorm.io_atomic import atomic_write_json, staged_folder
 from advnorm.labels import TISSUES
 from advnorm.paths import check_output_target, refuse_inside_inputs
-from advnorm.run_folder import RunFolder
+from advnorm.run_folder import RunFolder, config_differences
 
 
 def train(
     data: list[str],
     out: Path,
     *,
-    method: str,
+    method: str | None = None,
     profile: str = "quick",
     config_file: str | None = None,
     overrides: dict | None = None,
@@ -36,7 +37,7 @@ def train(
     out = Path(out)
     if resume and config_file is None and (out / "config.json").exists():
         config_file = str(out / "config.json")
-    cfg = resolve(profile, file=config_file, overrides={**(overrides or {}), "method": method})
+    cfg = resolve(profile, file=config_file, overrides={**(overrides or {}), "method": method})  # None: the file's
     datasets = open_domains(data)
     refuse_inside_inputs(out, [d.root for d in datasets], "run folder")
     summary = fit(cfg, datasets, out, resume=resume, progress=progress, log=log)
@@ -134,7 +135,9 @@ def _write_volumes(
     datasets = attach_masks([open_input(spec) for spec in inputs], mask)
     out_dir = Path(out_dir)
     input_files = {Path(c.image).resolve() for d in datasets for c in d.cases}
-    refuse_inside_inputs(out_dir, [d.root for d in datasets if d.layout != "file"], "output folder")
+    roots = [d.root for d in datasets if d.layout != "file"]
+    roots += [r for d in datasets if d.layout == "file" if (r := enclosing_dataset(d.cases[0].image)) is not None]
+    refuse_inside_inputs(out_dir, roots, "output folder")
     planned = [(d, c) for d in datasets for c in d.cases]
     if not planned:
         raise AdvnormError("no images to process", inputs[0])
@@ -153,13 +156,15 @@ def _write_volumes(
     written: list[Path] = []
     try:
         with staged_folder(out_dir) as staging:  # all outputs appear together, or none (and no new folder)
-            for ds, case in tqdm(planned, disable=not progress, unit="image", leave=False):
+            for ds, case in tqdm(
+                planned, disable=None if progress else True, unit="image", leave=False
+            ):  # None: a terminal only
                 subject = ds.load_case(case, with_label=False)
                 paths = write_outputs(subject, model.predict(subject, segment="seg" in kinds), staging, kinds)
                 log(f"{case.case_id}: {', '.join(p.name for p in paths)}")
                 written += [out_dir / p.name for p in paths]
     except OSError as exc:
-        raise AdvnormError(f"cannot write the outputs: {exc.strerror or exc}", exc.filename or out_dir) from None
+        raise AdvnormError(f"cannot write the outputs: {exc.strerror or exc}", out_dir) from None
     return written
 
 
@@ -179,6 +184,10 @@ def evaluate_run(
 
     output = Path(output)
     datasets = open_domains(data)
+    refuse_inside_inputs(output, [d.root for d in datasets], "metrics file")
+    run_files = RunFolder(model_dir)
+    if output.resolve() in {p.resolve() for p in run_files.own_files()}:
+        raise AdvnormError("metrics file would overwrite a file of the run folder", output)
     check_output_target(output, "metrics file", is_dir=False)
     model = TrainedModel(model_dir, checkpoint=checkpoint, device=device)
     if mask is not None:
@@ -211,17 +220,36 @@ def train_and_evaluate(
 
     A run folder made earlier is reused (finished and evaluated: read back; interrupted: resumed) only
     when it was made with this config and these data; otherwise this is refused, or with ``recompute``
-    the old run is deleted and trained again.
+    it is trained again: the old run is set aside and comes back if the new one fails.
     """
+    files = RunFolder(run_dir)
+    set_aside = files.root.with_name(f".{files.root.name}.replaced")
+    moved = False
+    if recompute and (diffs := reuse_differences(files.root, cfg, datasets)):
+        log(f"made with other settings or data ({diffs[0]}): training it again")
+        shutil.rmtree(set_aside, ignore_errors=True)
+        os.replace(files.root, set_aside)
+        moved = True
+    refuse_unless_reusable(files.root, cfg, datasets)
+    try:
+        payload = _train_and_evaluate(files, cfg, datasets, progress=progress, log=log)
+    except BaseException:
+        if moved:  # the new run failed: the old one is back, as if nothing happened
+            shutil.rmtree(files.root, ignore_errors=True)
+            os.replace(set_aside, files.root)
+        raise
+    if moved:
+        shutil.rmtree(set_aside, ignore_errors=True)
+    return payload
+
+
+def _train_and_evaluate(
+    files: RunFolder, cfg: Config, datasets: list[Dataset], *, progress: bool, log: Callable[[str], None]
+) -> dict[str, Any]:
     from advnorm.evaluation.evaluate import evaluate
     from advnorm.inference import TrainedModel
     from advnorm.training.loop import fit
 
-    files = RunFolder(run_dir)
-    if recompute and (diffs := reuse_differences(files.root, cfg, datasets)):
-        log(f"made with other settings or data ({diffs[0]}): training it again")
-        shutil.rmtree(files.root)
-    refuse_unless_reusable(files.root, cfg, datasets)
     if files.evaluation.exists():
         log("finished earlier, skipped")
         return json.loads(files.evaluation.read_text(encoding="utf-8"))
@@ -255,13 +283,6 @@ def reuse_differences(run_dir: Path, cfg: Config, datasets: list[Dataset]) -> li
         stored_data = stored["run"]["data"]
     except (OSError, ValueError, KeyError, TypeError):
         return ["its config.json with the record of its data is missing or unreadable"]
-    stored.pop("run", None)
-    stored.pop("versions", None)
-    wanted = cfg.to_dict()
-    for dotted in MAY_DIFFER:
-        head, key = dotted.split(".")
-        for d in (stored, wanted):
-            d.get(head, {}).pop(key, None)
-    return differences(stored, wanted, there="there", here="now") + fingerprint_differences(
+    return config_differences(stored, cfg, MAY_DIFFER) + fingerprint_differences(
         stored_data, [dataset_fingerprint(d) for d in datasets]
     )

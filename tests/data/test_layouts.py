@@ -284,3 +284,85 @@ def test_layout_registry():
     assert set(LAYOUTS) == {"iseg2017", "mrbrains13", "mrbrains18", "nnunet"}
     for name, mod in LAYOUTS.items():
         assert mod.NAME == name and callable(mod.detect) and callable(mod.open_dataset) and mod.SIGNATURE
+
+
+def _duplicate_iseg_subject(root):
+    for ext in ("hdr", "img"):
+        shutil.copy(root / f"subject-2-T1.{ext}", root / f"subject-02-T1.{ext}")
+
+
+def _mrbrains18_without_image(root):
+    shutil.rmtree(root / "training" / "4" / "pre")
+
+
+def _nnunet_case_without_channel_0(root):
+    (root / "imagesTs" / "case_004_0000.nii.gz").rename(root / "imagesTs" / "case_004_0001.nii.gz")
+
+
+def _mrbrains13_renamed_subject(root):
+    (root / "TrainingData" / "2").rename(root / "TrainingData" / "subject2")
+
+
+SILENT_DROPS = [
+    ("iseg-subject-02-beside-subject-2", lambda t: make_iseg2017(t / "is", n_labelled=3), _duplicate_iseg_subject,
+     "two files for subject 2"),
+    ("mrbrains18-subject-without-image", lambda t: make_mrbrains18(t / "m18", n=3), _mrbrains18_without_image,
+     "no pre/reg_T1"),
+    ("nnunet-case-without-channel-0000", lambda t: make_nnunet(t, "Dataset001_C", n=3, n_test=1),
+     _nnunet_case_without_channel_0, "case case_004 has no channel 0000"),
+    ("mrbrains13-subject-folder-not-a-number", lambda t: make_mrbrains13(t / "m13", n=3), _mrbrains13_renamed_subject,
+     "numbered"),
+]
+
+
+@pytest.mark.parametrize("name,make,change,message", SILENT_DROPS, ids=[c[0] for c in SILENT_DROPS])
+def test_layout_readers_never_silently_drop_a_case(tmp_path, name, make, change, message):
+    """Regression (issue 15, second round): these cases were left out without a word."""
+    root = make(tmp_path)
+    change(root)
+    with pytest.raises(AdvnormError, match=message):
+        open_domains([str(root)])
+
+
+def test_the_fingerprint_sees_content_and_reading_rules_not_bytes(tmp_path):
+    """Regression: a decompressed copy passed as new data; a relabelled dataset.json reused old runs."""
+    import gzip
+
+    from advnorm.data.fingerprint import dataset_fingerprint, fingerprint_differences
+
+    a = make_nnunet(tmp_path / "a", "Dataset001_A")
+    b = Path(shutil.copytree(a, tmp_path / "b" / "Dataset001_A"))
+    for f in sorted(b.glob("*Tr/*.nii.gz")):  # compressed again, other bytes, same content
+        f.write_bytes(gzip.compress(gzip.decompress(f.read_bytes()), compresslevel=1))
+    fa, fb = (dataset_fingerprint(open_domains([str(p)])[0]) for p in (a, b))
+    assert fa["digest"] == fb["digest"]
+    meta = json.loads((b / "dataset.json").read_text())
+    (b / "dataset.json").write_text(json.dumps({**meta, "labels": {"background": 0, "CSF": 1, "GM": 3, "WM": 2}}))
+    fb = dataset_fingerprint(open_domains([str(b)])[0])
+    assert fa["digest"] != fb["digest"] and "label map" in fingerprint_differences([fa], [fb])[0]
+
+
+def test_a_whole_head_without_a_label_is_warned_about_and_a_mask_fixes_it(roots, tmp_path):
+    """Regression (issue 13/15): MRBrainS13 TestData was segmented with the whole head as brain, silently."""
+    import nibabel as nib
+
+    from advnorm.data.layouts.masks import attach_masks
+    from advnorm.errors import AdvnormWarning
+
+    (ds,) = open_domains([str(roots["mrbrains13"])])
+    case = next(c for c in ds.cases if c.label is None)
+    with pytest.warns(AdvnormWarning, match="looks unstripped"):
+        ds.load_case(case)
+    img = nib.load(case.image)
+    brain = np.zeros(img.shape, np.uint8)
+    brain[10:-10, 10:-10, 2:-2] = 1
+    mask = tmp_path / "masks" / f"{case.case_id}_mask.nii.gz"
+    mask.parent.mkdir()
+    nib.save(nib.Nifti1Image(brain, img.affine), mask)
+    (masked,) = attach_masks([ds], mask.parent, needed=lambda d, c: c is case)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", AdvnormWarning)
+        subject = masked.load_case(next(c for c in masked.cases if c.case_id == case.case_id))
+    assert subject.extra["mask_from"] == "file" and subject.mask.sum() < 0.5 * subject.mask.size

@@ -14,19 +14,23 @@ hashes a file once.
 
 from __future__ import annotations
 
+import gzip
 import hashlib
+import json
+import zlib
 from pathlib import Path
 from typing import Any
 
 from advnorm.data.layouts.base import CaseRef, Dataset
-from advnorm.errors import AdvnormError
+from advnorm.errors import AdvnormError, one_line
 
 _CHUNK = 1 << 22
 _MEMO: dict[tuple[str, int, int], str] = {}
 
 
 def file_digest(path: str | Path) -> str:
-    """BLAKE2b-128 of the file's bytes (Analyze headers: of the ``.hdr`` and its ``.img``)."""
+    """BLAKE2b-128 of the file's content: of its bytes after decompression, so a ``.nii`` and its ``.nii.gz``
+    (or the same file compressed again) are the same content; Analyze headers with their ``.img``."""
     path = Path(path)
     parts = [path]
     if path.suffix.lower() == ".hdr":
@@ -43,13 +47,14 @@ def _one_file(path: Path) -> str:
         key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
         if key not in _MEMO:
             h = hashlib.blake2b(digest_size=16)
-            with open(path, "rb") as fh:
+            opener = gzip.open if path.name.lower().endswith(".gz") else open
+            with opener(path, "rb") as fh:
                 while chunk := fh.read(_CHUNK):
                     h.update(chunk)
             _MEMO[key] = h.hexdigest()
         return _MEMO[key]
-    except OSError as exc:
-        raise AdvnormError(f"cannot read file: {exc.strerror or exc}", path) from None
+    except (OSError, EOFError, zlib.error) as exc:
+        raise AdvnormError(f"cannot read file (corrupt or truncated?): {one_line(exc, 80)}", path) from None
 
 
 def case_digest(case: CaseRef) -> dict[str, Any]:
@@ -63,16 +68,30 @@ def case_digest(case: CaseRef) -> dict[str, Any]:
 def dataset_fingerprint(ds: Dataset, *, labelled_only: bool = True) -> dict[str, Any]:
     """``{"name", "layout", "root", "cases": [{"case", "image", "label"}...], "digest"}`` of a dataset."""
     cases = [case_digest(c) for c in (ds.labelled() if labelled_only else ds.cases)]
+    reading = reading_rules(ds)
     h = hashlib.blake2b(digest_size=16)
-    h.update(ds.layout.encode())
+    h.update(json.dumps(reading, sort_keys=True).encode())
     for c in cases:
         h.update(f"{c['case']}\0{c['image']}\0{c['label']}\n".encode())
     return {
         "name": ds.name,
         "layout": ds.layout,
         "root": str(Path(ds.root).resolve()),
+        "reading": reading,
         "cases": cases,
         "digest": h.hexdigest(),
+    }
+
+
+def reading_rules(ds: Dataset) -> dict[str, Any]:
+    """How the files are read: the layout, the label ids -> classes (dataset.json's ``labels`` for nnU-Net), the ids
+    written back, the skull-stripping rule. The same files read another way are other data."""
+    return {
+        "layout": ds.layout,
+        "label_map": sorted(ds.label_map.items()),
+        "label_maps": {k: sorted(v.items()) for k, v in sorted(ds.label_maps.items())},
+        "label_values": list(ds.label_values),
+        "mask_from": ds.mask_from,
     }
 
 
@@ -96,7 +115,8 @@ def fingerprint_differences(stored: list[dict[str, Any]], current: list[dict[str
         if changed:
             out.append(f"{name}: the files of case(s) {', '.join(changed[:3])} differ")
         if not (added or removed or changed):
-            out.append(f"{name}: layout {old.get('layout')} then, {new['layout']} now")
+            what = "its label map" if old.get("reading", {}).get("layout", new["layout"]) == new["layout"] else "layout"
+            out.append(f"{name}: {what} (dataset.json's labels, the layout) differs")
     return out
 
 

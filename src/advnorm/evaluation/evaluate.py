@@ -56,6 +56,23 @@ def held_out_cases(model: TrainedModel, ds: Dataset) -> list[CaseRef]:
     )
     wanted = set(split["test"])
     cases = [c for c in ds.labelled() if c.case_id in wanted]
+    if ds.name in model.run.get("split", {}):
+        missing = sorted(wanted - {c.case_id for c in cases})
+        if missing and not cases:
+            raise AdvnormError(
+                f"holds none of the run's test subjects of {ds.name} ({', '.join(missing[:4])}); give the "
+                "folder the run was trained on, or rename the domain to evaluate it as a new one",
+                ds.root,
+            )
+        if missing:
+            warnings.warn(
+                AdvnormWarning(
+                    f"test subject(s) {', '.join(missing[:4])} of {ds.name} are missing: scored on "
+                    f"the {len(cases)} present",
+                    ds.root,
+                ),
+                stacklevel=2,
+            )
     _warn_if_other_files(model, ds, cases)
     return cases
 

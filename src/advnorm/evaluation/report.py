@@ -12,7 +12,7 @@ import numpy as np
 from advnorm.config import Config
 from advnorm.data.layouts import Dataset
 from advnorm.evaluation.report_figures import write_figures
-from advnorm.evaluation.results import Cell, averaged_rows, case_scores, dead_pairs, jsd_rows, per_seed_rows
+from advnorm.evaluation.results import Cell, averaged_rows, case_scores, dead_pairs, jsd_rows, num, per_seed_rows
 from advnorm.evaluation.statistics import paired_difference
 from advnorm.evaluation.tables import (
     PAPER_COLUMNS,
@@ -235,7 +235,7 @@ def _discriminator(cells: list[Cell]) -> list[str]:
         "| model | seed | domain accuracy | AUC generated vs real |",
         "| --- | --- | --- | --- |",
     ]
-    lines += [f"| {n} | {s} | {f['d_domain_acc']:.3f} | {f.get('d_generated_auc', math.nan):.3f} |" for n, s, f in rows]
+    lines += [f"| {n} | {s} | {num(f['d_domain_acc']):.3f} | {num(f.get('d_generated_auc')):.3f} |" for n, s, f in rows]
     return lines
 
 

@@ -21,6 +21,11 @@ from advnorm.methods import METHOD_SPECS
 SCORES = (*TISSUES, "mean")
 
 
+def num(value: Any) -> float:
+    """A metric read back from JSON: ``null`` (an undefined metric, written for NaN) is ``nan``."""
+    return math.nan if value is None else float(value)
+
+
 @dataclass(frozen=True)
 class Cell:
     """One evaluated training: which model (``name``, ``method``, ``train_domain``), which seed, and its results."""
@@ -75,7 +80,7 @@ def per_seed_rows(cells: list[Cell], domains: list[str]) -> list[dict[str, Any]]
                 "test": test,
                 "seed": cell.seed,
             }
-            row.update({t: dice.get(t, {}).get("mean", math.nan) for t in TISSUES})
+            row.update({t: num(dice.get(t, {}).get("mean")) for t in TISSUES})
             vals = [row[t] for t in TISSUES if math.isfinite(row[t])]
             row["mean"] = float(np.mean(vals)) if vals else math.nan
             rows.append(row)
@@ -104,7 +109,7 @@ def case_scores(cells: list[Cell], method: str) -> dict[tuple[int, str, str], fl
         if cell.method != method or not cell.multi_domain or cell.held_out is not None:
             continue
         for case in cell.evaluation["cases"]:
-            vals = [case["dice"][t] for t in TISSUES if t in case["dice"] and math.isfinite(case["dice"][t])]
+            vals = [v for t in TISSUES if math.isfinite(v := num(case["dice"].get(t)))]
             out[(cell.seed, case["domain"], case["case"])] = float(np.mean(vals)) if vals else math.nan
     return out
 
@@ -117,9 +122,7 @@ def jsd_rows(cells: list[Cell]) -> list[dict[str, Any]]:
         if not jsd or not cell.multi_domain or cell.held_out is not None or cell.method == "augmented":
             continue
         for tissue in ("all", *TISSUES):
-            groups[(cell.method, tissue)].append(
-                (jsd["input"].get(tissue, math.nan), jsd["normalized"].get(tissue, math.nan))
-            )
+            groups[(cell.method, tissue)].append((num(jsd["input"].get(tissue)), num(jsd["normalized"].get(tissue))))
     rows = []
     for (method, tissue), pairs in groups.items():
         row: dict[str, Any] = {"method": method, "tissue": tissue}

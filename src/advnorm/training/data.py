@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from advnorm.config import Config
-from advnorm.data.intensity import fit_nyul, input_histogram, transform_image
+from advnorm.data.intensity import fit_nyul, input_histogram, raw_input_problem, transform_image
 from advnorm.data.layouts import Dataset
 from advnorm.data.patches import PatchIndex, gather
 from advnorm.data.splits import domain_split, stratified_patch_split
@@ -72,6 +72,9 @@ def prepare(datasets: list[Dataset], cfg: Config, spec: MethodSpec, *, log=print
         for case in cases:
             subjects.append(ds.load_case(case))
             subject_domain.append(k)
+    for s in subjects:  # refused here, before any training, as inference would refuse it afterwards
+        if (problem := raw_input_problem(spec.input_transform, s.image, s.mask)) is not None:
+            raise AdvnormError(problem, s.source.path)
     input_state: dict = {}
     if spec.input_transform == "nyul":
         train_ids = {(d, c) for d in split for c in split[d]["train"]}

@@ -35,7 +35,7 @@ from advnorm.methods import METHOD_SPECS
 from advnorm.models.networks import Networks
 from advnorm.models.weights import save_weights
 from advnorm.paths import probe_writable, top_missing
-from advnorm.run_folder import RunFolder, pick_device
+from advnorm.run_folder import RunFolder, config_differences, pick_device
 from advnorm.training import distributed
 from advnorm.training.checkpoint import load_train_state, save_train_state
 from advnorm.training.data import prepare, validation_rows
@@ -46,6 +46,8 @@ from advnorm.training.validation import validate
 
 DIVERGENCE_LIMIT = 50.0
 """A discriminator loss above this (chance level is ~2 ln(K+1)) means D has diverged."""
+RESUME_MAY_CHANGE = ("train.epochs", "train.device")
+"""What ``--resume`` may change: train longer, or on another device. Anything else would be another run."""
 CHECK_EVERY = 10
 """Steps between checks that the losses are finite (each check waits for the device)."""
 
@@ -184,7 +186,8 @@ class TrainingRun:
         refuse_duplicate_content(self.datasets, fingerprints)
         if self.resume:
             try:
-                stored = json.loads(self.files.config.read_text(encoding="utf-8"))["run"]["data"]
+                raw = json.loads(self.files.config.read_text(encoding="utf-8"))
+                stored = raw["run"]["data"]
             except (OSError, ValueError, KeyError, TypeError):
                 raise AdvnormError(
                     "run config has no record of its training data; cannot check that --resume gets the "
@@ -196,6 +199,14 @@ class TrainingRun:
                 raise AdvnormError(
                     "--resume needs the data the run was started on; the --data folders differ: "
                     + "; ".join(diffs[:3]),
+                    self.files.root,
+                )
+            changed = config_differences(raw, self.cfg, RESUME_MAY_CHANGE)
+            if changed:
+                raise AdvnormError(
+                    "--resume continues the run with its own settings; these differ: "
+                    + "; ".join(changed[:3])
+                    + " (only train.epochs may grow; start a new run instead)",
                     self.files.root,
                 )
         return fingerprints

@@ -17,7 +17,17 @@ from advnorm.data.layouts.base import CaseRef, Dataset, list_dir
 from advnorm.data.volume_io import has_image_suffix, strip_image_suffix
 from advnorm.errors import AdvnormError
 
-__all__ = ["LAYOUTS", "CaseRef", "Dataset", "detect_layout", "open_dataset", "open_domains", "open_input", "parse_spec"]
+__all__ = [
+    "LAYOUTS",
+    "CaseRef",
+    "Dataset",
+    "detect_layout",
+    "enclosing_dataset",
+    "open_dataset",
+    "open_domains",
+    "open_input",
+    "parse_spec",
+]
 
 LAYOUTS: dict[str, ModuleType] = {m.NAME: m for m in (nnunet, mrbrains13, mrbrains18, iseg2017)}
 """Layout name -> reader module (``NAME``, ``SIGNATURE``, ``detect(folder)``, ``open_dataset(folder)``),
@@ -141,3 +151,15 @@ def open_input(spec: str) -> Dataset:
             mask_from="nonzero",
         )
     return Dataset(name="file", layout="file", root=path.parent, cases=[case], mask_from="auto")
+
+
+def enclosing_dataset(path: Path, levels: int = 3) -> Path | None:
+    """The dataset folder a single image file lies in (its folder or up to ``levels`` above), if any layout
+    recognises one: outputs must not be written into it, or the dataset would no longer read."""
+    for folder in list(Path(path).resolve().parents)[:levels]:
+        try:
+            if any(mod.detect(folder) is not None for mod in LAYOUTS.values()):
+                return folder
+        except AdvnormError:
+            continue
+    return None

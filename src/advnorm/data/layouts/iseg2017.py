@@ -29,10 +29,18 @@ def detect(folder: Path) -> Path | None:
 
 def open_dataset(folder: Path) -> Dataset:
     files: dict[tuple[int, str], dict[str, Path]] = {}
+    spelling: dict[tuple[int, str], str] = {}
     for p in list_dir(folder):
         m = _FILE.match(p.name)
         if m and p.is_file():
-            files.setdefault((int(m.group(1)), m.group(2).lower()), {})[m.group(3).lower()] = p
+            key = (int(m.group(1)), m.group(2).lower())
+            if spelling.setdefault(key, m.group(1)) != m.group(1):  # subject-01 beside subject-1: which is it?
+                raise AdvnormError(
+                    f"two files for subject {key[0]} (subject-{spelling[key]}-... and "
+                    f"subject-{m.group(1)}-...); keep one",
+                    p,
+                )
+            files.setdefault(key, {})[m.group(3).lower()] = p
     cases = []
     for (num, kind), found in sorted(files.items()):
         if kind == "t2":

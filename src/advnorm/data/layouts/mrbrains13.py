@@ -57,6 +57,8 @@ def open_dataset(folder: Path) -> Dataset:
         prefix = "" if labels_required else "test-"
         for d in subdirs(subjects):
             if not d.name.isdigit():
+                if first_child(d, T1_NAMES) is not None:  # a renamed subject would be silently left out
+                    raise AdvnormError("subject folders are numbered (1, 2, ...); this one is not", d)
                 continue
             image = first_child(d, T1_NAMES)
             if image is None:

@@ -47,6 +47,8 @@ def open_dataset(folder: Path) -> Dataset:
     for d in subdirs(subjects):
         image = _t1(d)
         if image is None:
+            if first_child(d, LABEL_NAMES) is not None:  # a subject without its image: never silently left out
+                raise AdvnormError("subject has segm.nii.gz but no pre/reg_T1.nii.gz", d)
             continue
         label = first_child(d, LABEL_NAMES)
         if label is None and labels_required:

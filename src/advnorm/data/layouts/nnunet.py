@@ -62,6 +62,12 @@ def label_map_from(labels: dict, path: Path) -> tuple[dict[int, int], tuple[int,
     found: dict[int, list[int]] = {1: [], 2: [], 3: []}
     for name, value in pairs:
         ids = _ids(name, value, path)
+        if _normal(str(name)) == "ignore":  # nnU-Net v2's partial annotation: not background, not a class
+            raise AdvnormError(
+                f'dataset.json has an "ignore" label ({value}): partial annotations are not supported '
+                "(those voxels would be trained and scored as background); relabel or remove them",
+                path,
+            )
         cls = next((c for c, names in SYNONYMS.items() if _normal(str(name)) in names), 0)
         if cls and isinstance(value, list):
             raise AdvnormError(f'dataset.json label "{name}" is a region (list of ids); a single id is needed', path)
@@ -117,7 +123,8 @@ def _images(folder: Path | None, ending: str, meta_path: Path) -> list[tuple[str
     a case silently left out. Channels other than 0000 are other modalities and are not used."""
     if folder is None or not folder.is_dir():
         return []
-    out = []
+    out: list[tuple[str, Path]] = []
+    other_channels: dict[str, Path] = {}
     for p in list_dir(folder):
         if not p.is_file() or not has_image_suffix(p):
             continue
@@ -132,6 +139,13 @@ def _images(folder: Path | None, ending: str, meta_path: Path) -> list[tuple[str
             raise AdvnormError("image file name lacks the nnU-Net channel suffix {case}_0000" + ending, p)
         if m.group(2) == "0000":
             out.append((m.group(1), p))
+        else:
+            other_channels.setdefault(m.group(1), p)
+    lone = sorted(set(other_channels) - {case for case, _ in out})
+    if lone:
+        raise AdvnormError(
+            f"case {lone[0]} has no channel 0000 (the one advnorm reads), only other channels", other_channels[lone[0]]
+        )
     return out
 
 

@@ -1,0 +1,42 @@
+"""``workflows.py``: train-then-evaluate reuse rules."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+
+from advnorm.config import resolve
+from advnorm.data.layouts import open_domains
+from advnorm.workflows import reuse_differences, train_and_evaluate
+from tests.conftest import copy_run
+
+
+def _snapshot(path: Path) -> dict[str, str]:
+    return {str(p.relative_to(path)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(path.rglob("*"))
+            if p.is_file()}
+
+
+def test_recompute_keeps_the_old_run_when_the_new_one_fails(tiny_run, tiny_phantom, tmp_path, monkeypatch):
+    """Regression (issue 15, second round): --recompute deleted a finished run, then failed on the new data."""
+    run = copy_run(tiny_run, tmp_path / "run")
+    before = _snapshot(run)
+    datasets = open_domains([str(p) for p in tiny_phantom])
+    cfg = resolve("quick", file=run / "config.json", overrides={"train.epochs": 7})
+    assert reuse_differences(run, cfg, datasets)  # another budget: not reusable
+
+    def failing_fit(*args, **kwargs):
+        raise RuntimeError("the new data cannot be read")
+
+    monkeypatch.setattr("advnorm.training.loop.fit", failing_fit)
+    with pytest.raises(RuntimeError):
+        train_and_evaluate(run, cfg, datasets, recompute=True, progress=False, log=lambda m: None)
+    assert _snapshot(run) == before
+    assert sorted(p.name for p in run.parent.iterdir()) == ["run"]  # nothing set aside is left behind
+
+
+def test_a_run_of_the_same_config_and_data_is_reused(tiny_run, tiny_phantom):
+    datasets = open_domains([str(p) for p in tiny_phantom])
+    cfg = resolve("quick", file=tiny_run / "config.json")
+    assert reuse_differences(tiny_run, cfg, datasets) == []
