@@ -23,6 +23,7 @@ from monai.networks.blocks import Convolution
 from monai.networks.nets import ResNet, UNet
 
 from advnorm.config import SCALE_TOP
+from advnorm.labels import CLASS_NAMES
 from advnorm.training.losses import discriminator_loss, generator_adversarial_loss, segmentation_loss
 from advnorm.models.unet import output_transform
 
@@ -106,7 +107,7 @@ class ReferenceGAN:
     def __init__(self, cfg, n_domains: int, dice_weights: torch.Tensor) -> None:
         m = cfg.model
         self.G = RefUNet(1, 1, m.generator_widths, output=m.generator_output, top=SCALE_TOP)
-        self.S = RefUNet(1, m.n_classes, m.segmenter_widths)
+        self.S = RefUNet(1, len(CLASS_NAMES), m.segmenter_widths)
         self.D = RefDiscriminator(n_domains, m.discriminator_widths, m.discriminator_blocks)
         self.dice_weights = dice_weights.float()
         self.loss_cfg = cfg.loss
@@ -169,7 +170,7 @@ class MonaiClassGAN(ReferenceGAN):
                 return torch.sigmoid(self.net(x))
 
         self.G = Sig(unet(1, m.generator_widths))
-        self.S = unet(m.n_classes, m.segmenter_widths)
+        self.S = unet(len(CLASS_NAMES), m.segmenter_widths)
         self.D = ResNet("basic", [m.discriminator_blocks] * len(m.discriminator_widths), list(m.discriminator_widths), spatial_dims=3,
                         n_input_channels=1, conv1_t_size=3, conv1_t_stride=2, no_max_pool=True, num_classes=n_domains + 1,
                         act=LEAKY, norm=("group", {"num_groups": min(8, min(m.discriminator_widths))}))

@@ -19,11 +19,11 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("data", ("advnorm.data",)),
     ("models", ("advnorm.models",)),
     ("training", ("advnorm.training",)),
-    ("inference", ("advnorm.inference",)),
+    ("inference", ("advnorm.inference", "advnorm.export")),
     ("evaluation", ("advnorm.evaluation",)),
     ("workflows", ("advnorm.workflows",)),
     ("reproduce", ("advnorm.reproduce",)),
-    ("cli", ("advnorm.cli", "advnorm.__main__")),
+    ("cli", ("advnorm.cli", "advnorm.cli_args", "advnorm.__main__")),
 ]
 
 

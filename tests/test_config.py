@@ -31,7 +31,7 @@ def test_profiles_are_frozen():
         ({"optim": {"optimizer": "rmsprop"}}, "must be one of"),
         ({"train": {"epochs": 0}}, "epochs must be >= 1"),
         ({"optim": {"lr_segmenter": -1}}, "learning rates"),
-        ({"loss": {"dice_weights": [1, 1]}}, "4 non-negative"),
+        ({"loss": {"dice_weights": [1, -1]}}, "one non-negative weight per class"),
         ({"train": {"patch_size": 20}}, "patch_size"),
         ({"model": {"segmenter_widths": 8}}, "must be a list"),
         ([1, 2], "JSON object"),

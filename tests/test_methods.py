@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import typing
 
-from advnorm.cli import build_parser
+from advnorm.cli_args import build_parser
 from advnorm.config import Config
 from advnorm.methods import METHOD_SPECS, METHODS, Method
 

@@ -190,8 +190,8 @@ def test_discriminator_one_pass_equals_two_passes():
 @pytest.mark.parametrize("kind", ["adam", "sgd"])
 def test_foreach_optimizer_matches_per_parameter_loop(kind):
     torch.manual_seed(0)
-    a = build_segmenter(_tiny_cfg().model)
-    b = build_segmenter(_tiny_cfg().model)
+    a = build_segmenter(_tiny_cfg().model, 4)
+    b = build_segmenter(_tiny_cfg().model, 4)
     b.load_state_dict(a.state_dict())
     mk = (lambda ps, fe: torch.optim.Adam(ps, lr=1e-3, foreach=fe)) if kind == "adam" else \
         (lambda ps, fe: torch.optim.SGD(ps, lr=1e-2, momentum=0.9, weight_decay=0.1, foreach=fe))
@@ -237,7 +237,7 @@ def test_whole_volume_inference_matches_a_window_away_from_its_border():
     # wherever the window's zero padding is out of reach (G then S with widths (4, 8): radius < 20 voxels)
     torch.manual_seed(0)
     cfg = _tiny_cfg().model
-    g, s = build_generator(cfg), build_segmenter(dataclasses.replace(cfg, segmenter_widths=(4, 8)))
+    g, s = build_generator(cfg), build_segmenter(dataclasses.replace(cfg, segmenter_widths=(4, 8)), 4)
     for net in (g, s):
         net.train()
         with torch.no_grad():

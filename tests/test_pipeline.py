@@ -136,7 +136,9 @@ def test_evaluate_writes_metrics(run, domains, tmp_path):
         assert 0 <= jsd[part]["all"] <= 1
 
 
-@pytest.mark.parametrize("verb", ["inspect", "phantom", "train", "predict", "normalize", "evaluate", "reproduce", "demo"])
+@pytest.mark.parametrize(
+    "verb", ["inspect", "phantom", "train", "predict", "normalize", "evaluate", "export", "reproduce", "demo"]
+)
 def test_every_verb_has_help(verb, capsys):
     assert main([verb, "--help"]) == 0
     assert "usage: advnorm " + verb in capsys.readouterr().out

@@ -67,7 +67,7 @@ def test_reproduce_writes_tables_report_and_figures(tiny_phantom, tiny_config, t
         (sorted((other / "imagesTr").iterdir())[1]).read_bytes())  # another image under the same case id
     assert main([*argv[:-2], "--data", str(other), "--methods", "standardized"]) == 2
     assert "files of case(s)" in capsys.readouterr().err
-    outputs = ("report.md", "table1.csv", "table1_per_seed.csv", "table2.csv")
+    outputs = ("report.md", "report.html", "table1.csv", "table1_per_seed.csv", "table2.csv")
     assert ({p: p.read_bytes() for p in out.rglob("*") if p.is_file() and p.name not in outputs and p.suffix != ".png"}
             == {p: b for p, b in before.items() if p.name not in outputs and p.suffix != ".png"})
     # --recompute trains a stale run again, under the new settings

@@ -43,8 +43,6 @@ class ModelConfig:
     generator_output: Literal["sigmoid", "residual"] = "sigmoid"
     """G's last step: ``sigmoid`` = 1.5 * sigmoid(U(x)), which learns the identity in the warm-up;
     ``residual`` = 1.5 * sigmoid(logit(x / 1.5) + U(x)), the identity from the start (measured: docs/method.md)."""
-    n_classes: int = 4
-    """Classes S predicts: background, CSF, GM, WM."""
 
 
 @dataclass(frozen=True)
@@ -56,8 +54,9 @@ class LossConfig:
     ``per_class``: one Dice ratio per class, weighted mean; keeps classes from dying in short trainings
     (measured: docs/method.md)."""
     dice_weights: tuple[float, ...] | None = None
-    """w_c for background, CSF, GM, WM. ``None``: inverse class frequency in the training patches,
-    normalised to sum to 1, for ``single_ratio``; equal weights for ``per_class`` (docs/method.md)."""
+    """w_c per class, background first (background, CSF, GM, WM for the paper's classes). ``None``: inverse class
+    frequency in the training patches, normalised to sum to 1, for ``single_ratio``; equal weights for
+    ``per_class`` (docs/method.md)."""
     dice_epsilon: float = 1e-5
     """The epsilon of eq. (2) that keeps the ratio defined for empty classes."""
     adv_lambda: float = 1.0
@@ -282,11 +281,10 @@ def validate(cfg: Config) -> None:
         t.patch_size % max(total_stride(m.generator_widths), total_stride(m.segmenter_widths)) == 0,
         "train.patch_size must be divisible by the U-Net's total stride",
     )
-    need(m.n_classes == 4, "model.n_classes must be 4 (background, CSF, GM, WM)")
     need(
         loss.dice_weights is None
-        or (len(loss.dice_weights) == 4 and all(w >= 0 for w in loss.dice_weights) and sum(loss.dice_weights) > 0),
-        "loss.dice_weights needs 4 non-negative weights",
+        or (len(loss.dice_weights) >= 2 and all(w >= 0 for w in loss.dice_weights) and sum(loss.dice_weights) > 0),
+        "loss.dice_weights needs one non-negative weight per class, background first",
     )
     need(loss.dice_epsilon > 0 and loss.adv_lambda >= 0, "loss.dice_epsilon must be > 0 and loss.adv_lambda >= 0")
     need(

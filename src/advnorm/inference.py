@@ -23,6 +23,7 @@ from advnorm.data.intensity import FAR_FROM_TRAINING_JSD, input_histogram, raw_i
 from advnorm.data.subject import Subject
 from advnorm.data.volume_io import save_nifti
 from advnorm.errors import AdvnormError, AdvnormWarning, one_line
+from advnorm.labels import CLASS_NAMES
 from advnorm.methods import METHOD_SPECS
 from advnorm.models.networks import Networks
 from advnorm.models.weights import load_weights
@@ -52,8 +53,10 @@ class TrainedModel:
         self.cfg, self.run = files.read_config()
         self.spec = METHOD_SPECS[self.cfg.method]
         self.domains: list[str] = self.run["domains"]
+        self.classes: tuple[str, ...] = tuple(self.run.get("classes") or CLASS_NAMES)
+        """The names of the classes S predicts, background first (the training data's label set)."""
         self.device = pick_device(device)
-        self.nets = Networks(self.cfg, len(self.domains), self.device)
+        self.nets = Networks(self.cfg, len(self.domains), self.device, classes=self.classes)
         load_weights(files.checkpoint(checkpoint), self.nets)
         self.nets.eval()
 
@@ -137,7 +140,11 @@ def output_name(case_id: str, kind: str) -> str:
 
 
 def write_outputs(
-    subject: Subject, pred: Prediction, out_dir: Path, kinds: tuple[str, ...] = OUTPUT_KINDS
+    subject: Subject,
+    pred: Prediction,
+    out_dir: Path,
+    kinds: tuple[str, ...] = OUTPUT_KINDS,
+    values: tuple[int, ...] | None = None,
 ) -> list[Path]:
     """The ``kinds`` of output on the source grid and header; segmentations in the dataset's own label ids.
 
@@ -155,7 +162,7 @@ def write_outputs(
             raise ValueError("this prediction has no segmentation (made with segment=False)")
         paths.append(out_dir / output_name(subject.case_id, "seg"))
         classes = subject.to_source(pred.probs, order=1).argmax(0)
-        seg = np.asarray(subject.label_values, dtype=np.int64)[classes]
+        seg = np.asarray(subject.label_values if values is None else values, dtype=np.int64)[classes]
         dtype = np.uint8 if seg.max(initial=0) < 256 else np.int16
         save_nifti(paths[-1], seg.astype(dtype), subject.source.affine, template_header=subject.source.header)
     return paths

@@ -102,6 +102,9 @@ class RunFolder:
                 raise AdvnormError(f'run config: "run.{key}" is missing or not a {_json_type(kind)}', self.config)
         if not run["domains"] or not all(isinstance(d, str) for d in run["domains"]):
             raise AdvnormError('run config: "run.domains" must be a non-empty list of names', self.config)
+        classes = run.get("classes", ["background", "CSF", "GM", "WM"])
+        if not isinstance(classes, list) or len(classes) < 2 or not all(isinstance(c, str) for c in classes):
+            raise AdvnormError('run config: "run.classes" must be a list of at least two class names', self.config)
         profile = raw.get("profile", "quick")
         if not isinstance(profile, str) or profile not in PROFILES:
             raise AdvnormError(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 from collections.abc import Callable
@@ -15,7 +16,7 @@ from advnorm.data.layouts import Dataset, enclosing_dataset, open_domains, open_
 from advnorm.data.layouts.masks import attach_masks
 from advnorm.errors import AdvnormError
 from advnorm.io_atomic import atomic_write_json, staged_folder
-from advnorm.labels import TISSUES
+from advnorm.labels import CLASS_NAMES
 from advnorm.paths import check_output_target, refuse_inside_inputs
 from advnorm.run_folder import RunFolder, config_differences
 
@@ -48,14 +49,15 @@ def train(
 def format_summary(out: Path, summary: dict) -> str:
     """The one-screen end-of-training summary: validation Dice per domain and class, and the files."""
     final = summary["final"]
+    classes = summary.get("classes", CLASS_NAMES)[1:]
     lines = [
         f"\n{summary['method']} on {', '.join(summary['domains'])}: {summary['epochs']} epochs in "
         f"{summary['seconds']:.0f} s, best validation loss {summary['best_val_loss']:.4f}",
-        f"{'validation Dice (patches)':<28}" + "".join(f"{t:>7}" for t in TISSUES),
+        f"{'validation Dice (patches)':<28}" + "".join(f"{c[:12]:>13}" for c in classes),
     ]
     for d in summary["domains"]:
-        vals = [final.get(f"val_dice_{d}_{c}", float("nan")) for c in TISSUES]
-        lines.append(f"{d:<28}" + "".join(f"{v:7.3f}" for v in vals))
+        vals = [final.get(f"val_dice_{d}_{c}") for c in classes]
+        lines.append(f"{d:<28}" + "".join(f"{math.nan if v is None else v:13.3f}" for v in vals))
     lines.append(f"run folder: {out} (checkpoint_best/final.safetensors, training_log.csv, progress.png, config.json)")
     return "\n".join(lines)
 
@@ -153,19 +155,29 @@ def _write_volumes(
         raise AdvnormError("two inputs have the same case name; their outputs would collide", dup)
     check_output_target(out_dir, "output folder", is_dir=True)
     model = TrainedModel(model_dir, checkpoint=checkpoint, device=device)
+    values = {id(d): _output_values(d, model.classes) for d in datasets}
     written: list[Path] = []
     try:
         with staged_folder(out_dir) as staging:  # all outputs appear together, or none (and no new folder)
-            for ds, case in tqdm(
-                planned, disable=None if progress else True, unit="image", leave=False
-            ):  # None: a terminal only
+            bar = tqdm(planned, disable=None if progress else True, unit="image", leave=False)  # None: a terminal only
+            for ds, case in bar:
                 subject = ds.load_case(case, with_label=False)
-                paths = write_outputs(subject, model.predict(subject, segment="seg" in kinds), staging, kinds)
+                pred = model.predict(subject, segment="seg" in kinds)
+                paths = write_outputs(subject, pred, staging, kinds, values=values[id(ds)])
                 log(f"{case.case_id}: {', '.join(p.name for p in paths)}")
                 written += [out_dir / p.name for p in paths]
     except OSError as exc:
         raise AdvnormError(f"cannot write the outputs: {exc.strerror or exc}", out_dir) from None
     return written
+
+
+def _output_values(ds: Dataset, classes: tuple[str, ...]) -> tuple[int, ...]:
+    """The ids to write for the model's classes: the dataset's own ids when its labels are those classes
+    (iSEG's 0/10/150/250), else the class indices 0, 1, 2, ..."""
+    try:
+        return ds.read_as(classes).label_values
+    except AdvnormError:
+        return tuple(range(len(classes)))
 
 
 def evaluate_run(

@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 
 from advnorm.data.grid import resample
-from advnorm.data.layouts import LAYOUTS, CaseRef, Dataset, open_domains, open_input
-from advnorm.data.layouts.nnunet import label_map_from
+from advnorm.data.layouts import LAYOUTS, CaseRef, Dataset, open_domains, open_input, read_alike
+from advnorm.data.layouts.nnunet import readings_from
+from advnorm.labels import CLASS_NAMES
 from advnorm.errors import AdvnormError
 from tests.fixtures import make_iseg2017, make_mrbrains13, make_mrbrains18, make_nnunet
 
@@ -49,7 +50,7 @@ READERS = [
 @pytest.mark.parametrize("key,layout,name,n_lab,n_unlab,values,ids", READERS, ids=[r[0] for r in READERS])
 def test_reader_finds_cases(roots, forced, key, layout, name, n_lab, n_unlab, values, ids):
     spec = f"{layout}:{roots[key]}" if forced else str(roots[key])
-    (ds,) = open_domains([spec])
+    (ds,) = read_alike(open_domains([spec]), CLASS_NAMES)  # MRBrainS18 as tissues; the others are
     assert (ds.layout, ds.name, ds.label_values) == (layout, name, values)
     assert [c.case_id for c in ds.cases] == ids
     assert (len(ds.labelled()), len(ds.unlabelled())) == (n_lab, n_unlab)
@@ -87,7 +88,7 @@ MAPPINGS = [
 
 @pytest.mark.parametrize("key,index,label_name,mapping", MAPPINGS, ids=[m[0] for m in MAPPINGS])
 def test_label_mapping(roots, key, index, label_name, mapping):
-    (ds,) = open_domains([str(roots[key])])
+    (ds,) = read_alike(open_domains([str(roots[key])]), CLASS_NAMES)
     case = ds.cases[index]
     assert case.label.name == label_name
     subject = ds.load_case(case)
@@ -111,7 +112,7 @@ def test_nnunet_label_order_does_not_matter(roots):
 
 @pytest.mark.parametrize("key", ["mrbrains13", "mrbrains18"])
 def test_3mm_slices_resample_to_1mm_with_valid_labels(roots, key):
-    (ds,) = open_domains([str(roots[key])])
+    (ds,) = read_alike(open_domains([str(roots[key])]), CLASS_NAMES)
     for s in ds.load():
         assert s.source.shape == (36, 36, 10)
         assert np.allclose(s.source.spacing, (0.958, 0.958, 3.0), atol=1e-3)
@@ -215,20 +216,25 @@ def test_macos_resource_forks_are_ignored(tmp_path):
         ({"background": 0, "CSF": 1, "GM": 2, "WM": 3}, (0, 1, 2, 3)),
         ({"background": 0, "WM": 1, "GM": 2, "CSF": 3}, (0, 3, 2, 1)),
         ({"background": 0, "cerebrospinal_fluid": 3, "Grey Matter": 1, "white-matter": 2, "cerebellum": 4}, (0, 3, 1, 2)),
-        ({"Background": 0, "Cortical Gray Matter": 5, "White Matter": 6, "csf": 7, "tumour": [8, 9]}, (0, 7, 5, 6)),
+        ({"Background": 0, "Cortical Gray Matter": 5, "White Matter": 6, "csf": 7, "tumour": 8}, (0, 7, 5, 6)),
         ({"0": "background", "1": "CSF", "2": "GM", "3": "WM"}, (0, 1, 2, 3)),  # nnU-Net v1: id -> name
     ],
 )
 def test_nnunet_labels_found_by_name(labels, values, tmp_path):
-    label_map, label_values = label_map_from(labels, tmp_path / "dataset.json")
+    own, tissues = readings_from(labels, tmp_path / "dataset.json")
+    assert tissues is not None and tissues.classes == CLASS_NAMES
+    label_map, label_values = tissues.label_map, tissues.values
     assert label_values == values
+    assert len(own.classes) == len(labels) and (own == tissues) == (len(labels) == 4)
     assert {label_map[v] for v in values} == {0, 1, 2, 3} and [label_map[v] for v in values] == [0, 1, 2, 3]
     assert all(label_map[i] == 0 for i in label_map if i not in values)
 
 
 def test_nnunet_other_named_labels_map_to_background(tmp_path):
     labels = {"background": 0, "CSF": 1, "gray matter": 2, "WM": 3, "cerebellum": 4}
-    (ds,) = open_domains([str(make_nnunet(tmp_path, "Dataset010_Extra", n=1, labels=labels))])
+    (own,) = open_domains([str(make_nnunet(tmp_path, "Dataset010_Extra", n=1, labels=labels))])
+    assert own.classes == ("background", "CSF", "gray matter", "WM", "cerebellum")
+    ds = own.read_as(CLASS_NAMES)
     assert ds.label_map[4] == 0
     raw = np.asarray(nib.load(str(ds.cases[0].label)).dataobj)
     assert 4 in raw
@@ -366,3 +372,22 @@ def test_a_whole_head_without_a_label_is_warned_about_and_a_mask_fixes_it(roots,
         warnings.simplefilter("error", AdvnormWarning)
         subject = masked.load_case(next(c for c in masked.cases if c.case_id == case.case_id))
     assert subject.extra["mask_from"] == "file" and subject.mask.sum() < 0.5 * subject.mask.size
+
+
+
+def test_mrbrains18_reads_its_own_eight_structures_unless_combined(roots, tmp_path):
+    (own,) = open_domains([str(roots["mrbrains18"])])
+    assert own.classes == ("background", "cortical GM", "basal ganglia", "WM", "WM lesions", "extracerebral CSF",
+                           "ventricles", "cerebellum", "brainstem")
+    s = own.load_case(own.cases[0])
+    assert set(np.unique(s.label)) <= set(range(9)) and {7, 8} & set(np.unique(s.label))  # cerebellum, brainstem
+    both = read_alike([own, *open_domains([str(roots["iseg2017"])])])
+    assert [d.classes for d in both] == [CLASS_NAMES, CLASS_NAMES]
+
+
+def test_domains_whose_labels_cannot_be_read_alike_are_refused(roots, tmp_path):
+    other = make_nnunet(tmp_path, "Dataset020_Lesions", labels={"background": 0, "lesion": 1, "oedema": 2})
+    with pytest.raises(AdvnormError, match="different labels.*cannot be read as CSF, GM, WM"):
+        read_alike(open_domains([str(roots["iseg2017"]), str(other)]))
+    (alone,) = read_alike(open_domains([str(other)]))
+    assert alone.classes == ("background", "lesion", "oedema")

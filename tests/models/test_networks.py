@@ -18,7 +18,7 @@ def _model_cfg(generator_output: str = "residual"):
 def test_unets_are_fully_convolutional(shape):
     cfg = quick_profile().model
     x = torch.rand(1, 1, *shape)
-    g, s = build_generator(cfg).eval(), build_segmenter(cfg).eval()
+    g, s = build_generator(cfg).eval(), build_segmenter(cfg, 4).eval()
     with torch.no_grad():
         out = g(x)
         assert out.shape == x.shape
@@ -85,7 +85,7 @@ def test_paper_profile_sizes():
 
 
 def test_kaiming_initialisation():
-    s = build_segmenter(quick_profile().model)
+    s = build_segmenter(quick_profile().model, 4)
     conv = s.down[0][0]
     fan_in = conv.weight[0].numel()
     assert float(conv.weight.std()) == pytest.approx((2 / fan_in) ** 0.5, rel=0.35)

@@ -60,6 +60,7 @@ def describe(
                 "root": str(ds.root),
                 "n_labelled": len(ds.labelled()),
                 "n_unlabelled": len(ds.unlabelled()),
+                "classes": list(ds.classes),
                 "label_values": [int(v) for v in ds.label_values],
                 "mask_from": ds.mask_from,
                 "cases": cases,
@@ -76,8 +77,9 @@ def describe_case(ds: Dataset, case: CaseRef) -> dict:
     stats = np.percentile(inside, [0, 1, 50, 99, 100]) if inside.size else np.zeros(5)
     counts = None
     if subject.label is not None:
-        per_class = np.bincount(subject.label[subject.mask].ravel(), minlength=4)[:4]
-        counts = {name: int(n) for name, n in zip(CLASS_NAMES, per_class, strict=True)}
+        n = len(ds.classes)
+        per_class = np.bincount(subject.label[subject.mask].ravel(), minlength=n)[:n]
+        counts = {name: int(v) for name, v in zip(ds.classes, per_class, strict=True)}
     return {
         "case_id": case.case_id,
         "labelled": subject.label is not None,
@@ -104,7 +106,8 @@ def format_text(report: dict) -> str:
             f"  {dom['n_labelled']} labelled, {dom['n_unlabelled']} unlabelled"
             f"; label ids {tuple(dom['label_values'])}, brain mask: {dom['mask_from']}"
         )
-        header = ["case", "lab", "source shape", "spacing mm", "working", *STAT_NAMES, *CLASS_NAMES]
+        classes = dom.get("classes", CLASS_NAMES)
+        header = ["case", "lab", "source shape", "spacing mm", "working", *STAT_NAMES, *classes]
         rows = []
         errors = []
         for c in dom["cases"]:
@@ -120,7 +123,7 @@ def format_text(report: dict) -> str:
                     "x".join(_num(z) for z in c["source_spacing"]),
                     "x".join(map(str, c["working_shape"])),
                     *(_num(c["intensity"][k]) for k in STAT_NAMES),
-                    *(str(counts[n]) if n in counts else "-" for n in CLASS_NAMES),
+                    *(str(counts[n]) if n in counts else "-" for n in classes),
                 ]
             )
         if rows:

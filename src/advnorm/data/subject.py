@@ -34,10 +34,10 @@ class SourceGrid:
 class Subject:
     """One subject on the 1 mm working grid.
 
-    ``image`` is float32 and zero outside ``mask``; ``label`` is uint8 in 0-3
-    (background, CSF, GM, WM) or ``None`` for unlabelled subjects.
-    ``label_values`` gives the dataset's own id for classes 0-3 (iSEG: 0, 10, 150, 250),
-    used to write segmentations back in the dataset's convention.
+    ``image`` is float32 and zero outside ``mask``; ``label`` is uint8 class indices (0 background;
+    CSF, GM, WM for the paper's classes) or ``None`` for unlabelled subjects. ``label_values`` gives
+    the dataset's own id of each class (iSEG: 0, 10, 150, 250), to write segmentations back in its
+    convention.
     """
 
     case_id: str
@@ -48,7 +48,7 @@ class Subject:
     mask: np.ndarray
     affine: np.ndarray
     source: SourceGrid
-    label_values: tuple[int, int, int, int] = (0, 1, 2, 3)
+    label_values: tuple[int, ...] = (0, 1, 2, 3)
     extra: dict = field(default_factory=dict)
 
     @property
@@ -100,7 +100,7 @@ def build_subject(
     layout: str,
     label_map: Mapping[int, int] | None = None,
     mask_from: str = "nonzero",
-    label_values: tuple[int, int, int, int] = (0, 1, 2, 3),
+    label_values: tuple[int, ...] = (0, 1, 2, 3),
     spacing: float = 1.0,
     mask_path: str | Path | None = None,
 ) -> Subject:

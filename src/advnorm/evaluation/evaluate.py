@@ -16,13 +16,14 @@ import numpy as np
 
 from advnorm.data.fingerprint import case_digest
 from advnorm.data.intensity import transform_image
-from advnorm.data.layouts import CaseRef, Dataset
+from advnorm.data.layouts import CaseRef, Dataset, read_alike
 from advnorm.data.splits import domain_split
 from advnorm.data.subject import Subject
 from advnorm.errors import AdvnormError, AdvnormWarning
 from advnorm.evaluation.intensity_agreement import per_class_jsd
 from advnorm.evaluation.metrics import case_metrics, summarize
 from advnorm.inference import TrainedModel
+from advnorm.labels import CLASS_NAMES
 
 MAX_JSD_VOXELS = 400_000
 """Brain voxels sampled per domain for the histograms (plenty for 128 bins)."""
@@ -100,6 +101,7 @@ def _warn_if_other_files(model: TrainedModel, ds: Dataset, cases: list) -> None:
 def evaluate(model: TrainedModel, datasets: list[Dataset], *, log: Callable[[str], None] = print) -> Evaluation:
     """Every held-out case of ``datasets``: metrics per case and summaries per domain, and the JSD between domains."""
     result = Evaluation()
+    datasets = read_alike(datasets, model.classes)
     planned = [(ds, case) for ds in datasets for case in held_out_cases(model, ds)]
     if not planned:
         given = ", ".join(f"{d.name} ({len(d.labelled())} labelled)" for d in datasets)
@@ -115,7 +117,7 @@ def evaluate(model: TrainedModel, datasets: list[Dataset], *, log: Callable[[str
         subject = ds.load_case(case)
         label = subject.require_label()
         pred = model.predict(subject)
-        metrics = case_metrics(pred.labels, label, subject.spacing)
+        metrics = case_metrics(pred.labels, label, subject.spacing, names=model.classes)
         log(f"  {ds.name}/{case.case_id}: Dice " + " ".join(f"{k}={v:.3f}" for k, v in metrics["dice"].items()))
         result.cases.append(CaseResult(ds.name, case.case_id, metrics))
         brain = label > 0
@@ -130,7 +132,7 @@ def evaluate(model: TrainedModel, datasets: list[Dataset], *, log: Callable[[str
         "mean": summarize([c.metrics for c in result.cases]) if result.cases else {},
     }
     if len(inputs) >= 2:
-        result.summary["jsd"] = jsd_between_domains(inputs, outputs, labels)
+        result.summary["jsd"] = jsd_between_domains(inputs, outputs, labels, classes=model.classes)
     return result
 
 
@@ -139,7 +141,9 @@ def raw_input(model: TrainedModel, subject: Subject) -> np.ndarray:
     return transform_image("scale", subject.image, subject.mask, percentile=model.cfg.data.scale_percentile)
 
 
-def jsd_between_domains(inputs: dict, outputs: dict, labels: dict, seed: int = 0) -> dict:
+def jsd_between_domains(
+    inputs: dict, outputs: dict, labels: dict, seed: int = 0, classes: tuple[str, ...] = CLASS_NAMES
+) -> dict:
     """Mean pairwise JSD across domains, of G's inputs and of its normalized outputs, per tissue and 'all'."""
     rng = np.random.default_rng(seed)
     x_in, x_out, labs = [], [], []
@@ -151,4 +155,8 @@ def jsd_between_domains(inputs: dict, outputs: dict, labels: dict, seed: int = 0
         x_in.append(a)
         x_out.append(b)
         labs.append(lab)
-    return {"input": per_class_jsd(x_in, labs), "normalized": per_class_jsd(x_out, labs)}
+    ids = tuple(range(1, len(classes)))
+    return {
+        "input": per_class_jsd(x_in, labs, ids, names=classes),
+        "normalized": per_class_jsd(x_out, labs, ids, names=classes),
+    }

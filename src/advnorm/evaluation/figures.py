@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+import matplotlib
 import numpy as np
 from matplotlib.colors import ListedColormap
 
@@ -86,7 +87,7 @@ def fig4_histograms(
     is about, the spread of each tissue relative to the others. Histograms are
     densities, so domains with different voxel counts compare.
     """
-    tissues = [t for t in TISSUES if any(t in d for d in (*before.values(), *after.values()))]
+    tissues = list(dict.fromkeys(t for d in (*before.values(), *after.values()) for t in d))
     if not tissues:
         raise ValueError("fig4_histograms found none of CSF, GM, WM in its inputs")
     fig, axes = plt.subplots(2, len(tissues), figsize=(4.2 * len(tissues), 6.4), squeeze=False)
@@ -123,18 +124,33 @@ def fig4_histograms(
     return save_figure(fig, out)
 
 
-def _label_rgba(labels: np.ndarray) -> np.ndarray:
-    cmap = ListedColormap(["none", *TISSUE_COLORS])
-    rgba = cmap(np.clip(labels.astype(int), 0, len(TISSUE_COLORS)))
+def _colours(n: int) -> list[str]:
+    """CSF blue, GM green, WM red for the paper's classes; a qualitative palette beyond."""
+    if n <= len(TISSUE_COLORS):
+        return list(TISSUE_COLORS[:n])
+    cmap = plt.get_cmap("tab10" if n <= 10 else "tab20")
+    return [matplotlib.colors.to_hex(cmap(i % cmap.N)) for i in range(n)]
+
+
+def _label_rgba(labels: np.ndarray, n: int) -> np.ndarray:
+    cmap = ListedColormap(["none", *_colours(n)])
+    rgba = cmap(np.clip(labels.astype(int), 0, n))
     rgba[..., 3] = np.where(labels > 0, 0.45, 0.0)
     return rgba
 
 
-def segmentation_overlay(image: np.ndarray, truth: np.ndarray, pred: np.ndarray, out: Path, title: str = "") -> Path:
+def segmentation_overlay(
+    image: np.ndarray,
+    truth: np.ndarray,
+    pred: np.ndarray,
+    out: Path,
+    title: str = "",
+    classes: tuple[str, ...] = TISSUES,
+) -> Path:
     """Axial slice through the middle of the labelled brain, ground truth (left) and prediction (right) in colour.
 
-    Labels 1-3 are drawn as translucent fills (CSF blue, GM green, WM red) over the
-    image, which shows both the boundaries and the misclassified regions.
+    The foreground ``classes`` (labels 1, 2, ...) are drawn as translucent fills (CSF blue, GM green, WM red
+    for the paper's) over the image, which shows both the boundaries and the misclassified regions.
     """
     k = axial_index(image, mask=np.asarray(truth) > 0)
     sl = _axial(image, k)
@@ -142,10 +158,10 @@ def segmentation_overlay(image: np.ndarray, truth: np.ndarray, pred: np.ndarray,
     fig, axes = plt.subplots(1, 2, figsize=(8, 4.4), squeeze=False)
     for ax, (labels, what) in zip(axes[0], ((truth, "ground truth"), (pred, "prediction")), strict=True):
         ax.imshow(sl, cmap="gray", vmin=lo, vmax=hi, interpolation="nearest")
-        ax.imshow(_label_rgba(_axial(labels, k)), interpolation="nearest")
+        ax.imshow(_label_rgba(_axial(labels, k), len(classes)), interpolation="nearest")
         ax.set_title(what, fontsize=10)
         ax.axis("off")
-    handles = [plt.Rectangle((0, 0), 1, 1, color=c) for c in TISSUE_COLORS]
-    fig.legend(handles, TISSUES, loc="lower center", ncol=3, fontsize=9)
+    handles = [plt.Rectangle((0, 0), 1, 1, color=c) for c in _colours(len(classes))]
+    fig.legend(handles, classes, loc="lower center", ncol=min(len(classes), 5), fontsize=9)
     fig.suptitle(f"{title} (z={k})" if title else f"z={k}")
     return save_figure(fig, out)

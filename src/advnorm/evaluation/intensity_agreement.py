@@ -27,7 +27,7 @@ import numpy as np
 from advnorm.data.divergence import as_distribution as _as_distribution
 from advnorm.data.divergence import jensen_shannon
 from advnorm.evaluation.metrics import DEFAULT_CLASSES
-from advnorm.labels import class_name
+from advnorm.labels import CLASS_NAMES, class_name
 
 DEFAULT_BINS = 128
 RANGE_PERCENTILES = (0.5, 99.5)
@@ -122,6 +122,7 @@ def per_class_jsd(
     classes: Sequence[int] = DEFAULT_CLASSES,
     bins: int = DEFAULT_BINS,
     value_range: tuple[float, float] | None = None,
+    names: tuple[str, ...] = CLASS_NAMES,
 ) -> dict[str, float]:
     """Mean pairwise JSD across groups of the intensities of each tissue, plus ``"all"`` for the brain.
 
@@ -146,7 +147,7 @@ def per_class_jsd(
     for c in classes:
         groups = [img[lab == c] for img, lab in flat]
         ok = all(_finite(g).size for g in groups)
-        out[class_name(c)] = mean_pairwise_jsd(groups, bins, rng) if ok else math.nan
+        out[class_name(c, names)] = mean_pairwise_jsd(groups, bins, rng) if ok else math.nan
     out["all"] = mean_pairwise_jsd(brain, bins, rng)
     return out
 

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 import numpy as np
 from scipy import ndimage
 
-from advnorm.labels import class_name
+from advnorm.labels import CLASS_NAMES, class_name
 
 DEFAULT_CLASSES: tuple[int, ...] = (1, 2, 3)
 METRICS: tuple[str, ...] = ("dice", "hd95", "asd")
@@ -35,7 +35,9 @@ def _check_pair(pred: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, np.nd
     return pred, target
 
 
-def dice_per_class(pred: np.ndarray, target: np.ndarray, classes: Sequence[int] = DEFAULT_CLASSES) -> dict[str, float]:
+def dice_per_class(
+    pred: np.ndarray, target: np.ndarray, classes: Sequence[int] = DEFAULT_CLASSES, names: tuple[str, ...] = CLASS_NAMES
+) -> dict[str, float]:
     """Dice ``2|A∩B| / (|A|+|B|)`` of each label in ``classes`` between two label volumes.
 
     A class present in neither volume scores 1.0 (the prediction is exactly right about
@@ -46,7 +48,7 @@ def dice_per_class(pred: np.ndarray, target: np.ndarray, classes: Sequence[int] 
     for c in classes:
         a, b = pred == c, target == c
         total = int(a.sum()) + int(b.sum())
-        out[class_name(c)] = 1.0 if total == 0 else 2.0 * int(np.logical_and(a, b).sum()) / total
+        out[class_name(c, names)] = 1.0 if total == 0 else 2.0 * int(np.logical_and(a, b).sum()) / total
     return out
 
 
@@ -88,6 +90,7 @@ def surface_distances(
     target: np.ndarray,
     spacing: Sequence[float],
     classes: Sequence[int] = DEFAULT_CLASSES,
+    names: tuple[str, ...] = CLASS_NAMES,
 ) -> dict[str, dict[str, float]]:
     """HD95 and average symmetric surface distance (ASD), in millimetres, per class.
 
@@ -107,12 +110,12 @@ def surface_distances(
     for c in classes:
         a, b = pred == c, target == c
         if not a.any() or not b.any():
-            out[class_name(c)] = {"hd95": math.nan, "asd": math.nan}
+            out[class_name(c, names)] = {"hd95": math.nan, "asd": math.nan}
             continue
         d_ab, d_ba = directed_surface_distances(a, b, spacing)
         hd95 = max(float(np.percentile(d_ab, 95)), float(np.percentile(d_ba, 95)))
         asd = float((d_ab.sum() + d_ba.sum()) / (d_ab.size + d_ba.size))
-        out[class_name(c)] = {"hd95": hd95, "asd": asd}
+        out[class_name(c, names)] = {"hd95": hd95, "asd": asd}
     return out
 
 
@@ -120,15 +123,17 @@ def case_metrics(
     pred: np.ndarray,
     target: np.ndarray,
     spacing: Sequence[float],
-    classes: Sequence[int] = DEFAULT_CLASSES,
+    classes: Sequence[int] | None = None,
+    names: tuple[str, ...] = CLASS_NAMES,
 ) -> dict[str, dict[str, float]]:
     """All metrics of one case: ``{"dice"|"hd95"|"asd": {class name: value}}``.
 
     The layout is keyed by label name, as in nnU-Net's ``summary.json``; callers may add
     non-metric keys (a case id, a domain) before passing cases to :func:`summarize`.
     """
-    dice = dice_per_class(pred, target, classes)
-    dist = surface_distances(pred, target, spacing, classes)
+    classes = range(1, len(names)) if classes is None else classes
+    dice = dice_per_class(pred, target, classes, names)
+    dist = surface_distances(pred, target, spacing, classes, names)
     return {
         "dice": dice,
         "hd95": {name: d["hd95"] for name, d in dist.items()},

@@ -12,21 +12,30 @@ import numpy as np
 from advnorm.config import Config
 from advnorm.data.layouts import Dataset
 from advnorm.evaluation.report_figures import write_figures
-from advnorm.evaluation.results import Cell, averaged_rows, case_scores, dead_pairs, jsd_rows, num, per_seed_rows
+from advnorm.evaluation.report_html import write_html_report
+from advnorm.evaluation.results import (
+    Cell,
+    averaged_rows,
+    case_scores,
+    classes_of,
+    dead_pairs,
+    jsd_rows,
+    num,
+    per_seed_rows,
+)
 from advnorm.evaluation.statistics import paired_difference
 from advnorm.evaluation.tables import (
     PAPER_COLUMNS,
     PAPER_TABLE1,
     PAPER_TABLE2,
-    PER_SEED_COLUMNS,
-    TABLE1_COLUMNS,
     TABLE2_COLUMNS,
     markdown_table,
+    per_seed_columns,
+    table1_columns,
     with_mean,
     write_csv,
 )
 from advnorm.io_atomic import atomic_write_text
-from advnorm.labels import TISSUES
 from advnorm.methods import METHOD_SPECS
 
 DEAD_BELOW = 0.5
@@ -46,11 +55,12 @@ def write_report(
     """Tables, figures and report.md in ``out``; ``focus``: the methods compared against every other multi-domain
     method (paired differences with confidence intervals)."""
     domains = [d.name for d in datasets]
+    classes = classes_of(cells)
     seed_rows = per_seed_rows(cells, domains)
-    t1 = averaged_rows(seed_rows)
+    t1 = averaged_rows(seed_rows, classes)
     t2 = jsd_rows(cells)
-    write_csv(t1, TABLE1_COLUMNS, out / "table1.csv")
-    write_csv(seed_rows, PER_SEED_COLUMNS, out / "table1_per_seed.csv")
+    write_csv(t1, table1_columns(classes), out / "table1.csv")
+    write_csv(seed_rows, per_seed_columns(classes), out / "table1_per_seed.csv")
     write_csv(t2, TABLE2_COLUMNS, out / "table2.csv")
     try:
         figures = write_figures(
@@ -70,13 +80,13 @@ def write_report(
         "",
         f"## Table 1: Dice on full test volumes (mean ± sd over {len(seeds)} seed{'s' * (len(seeds) > 1)})",
         "",
-        markdown_table(_with_sd(t1), PAPER_COLUMNS),
+        markdown_table(_with_sd(t1, classes), ["experiment", "method", "train", "test", *classes, "mean"]),
         "",
         verdict(t1),
         "",
         *_comparisons(cells, focus),
         "",
-        *_dead(seed_rows),
+        *_dead(seed_rows, classes),
         "",
         "### The paper's Table 1 (patch-level, leaky split; for orientation, not comparable)",
         "",
@@ -107,6 +117,7 @@ def write_report(
     ]
     path = out / "report.md"
     atomic_write_text(path, "\n".join(md) + "\n")
+    write_html_report(path)
     return path
 
 
@@ -140,12 +151,12 @@ def _setting(datasets: list[Dataset], cfg: Config, cells: list[Cell], seeds: lis
     )
 
 
-def _with_sd(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _with_sd(rows: list[dict[str, Any]], classes: tuple[str, ...]) -> list[dict[str, Any]]:
     """Display rows: ``0.812 ± 0.021`` where more than one seed was run."""
     out = []
     for r in rows:
         shown = dict(r)
-        for score in (*TISSUES, "mean"):
+        for score in (*classes, "mean"):
             sd = r.get(f"{score}_sd")
             v = r.get(score)
             if isinstance(v, float) and math.isfinite(v):
@@ -210,14 +221,14 @@ def _comparisons(cells: list[Cell], focus: tuple[str, ...]) -> list[str]:
     return lines if len(lines) > 3 else []
 
 
-def _dead(seed_rows: list[dict[str, Any]]) -> list[str]:
-    dead = dead_pairs(seed_rows, DEAD_BELOW)
+def _dead(seed_rows: list[dict[str, Any]], classes: tuple[str, ...]) -> list[str]:
+    dead = dead_pairs(seed_rows, DEAD_BELOW, classes)
     if not dead:
         return [f"No multi-domain model scored below {DEAD_BELOW} Dice on any (test domain, tissue) for any seed."]
     shown = "; ".join(dead[:12]) + (f"; and {len(dead) - 12} more" if len(dead) > 12 else "")
     return [
         f"**Lost tissues** (multi-domain, Dice below {DEAD_BELOW}, {len(dead)} of "
-        f"{len([r for r in seed_rows if r['method_id'] != 'single']) * len(TISSUES)}): {shown}."
+        f"{len([r for r in seed_rows if r['method_id'] != 'single']) * len(classes)}): {shown}."
     ]
 
 

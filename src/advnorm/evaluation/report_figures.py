@@ -7,7 +7,6 @@ from pathlib import Path
 
 from advnorm.data.layouts import Dataset
 from advnorm.evaluation.results import Cell
-from advnorm.labels import TISSUES
 from advnorm.run_folder import RunFolder
 from advnorm.training.log import plot_learning_curves
 
@@ -54,11 +53,16 @@ def _normalization_figures(out: Path, datasets: list[Dataset], run: Path, method
         pred = model.predict(subject)
         x = raw_input(model, subject)
         rows.append((ds.name, x, pred.normalized))
-        before[ds.name] = {t: x[label == c] for c, t in enumerate(TISSUES, start=1)}
-        after[ds.name] = {t: pred.normalized[label == c] for c, t in enumerate(TISSUES, start=1)}
+        before[ds.name] = {t: x[label == c] for c, t in enumerate(model.classes[1:], start=1)}
+        after[ds.name] = {t: pred.normalized[label == c] for c, t in enumerate(model.classes[1:], start=1)}
         name = f"overlay_{method}_{ds.name}.png"
         segmentation_overlay(
-            pred.normalized, label, pred.labels, out / name, title=f"{method}, {ds.name}/{cases[0].case_id}"
+            pred.normalized,
+            label,
+            pred.labels,
+            out / name,
+            title=f"{method}, {ds.name}/{cases[0].case_id}",
+            classes=model.classes[1:],
         )
         made.append(name)
     if rows:

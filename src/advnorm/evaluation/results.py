@@ -18,8 +18,6 @@ from advnorm.evaluation.statistics import mean_sd
 from advnorm.labels import TISSUES
 from advnorm.methods import METHOD_SPECS
 
-SCORES = (*TISSUES, "mean")
-
 
 def num(value: Any) -> float:
     """A metric read back from JSON: ``null`` (an undefined metric, written for NaN) is ``nan``."""
@@ -62,8 +60,17 @@ def experiment_of(cell: Cell, domains: list[str], test: str) -> tuple[str, str, 
     return exp, spec.title + ("" if same else ", cross-testing"), cell.train_domain
 
 
+def classes_of(cells: list[Cell]) -> tuple[str, ...]:
+    """The foreground classes the cells were scored on (CSF, GM, WM for the paper's), in their order."""
+    for cell in cells:
+        for per in cell.evaluation["summary"]["per_domain"].values():
+            return tuple(k for k in per["dice"] if k != "mean")
+    return TISSUES
+
+
 def per_seed_rows(cells: list[Cell], domains: list[str]) -> list[dict[str, Any]]:
-    """One row per cell, seed and test domain: Dice per tissue (mean over the domain's test subjects) and their mean."""
+    """One row per cell, seed and test domain: Dice per class (mean over the domain's test subjects) and their mean."""
+    classes = classes_of(cells)
     rows = []
     for cell in cells:
         per_domain = cell.evaluation["summary"]["per_domain"]
@@ -80,14 +87,14 @@ def per_seed_rows(cells: list[Cell], domains: list[str]) -> list[dict[str, Any]]
                 "test": test,
                 "seed": cell.seed,
             }
-            row.update({t: num(dice.get(t, {}).get("mean")) for t in TISSUES})
-            vals = [row[t] for t in TISSUES if math.isfinite(row[t])]
+            row.update({t: num(dice.get(t, {}).get("mean")) for t in classes})
+            vals = [row[t] for t in classes if math.isfinite(row[t])]
             row["mean"] = float(np.mean(vals)) if vals else math.nan
             rows.append(row)
     return sorted(rows, key=lambda r: (r["experiment"], r["train"], r["test"], r["seed"]))
 
 
-def averaged_rows(seed_rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def averaged_rows(seed_rows: list[dict[str, Any]], classes: tuple[str, ...] = TISSUES) -> list[dict[str, Any]]:
     """Rows averaged over seeds, with the sample standard deviation of each score (``<score>_sd``) and the seeds."""
     groups: dict[tuple, list[dict[str, Any]]] = defaultdict(list)
     for r in seed_rows:
@@ -95,7 +102,7 @@ def averaged_rows(seed_rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     out = []
     for (exp, title, method_id, train, test), rows in groups.items():
         row: dict[str, Any] = {"experiment": exp, "method": title, "method_id": method_id, "train": train, "test": test}
-        for score in SCORES:
+        for score in (*classes, "mean"):
             row[score], row[f"{score}_sd"] = mean_sd([r[score] for r in rows])
         row["seeds"] = len(rows)
         out.append(row)
@@ -109,7 +116,7 @@ def case_scores(cells: list[Cell], method: str) -> dict[tuple[int, str, str], fl
         if cell.method != method or not cell.multi_domain or cell.held_out is not None:
             continue
         for case in cell.evaluation["cases"]:
-            vals = [v for t in TISSUES if math.isfinite(v := num(case["dice"].get(t)))]
+            vals = [v for t in case["dice"] if math.isfinite(v := num(case["dice"][t]))]
             out[(cell.seed, case["domain"], case["case"])] = float(np.mean(vals)) if vals else math.nan
     return out
 
@@ -121,7 +128,7 @@ def jsd_rows(cells: list[Cell]) -> list[dict[str, Any]]:
         jsd = cell.evaluation["summary"].get("jsd")
         if not jsd or not cell.multi_domain or cell.held_out is not None or cell.method == "augmented":
             continue
-        for tissue in ("all", *TISSUES):
+        for tissue in ("all", *(k for k in jsd["input"] if k != "all")):
             groups[(cell.method, tissue)].append((num(jsd["input"].get(tissue)), num(jsd["normalized"].get(tissue))))
     rows = []
     for (method, tissue), pairs in groups.items():
@@ -132,11 +139,11 @@ def jsd_rows(cells: list[Cell]) -> list[dict[str, Any]]:
     return rows
 
 
-def dead_pairs(seed_rows: list[dict[str, Any]], below: float = 0.5) -> list[str]:
+def dead_pairs(seed_rows: list[dict[str, Any]], below: float = 0.5, classes: tuple[str, ...] = TISSUES) -> list[str]:
     """Multi-domain (method, seed, test domain, tissue) whose Dice is under ``below``: the "dead class" check."""
     out = []
     for r in seed_rows:
         if r["method_id"] == "single":
             continue
-        out += [f"{r['method_id']} seed {r['seed']} {r['test']} {t} {r[t]:.3f}" for t in TISSUES if not r[t] >= below]
+        out += [f"{r['method_id']} seed {r['seed']} {r['test']} {t} {r[t]:.3f}" for t in classes if not r[t] >= below]
     return out

@@ -21,31 +21,29 @@ from typing import Any
 import numpy as np
 
 from advnorm.io_atomic import atomic_write_text
+from advnorm.labels import TISSUES
 
 PAPER_COLUMNS: list[str] = ["experiment", "method", "train", "test", "CSF", "GM", "WM", "mean"]
 """The paper's Table 1 (a mean column added)."""
-TABLE1_COLUMNS: list[str] = [
-    "experiment",
-    "method",
-    "method_id",
-    "train",
-    "test",
-    "CSF",
-    "GM",
-    "WM",
-    "mean",
-    "CSF_sd",
-    "GM_sd",
-    "WM_sd",
-    "mean_sd",
-    "seeds",
-]
-"""table1.csv (and table3.csv): Dice per tissue as the mean over seeds of each seed's mean over the test subjects,
-the sample standard deviation over seeds (``_sd``), and the number of seeds. ``method_id`` is the ``--method``."""
-PER_SEED_COLUMNS: list[str] = ["experiment", "method", "method_id", "train", "test", "seed", "CSF", "GM", "WM", "mean"]
-"""table1_per_seed.csv: one row per seed."""
+
+
+def table1_columns(classes: Sequence[str] = TISSUES) -> list[str]:
+    """table1.csv (and table3.csv): Dice per class (CSF, GM, WM for the paper's classes) as the mean over seeds of
+    each seed's mean over the test subjects, their mean, the sample standard deviation over seeds (``_sd``), and the
+    number of seeds. ``method_id`` is the ``--method``."""
+    scores = [*classes, "mean"]
+    return ["experiment", "method", "method_id", "train", "test", *scores, *(f"{s}_sd" for s in scores), "seeds"]
+
+
+def per_seed_columns(classes: Sequence[str] = TISSUES) -> list[str]:
+    """table1_per_seed.csv: one row per seed."""
+    return ["experiment", "method", "method_id", "train", "test", "seed", *classes, "mean"]
+
+
+TABLE1_COLUMNS = table1_columns()
+PER_SEED_COLUMNS = per_seed_columns()
 TABLE2_COLUMNS: list[str] = ["method", "tissue", "jsd_input", "jsd_normalized", "jsd_normalized_sd"]
-"""``tissue`` is CSF, GM, WM or ``all`` (whole brain); means over seeds."""
+"""``tissue`` is a class (CSF, GM, WM) or ``all`` (the whole brain); means over seeds."""
 
 PAPER_TABLE1: list[dict[str, Any]] = [
     {

@@ -21,8 +21,8 @@ def build_generator(cfg: ModelConfig) -> UNet3D:
     return net
 
 
-def build_segmenter(cfg: ModelConfig) -> UNet3D:
-    net = UNet3D(1, cfg.n_classes, cfg.segmenter_widths, output="logits")
+def build_segmenter(cfg: ModelConfig, n_classes: int) -> UNet3D:
+    net = UNet3D(1, n_classes, cfg.segmenter_widths, output="logits")
     kaiming_init(net)
     return net
 

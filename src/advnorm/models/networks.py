@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from advnorm.config import Config
+from advnorm.labels import CLASS_NAMES
 from advnorm.methods import METHOD_SPECS, MethodSpec
 from advnorm.models.builders import build_discriminator, build_generator, build_segmenter
 
@@ -20,14 +21,18 @@ from advnorm.models.builders import build_discriminator, build_generator, build_
 class Networks(nn.Module):
     """G (``None`` for methods without one), S, and D (``None`` without the adversarial term)."""
 
-    def __init__(self, cfg: Config, n_domains: int, device: torch.device | str = "cpu") -> None:
+    def __init__(
+        self, cfg: Config, n_domains: int, device: torch.device | str = "cpu", classes: tuple[str, ...] = CLASS_NAMES
+    ) -> None:
         super().__init__()
         self.cfg = cfg
         self.spec: MethodSpec = METHOD_SPECS[cfg.method]
         self.n_domains = n_domains
+        self.classes = tuple(classes)
+        """The names of S's classes (background first): the data's label set."""
         self.device = torch.device(device)
         self.G = build_generator(cfg.model) if self.spec.uses_generator else None
-        self.S = build_segmenter(cfg.model)
+        self.S = build_segmenter(cfg.model, len(self.classes))
         self.D = build_discriminator(cfg.model, n_domains) if self.spec.uses_discriminator else None
         self.plain: dict[str, nn.Module] = {}
         """The unwrapped nets while G/S/D are wrapped for DistributedDataParallel."""
@@ -60,8 +65,8 @@ class Networks(nn.Module):
 
     def architecture(self) -> dict:
         """What must match between a weights file and the config that rebuilds these nets."""
-        return architecture(self.cfg, self.n_domains)
+        return architecture(self.cfg, self.n_domains, self.classes)
 
 
-def architecture(cfg: Config, n_domains: int) -> dict:
-    return {"method": cfg.method, "n_domains": n_domains, "model": cfg.to_dict()["model"]}
+def architecture(cfg: Config, n_domains: int, classes: tuple[str, ...] = CLASS_NAMES) -> dict:
+    return {"method": cfg.method, "n_domains": n_domains, "classes": list(classes), "model": cfg.to_dict()["model"]}

@@ -9,11 +9,12 @@ import torch
 
 from advnorm.config import Config
 from advnorm.data.intensity import fit_nyul, input_histogram, raw_input_problem, transform_image
-from advnorm.data.layouts import Dataset
+from advnorm.data.layouts import Dataset, read_alike
 from advnorm.data.patches import PatchIndex, gather
 from advnorm.data.splits import domain_split, stratified_patch_split
 from advnorm.data.subject import Subject
 from advnorm.errors import AdvnormError
+from advnorm.labels import CLASS_NAMES
 from advnorm.methods import MethodSpec
 
 
@@ -31,6 +32,8 @@ class TrainingData:
     input_state: dict = field(default_factory=dict)
     input_histograms: dict[str, list[float]] = field(default_factory=dict)
     """Per domain, the brain histogram of the transformed training inputs: what inference compares a new input with."""
+    classes: tuple[str, ...] = CLASS_NAMES
+    """The classes S learns (background first): the label set all training domains are read with."""
 
     def batch(self, index: PatchIndex, rows: np.ndarray) -> tuple[torch.Tensor, ...]:
         """Gather patches ``rows``: x (B,1,P,P,P) float32, y (B,P,P,P) long, mask like x, z (B,) long."""
@@ -44,15 +47,16 @@ class TrainingData:
         return self.subject_domain[index.subjects]
 
     def class_counts(self, rows: int = 512, seed: int = 0) -> torch.Tensor:
-        """Voxel counts of classes 0-3 over a sample of training patches (for the default Dice weights)."""
+        """Voxel counts of every class over a sample of training patches (for the default Dice weights)."""
         rng = np.random.default_rng(seed)
         pick = rng.choice(len(self.train), size=min(rows, len(self.train)), replace=False)
         y = gather(self.labels, self.train, pick)
-        return torch.from_numpy(np.bincount(y.ravel(), minlength=4)[:4].astype(np.int64))
+        n = len(self.classes)
+        return torch.from_numpy(np.bincount(y.ravel(), minlength=n)[:n].astype(np.int64))
 
 
-def prepare(datasets: list[Dataset], cfg: Config, spec: MethodSpec, *, log=print) -> TrainingData:
-    """Load the training and validation subjects of every training domain and index their patches."""
+def training_domains(datasets: list[Dataset], cfg: Config, spec: MethodSpec) -> list[Dataset]:
+    """The domains a method trains on: one for ``single`` (``data.train_domain``, else the first), else all (>= 2)."""
     if spec.single_domain:
         wanted = cfg.data.train_domain or datasets[0].name
         chosen = [d for d in datasets if d.name == wanted]
@@ -60,9 +64,21 @@ def prepare(datasets: list[Dataset], cfg: Config, spec: MethodSpec, *, log=print
             raise AdvnormError(
                 f"--train-domain {wanted!r} is none of the domains {', '.join(d.name for d in datasets)}"
             )
-        datasets = chosen
-    elif len(datasets) < 2:
+        return chosen
+    if len(datasets) < 2:
         raise AdvnormError(f"method {spec.name!r} trains on several domains: give at least two --data")
+    return datasets
+
+
+def prepare(datasets: list[Dataset], cfg: Config, spec: MethodSpec, *, log=print) -> TrainingData:
+    """Load the training and validation subjects of every training domain and index their patches."""
+    datasets = read_alike(training_domains(datasets, cfg, spec))
+    classes = datasets[0].classes
+    if cfg.loss.dice_weights is not None and len(cfg.loss.dice_weights) != len(classes):
+        raise AdvnormError(
+            f"invalid configuration: loss.dice_weights has {len(cfg.loss.dice_weights)} weights for the "
+            f"{len(classes)} classes of the data ({', '.join(classes)})"
+        )
     subjects, split, subject_domain = [], {}, []
     for k, ds in enumerate(datasets):
         split[ds.name] = domain_split([c.case_id for c in ds.labelled()], cfg.data, where=ds.root)
@@ -116,6 +132,7 @@ def prepare(datasets: list[Dataset], cfg: Config, spec: MethodSpec, *, log=print
         split=split,
         input_state=input_state,
         input_histograms=histograms,
+        classes=classes,
     )
 
 

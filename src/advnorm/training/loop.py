@@ -120,7 +120,7 @@ class TrainingRun:
                 if cfg.loss.dice_weights is not None
                 else default_dice_weights(cfg.loss.dice_form, self.data.class_counts(seed=cfg.train.seed))
             )
-            self.nets = Networks(cfg, len(self.data.domains), device)
+            self.nets = Networks(cfg, len(self.data.domains), device, classes=self.data.classes)
             self.trainer = Trainer(self.nets, weights)
             self.schedulers = {
                 k: torch.optim.lr_scheduler.ReduceLROnPlateau(
@@ -218,8 +218,8 @@ class TrainingRun:
         for k, name in enumerate(self.data.domains):
             if k not in have:
                 raise AdvnormError(
-                    f"domain {name!r} has no foreground labels (CSF/GM/WM) in its training subjects: "
-                    "their label maps hold only background; training needs labelled tissue in every domain",
+                    f"domain {name!r} has no foreground labels ({', '.join(self.data.classes[1:])}) in its training "
+                    "subjects: their label maps hold only background; training needs labelled tissue in every domain",
                     roots.get(name, name),
                 )
 
@@ -263,6 +263,7 @@ class TrainingRun:
         data = self.data
         return {
             "domains": data.domains,
+            "classes": list(data.classes),
             "datasets": [{"name": d.name, "layout": d.layout, "root": str(d.root)} for d in self.datasets],
             "data": fingerprints,
             "split": data.split,
@@ -385,6 +386,7 @@ class TrainingRun:
         summary = {
             "method": self.cfg.method,
             "domains": self.data.domains,
+            "classes": list(self.data.classes),
             "epochs": self.cfg.train.epochs,
             "budget": self.budget(),
             "best_val_loss": self.best,

@@ -14,7 +14,6 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from advnorm.labels import CLASS_NAMES
 from advnorm.training.data import TrainingData
 from advnorm.training.trainer import Trainer
 
@@ -27,7 +26,7 @@ def validate(trainer: Trainer, data: TrainingData, rows: np.ndarray, chunk: int 
     ``advnorm evaluate``'s job. A (domain, class) absent from both prediction and truth is ``nan``.
     """
     trainer.nets.eval()
-    n_dom, n_cls = len(data.domains), len(CLASS_NAMES)
+    n_dom, n_cls = len(data.domains), len(data.classes)
     inter = torch.zeros(n_dom, n_cls, dtype=torch.float64)
     total = torch.zeros(n_dom, n_cls, dtype=torch.float64)
     loss_sum, n = 0.0, 0
@@ -54,7 +53,7 @@ def validate(trainer: Trainer, data: TrainingData, rows: np.ndarray, chunk: int 
     dice = torch.where(total > 0, 2 * inter / total.clamp_min(1), torch.full_like(total, float("nan")))
     for d, name in enumerate(data.domains):
         for c in range(1, n_cls):
-            result[f"val_dice_{name}_{CLASS_NAMES[c]}"] = float(dice[d, c])
+            result[f"val_dice_{name}_{data.classes[c]}"] = float(dice[d, c])
     result["val_dice_mean"] = float(np.nanmean(dice[:, 1:].numpy()))
     if d_real:
         result.update(discriminator_view(torch.cat(d_real), torch.cat(d_generated), torch.cat(domains)))

@@ -16,6 +16,7 @@ from advnorm.data.layouts import iseg2017, mrbrains13, mrbrains18, nnunet
 from advnorm.data.layouts.base import CaseRef, Dataset, list_dir
 from advnorm.data.volume_io import has_image_suffix, strip_image_suffix
 from advnorm.errors import AdvnormError
+from advnorm.labels import CLASS_NAMES
 
 __all__ = [
     "LAYOUTS",
@@ -27,6 +28,7 @@ __all__ = [
     "open_domains",
     "open_input",
     "parse_spec",
+    "read_alike",
 ]
 
 LAYOUTS: dict[str, ModuleType] = {m.NAME: m for m in (nnunet, mrbrains13, mrbrains18, iseg2017)}
@@ -146,8 +148,7 @@ def open_input(spec: str) -> Dataset:
             layout=iseg2017.NAME,
             root=path.parent,
             cases=[iseg_case or case],
-            label_values=iseg2017.LABEL_VALUES,
-            label_map=dict(iseg2017.LABEL_MAP),
+            reading=iseg2017.READING,
             mask_from="nonzero",
         )
     return Dataset(name="file", layout="file", root=path.parent, cases=[case], mask_from="auto")
@@ -163,3 +164,26 @@ def enclosing_dataset(path: Path, levels: int = 3) -> Path | None:
         except AdvnormError:
             continue
     return None
+
+
+def read_alike(datasets: list[Dataset], classes: tuple[str, ...] | None = None) -> list[Dataset]:
+    """The datasets read with one label set, as multi-domain training and evaluation need.
+
+    ``classes`` (a trained run's) if given; else the datasets' own set if they all share it; else the paper's
+    CSF/GM/WM if every dataset can be read as those (an nnU-Net dataset that names them, MRBrainS18).
+    """
+    if classes is None:
+        own = {d.classes for d in datasets}
+        classes = own.pop() if len(own) == 1 else CLASS_NAMES
+    out = []
+    for d in datasets:
+        try:
+            out.append(d.read_as(classes))
+        except AdvnormError:
+            others = "; ".join(f"{o.name}: {', '.join(o.classes[1:])}" for o in datasets)
+            raise AdvnormError(
+                f"the domains have different labels ({others}) and {d.name}'s cannot be read as "
+                f"{', '.join(classes[1:])}",
+                d.root,
+            ) from None
+    return out

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from advnorm.data.subject import Subject, build_subject
 from advnorm.errors import AdvnormError
-
-IDENTITY_MAP: dict[int, int] = {0: 0, 1: 1, 2: 2, 3: 3}
+from advnorm.labels import IDENTITY_TISSUES, LabelReading
 
 
 @dataclass(frozen=True)
@@ -28,22 +28,46 @@ class CaseRef:
 class Dataset:
     """A dataset folder read in its own layout: one domain of the multi-domain problem.
 
-    ``label_values`` are the dataset's own ids of classes 0-3 (background, CSF, GM, WM),
-    used to write segmentations back in the dataset's convention. ``label_map`` maps the
-    ids found in the label files to classes 0-3; ``label_maps`` overrides it for label
-    files with a given (lower-case) file name, for layouts that ship several label
-    conventions (MRBrainS13's ``LabelsForTraining.nii``). ``mask_from`` is the skull
-    stripping rule handed to :func:`advnorm.data.subject.build_subject`.
+    ``reading`` says how its label files are read: which class each id is, and which id to write back
+    (see :class:`advnorm.labels.LabelReading`). It is the dataset's own label set; ``tissue_reading``,
+    when the dataset has one, reads the same files as the paper's CSF/GM/WM, so datasets with different
+    own labels can still be combined. ``mask_from`` is the skull-stripping rule handed to
+    :func:`advnorm.data.subject.build_subject`.
     """
 
     name: str
     layout: str
     root: Path
     cases: list[CaseRef]
-    label_values: tuple[int, int, int, int] = (0, 1, 2, 3)
-    label_map: dict[int, int] = field(default_factory=lambda: dict(IDENTITY_MAP))
+    reading: LabelReading = IDENTITY_TISSUES
     mask_from: str = "nonzero"
-    label_maps: dict[str, dict[int, int]] = field(default_factory=dict)
+    tissue_reading: LabelReading | None = None
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        return self.reading.classes
+
+    @property
+    def label_values(self) -> tuple[int, ...]:
+        return self.reading.values
+
+    @property
+    def label_map(self) -> dict[int, int]:
+        return self.reading.label_map
+
+    @property
+    def label_maps(self) -> dict[str, dict[int, int]]:
+        return self.reading.per_file
+
+    def read_as(self, classes: tuple[str, ...]) -> Dataset:
+        """This dataset with its labels read as ``classes`` (its own, or the tissues if it can)."""
+        if classes == self.reading.classes:
+            return self
+        if self.tissue_reading is not None and classes == self.tissue_reading.classes:
+            return dataclasses.replace(self, reading=self.tissue_reading)
+        raise AdvnormError(
+            f"its labels ({', '.join(self.classes[1:])}) cannot be read as {', '.join(classes[1:])}", self.root
+        )
 
     def labelled(self) -> list[CaseRef]:
         return [c for c in self.cases if c.label is not None]
@@ -54,7 +78,7 @@ class Dataset:
     def label_map_for(self, case: CaseRef) -> Mapping[int, int]:
         if case.label is None:
             return self.label_map
-        return self.label_maps.get(case.label.name.lower(), self.label_map)
+        return self.reading.per_file.get(case.label.name.lower(), self.reading.label_map)
 
     def load_case(self, case: CaseRef, *, with_label: bool = True) -> Subject:
         """Load one case onto the 1 mm working grid with this layout's label map and mask rule.
@@ -85,7 +109,7 @@ class Dataset:
             layout=self.layout,
             label_map=self.label_map_for(case) if label is not None else None,
             mask_from=mask_from,
-            label_values=self.label_values,
+            label_values=self.reading.values,
             mask_path=case.mask,
         )
         if drop_label:

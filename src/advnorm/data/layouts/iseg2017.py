@@ -12,11 +12,13 @@ from pathlib import Path
 
 from advnorm.data.layouts.base import CaseRef, Dataset, list_dir, require_cases
 from advnorm.errors import AdvnormError
+from advnorm.labels import CLASS_NAMES, LabelReading
 
 NAME = "iseg2017"
 SIGNATURE = "flat folder of subject-N-T1.hdr/.img (+ subject-N-label.hdr/.img)"
 LABEL_VALUES = (0, 10, 150, 250)
 LABEL_MAP = {0: 0, 10: 1, 150: 2, 250: 3}
+READING = LabelReading(CLASS_NAMES, LABEL_MAP, LABEL_VALUES)
 
 _FILE = re.compile(r"^subject-(\d+)-(t1|t2|label)\.(hdr|img|nii|nii\.gz)$", re.IGNORECASE)
 T1_FILE = re.compile(r"^subject-(\d+)-t1\.(hdr|img|nii|nii\.gz)$", re.IGNORECASE)
@@ -58,8 +60,7 @@ def open_dataset(folder: Path) -> Dataset:
         layout=NAME,
         root=folder,
         cases=cases,
-        label_values=LABEL_VALUES,
-        label_map=dict(LABEL_MAP),
+        reading=READING,
         mask_from="nonzero",
     )
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from advnorm.data.layouts.base import CaseRef, Dataset, child, first_child, require_cases, subdirs
 from advnorm.errors import AdvnormError
+from advnorm.labels import CLASS_NAMES, LabelReading
 
 NAME = "mrbrains13"
 SIGNATURE = "MRBrainS13DataNii/ or its TrainingData/ (N/T1.nii + N/LabelsForTesting.nii)"
@@ -83,7 +84,11 @@ def open_dataset(folder: Path) -> Dataset:
         layout=NAME,
         root=folder,
         cases=cases,
-        label_values=(0, 1, 2, 3),
+        reading=LabelReading(
+            CLASS_NAMES,
+            {0: 0, 1: 1, 2: 2, 3: 3},
+            (0, 1, 2, 3),
+            per_file={n.lower(): training_map for n in TRAINING_LABELS},
+        ),
         mask_from="label",
-        label_maps={n.lower(): training_map for n in TRAINING_LABELS},
     )

@@ -13,12 +13,28 @@ from pathlib import Path
 
 from advnorm.data.layouts.base import CaseRef, Dataset, child, first_child, require_cases, subdirs
 from advnorm.errors import AdvnormError
+from advnorm.labels import CLASS_NAMES, LabelReading
 
 NAME = "mrbrains18"
 SIGNATURE = "folder with training/<id>/pre/reg_T1.nii.gz + training/<id>/segm.nii.gz"
 T1_NAMES = ("reg_T1.nii.gz", "reg_T1.nii")
 LABEL_NAMES = ("segm.nii.gz", "segm.nii")
 LABEL_MAP = {0: 0, 1: 2, 2: 2, 3: 3, 4: 3, 5: 1, 6: 1, 7: 0, 8: 0, 9: 0, 10: 0}
+TISSUES = LabelReading(CLASS_NAMES, LABEL_MAP, (0, 1, 2, 3))
+"""Read as the paper's CSF/GM/WM (to combine MRBrainS18 with iSEG or MRBrainS13)."""
+STRUCTURE_NAMES = (
+    "background",
+    "cortical GM",
+    "basal ganglia",
+    "WM",
+    "WM lesions",
+    "extracerebral CSF",
+    "ventricles",
+    "cerebellum",
+    "brainstem",
+)
+STRUCTURES = LabelReading(STRUCTURE_NAMES, {**{k: k for k in range(9)}, 9: 0, 10: 0}, tuple(range(9)))
+"""MRBrainS18's own eight structures (infarction, 9, and other, 10, are not scored by the challenge: background)."""
 
 
 def _t1(subject: Path) -> Path | None:
@@ -60,7 +76,7 @@ def open_dataset(folder: Path) -> Dataset:
         layout=NAME,
         root=folder,
         cases=cases,
-        label_values=(0, 1, 2, 3),
-        label_map=dict(LABEL_MAP),
+        reading=STRUCTURES,
+        tissue_reading=TISSUES,
         mask_from="label",
     )

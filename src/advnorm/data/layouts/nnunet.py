@@ -1,8 +1,9 @@
 """nnU-Net raw layout: ``DatasetXXX_Name/`` with ``imagesTr/``, ``labelsTr/`` and ``dataset.json``.
 
-Only channel ``0000`` is used. Classes are found by *name* in ``dataset.json``'s
-``labels`` (case-insensitive, with synonyms such as "grey matter"); any other named
-label maps to background. ``imagesTs/`` cases are unlabelled. nnU-Net v1 folders
+Only channel ``0000`` is used. The classes are the dataset's own: every label of ``dataset.json``'s
+``labels``, in id order. When the labels name CSF, GM and WM (case-insensitive, with synonyms such as
+"grey matter") the dataset can also be read as those tissues, other labels then counting as background:
+that is how it combines with iSEG or MRBrainS. ``imagesTs/`` cases are unlabelled. nnU-Net v1 folders
 (``TaskXXX_Name``, ``labels`` written id -> name) are read too.
 """
 
@@ -16,7 +17,7 @@ from pathlib import Path
 from advnorm.data.layouts.base import CaseRef, Dataset, child, list_dir, require_cases
 from advnorm.data.volume_io import IMAGE_SUFFIXES, has_image_suffix
 from advnorm.errors import AdvnormError
-from advnorm.labels import CLASS_NAMES
+from advnorm.labels import CLASS_NAMES, LabelReading
 
 NAME = "nnunet"
 SIGNATURE = "DatasetXXX_Name/ with dataset.json, imagesTr/{case}_0000.nii.gz, labelsTr/{case}.nii.gz"
@@ -53,40 +54,48 @@ def read_meta(folder: Path) -> tuple[dict, Path]:
     return meta, path
 
 
-def label_map_from(labels: dict, path: Path) -> tuple[dict[int, int], tuple[int, int, int, int]]:
-    """(id -> class map, ids of classes 0-3) from dataset.json's ``labels``, by label name."""
+def readings_from(labels: dict, path: Path) -> tuple[LabelReading, LabelReading | None]:
+    """The dataset's own label set from dataset.json's ``labels`` (every label, in id order) and, when its
+    labels name CSF, GM and WM (synonyms such as "grey matter" count), the reading as those tissues (other
+    labels then count as background). A dataset whose own labels are exactly the tissues reads as them."""
     pairs: list[tuple[str, object]] = list(labels.items())
     if all(re.fullmatch(r"\d+", str(k)) for k in labels) and all(isinstance(v, str) for v in labels.values()):
         pairs = [(v, int(k)) for k, v in labels.items()]  # nnU-Net v1: id -> name
-    label_map: dict[int, int] = {}
-    found: dict[int, list[int]] = {1: [], 2: [], 3: []}
+    by_id: dict[int, str] = {}
     for name, value in pairs:
-        ids = _ids(name, value, path)
         if _normal(str(name)) == "ignore":  # nnU-Net v2's partial annotation: not background, not a class
             raise AdvnormError(
                 f'dataset.json has an "ignore" label ({value}): partial annotations are not supported '
                 "(those voxels would be trained and scored as background); relabel or remove them",
                 path,
             )
-        cls = next((c for c, names in SYNONYMS.items() if _normal(str(name)) in names), 0)
-        if cls and isinstance(value, list):
+        if isinstance(value, list):
             raise AdvnormError(f'dataset.json label "{name}" is a region (list of ids); a single id is needed', path)
-        for i in ids:
-            if cls or i not in label_map:
-                label_map[i] = cls
+        (i,) = _ids(name, value, path)
+        if i in by_id:
+            raise AdvnormError(f'dataset.json gives the id {i} to two labels ("{by_id[i]}", "{name}")', path)
+        by_id[i] = str(name)
+    if by_id.get(0) is None:
+        raise AdvnormError("dataset.json labels have no background (id 0)", path)
+    ids = sorted(by_id)
+    own = LabelReading(("background", *(by_id[i] for i in ids[1:])), {i: k for k, i in enumerate(ids)}, tuple(ids))
+    tissue = _tissue_reading(by_id)
+    if tissue is not None and len(ids) == len(CLASS_NAMES):
+        return tissue, tissue  # the paper's classes under other names or in another order
+    return own, tissue
+
+
+def _tissue_reading(by_id: dict[int, str]) -> LabelReading | None:
+    """CSF, GM and WM found by name (each exactly once); any other label is background. ``None`` if one is missing."""
+    found: dict[int, list[int]] = {1: [], 2: [], 3: []}
+    for i, name in by_id.items():
+        cls = next((c for c, names in SYNONYMS.items() if _normal(name) in names), 0)
         if cls:
-            found[cls].extend(ids)
-    missing = [CLASS_NAMES[c] for c in (1, 2, 3) if not found[c]]
-    if missing:
-        have = ", ".join(str(n) for n, _ in pairs)
-        raise AdvnormError(
-            f"dataset.json labels have no {'/'.join(missing)} (found: {have}); name them CSF, GM and WM", path
-        )
-    clash = [CLASS_NAMES[c] for c in (1, 2, 3) if any(label_map.get(i) != c for i in found[c])]
-    if clash:
-        raise AdvnormError(f"dataset.json gives the {'/'.join(clash)} id to two different labels", path)
-    label_map.setdefault(0, 0)  # nnU-Net's background is always 0
-    return label_map, (0, found[1][0], found[2][0], found[3][0])
+            found[cls].append(i)
+    if any(len(v) != 1 for v in found.values()):
+        return None
+    label_map = {i: 0 for i in by_id} | {v[0]: c for c, v in found.items()}
+    return LabelReading(CLASS_NAMES, label_map, (0, found[1][0], found[2][0], found[3][0]))
 
 
 def _ids(name: str, value: object, path: Path) -> list[int]:
@@ -162,7 +171,7 @@ def _orphan_labels(labels_tr: Path | None, ending: str, cases: set[str]) -> None
 
 def open_dataset(folder: Path) -> Dataset:
     meta, meta_path = read_meta(folder)
-    label_map, label_values = label_map_from(meta["labels"], meta_path)
+    reading, tissue_reading = readings_from(meta["labels"], meta_path)
     ending = _file_ending(meta, meta_path)
     images_tr = child(folder, "imagesTr")
     labels_tr = child(folder, "labelsTr")
@@ -184,7 +193,7 @@ def open_dataset(folder: Path) -> Dataset:
         layout=NAME,
         root=folder,
         cases=cases,
-        label_values=label_values,
-        label_map=label_map,
+        reading=reading,
+        tissue_reading=tissue_reading,
         mask_from="auto",
     )
