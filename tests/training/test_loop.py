@@ -61,3 +61,28 @@ def test_one_epoch_smoke_test_works_for_every_method(method, tiny_phantom, tiny_
     phases = [r["phase"] for r in read_log(RunFolder(out).log)]
     uses_g = method in ("unconstrained", "adversarial")
     assert phases == ["init"] + ["warmup"] * uses_g + ["main"]
+
+
+def test_tensorboard_events_have_the_logs_scalars_and_gs_images(tiny_phantom, tiny_config, tmp_path):
+    pytest.importorskip("tensorboard", reason="the tensorboard extra (pip install -e '.[tensorboard]')")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    out = tmp_path / "run"
+    argv = ["train", "--method", "adversarial", "--out", str(out), "--config", str(tiny_config), "--no-progress"]
+    assert main(argv + [a for d in tiny_phantom for a in ("--data", str(d))]) == 0
+    events = EventAccumulator(str(out), size_guidance={"images": 0, "scalars": 0}).Reload()
+    rows = read_log(RunFolder(out).log)
+    numeric = {k for r in rows for k, v in r.items() if isinstance(v, (int, float)) and k != "epoch"}
+    assert numeric <= set(events.Tags()["scalars"]) and "val_dice_mean" in numeric
+    assert [e.step for e in events.Scalars("val_dice_mean")] == [int(r["epoch"]) for r in rows]
+    assert events.Tags()["images"] == ["G/input_and_output"] and len(events.Images("G/input_and_output")) == len(rows)
+
+
+def test_without_tensorboard_nothing_changes(tiny_phantom, tiny_config, tmp_path, monkeypatch):
+    from advnorm.training import tensorboard
+
+    monkeypatch.setattr(tensorboard, "available", lambda: False)
+    out = tmp_path / "run"
+    argv = ["train", "--method", "single", "--out", str(out), "--config", str(tiny_config), "--no-progress"]
+    assert main(argv + [a for d in tiny_phantom for a in ("--data", str(d))]) == 0
+    assert not list(out.glob("events.out.tfevents*"))

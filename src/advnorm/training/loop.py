@@ -36,7 +36,7 @@ from advnorm.models.networks import Networks
 from advnorm.models.weights import save_weights
 from advnorm.paths import probe_writable, top_missing
 from advnorm.run_folder import RunFolder, config_differences, pick_device
-from advnorm.training import distributed
+from advnorm.training import distributed, tensorboard
 from advnorm.training.checkpoint import load_train_state, save_train_state
 from advnorm.training.data import prepare, validation_rows
 from advnorm.training.log import Row, plot_learning_curves, read_log, write_log
@@ -148,6 +148,7 @@ class TrainingRun:
             world_size=ctx.world_size,
         )
         self.val_rows = validation_rows(self.data, cfg.train.val_patches, cfg.train.seed)
+        self.tensorboard = tensorboard.open_log(self.files.root) if ctx.is_main else None
         self.t0 = time.perf_counter() - (float(self.rows[-1].get("seconds", 0) or 0) if self.rows else 0.0)
 
     def _prepare_folder(self) -> Path | None:
@@ -285,6 +286,7 @@ class TrainingRun:
         self._finish_row(row)
         if self.ctx.is_main:
             write_log(self.files.log, self.rows)
+            self._to_tensorboard(row)
             self.log(epoch_line(row))
 
     # -- the epochs --------------------------------------------------------------------------------
@@ -346,6 +348,7 @@ class TrainingRun:
         if improved:
             save_weights(self.files.best, self.nets)
         write_log(self.files.log, self.rows)
+        self._to_tensorboard(row)
         save_train_state(self.files.state, self._state(epoch))
         plot_learning_curves(self.files.log, self.files.progress)
         self.log(epoch_line(row))
@@ -355,6 +358,19 @@ class TrainingRun:
         row.update({f"lr_{k}": o.param_groups[0]["lr"] for k, o in self.trainer.optimizers().items()})
         row["seconds"] = round(time.perf_counter() - self.t0, 2)
         self.rows.append(row)
+
+    def _to_tensorboard(self, row: Row) -> None:
+        """The row's scalars and, with a G, the first validation patch before and after G."""
+        if self.tensorboard is None:
+            return
+        self.tensorboard.row(row)
+        if self.nets.G is not None:
+            x, _, m, _ = self.data.batch(self.data.val, self.val_rows[:1])
+            self.nets.eval()
+            with torch.no_grad():
+                x_hat = self.nets.normalize(x.to(self.nets.device), m.to(self.nets.device))
+            self.nets.train()
+            self.tensorboard.normalization(x[0, 0].numpy(), x_hat[0, 0].float().cpu().numpy(), int(row["epoch"]))
 
     def _state(self, epoch: int) -> dict[str, Any]:
         return {
@@ -393,6 +409,8 @@ class TrainingRun:
             "final": {k: v for k, v in last.items() if k.startswith(("val_", "d_"))},
             "seconds": last["seconds"],
         }
+        if self.tensorboard is not None:
+            self.tensorboard.close()
         if self.ctx.is_main:
             save_weights(self.files.final, self.nets)
             if not self.files.best.exists():
