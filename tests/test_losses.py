@@ -6,11 +6,13 @@ import pytest
 import torch
 
 from advnorm.training.losses import (
+    confusion_loss,
     default_dice_weights,
     discriminator_loss,
     generator_adversarial_loss,
     inverse_frequency_weights,
     per_class_dice_loss,
+    ramp,
     segmentation_loss,
     weighted_dice_loss,
 )
@@ -161,3 +163,30 @@ def test_inverse_frequency_weights():
     assert float(w.sum()) == pytest.approx(1.0)
     assert float(w[2]) == 0.0 and float(w[1]) == pytest.approx(float(w[3]))
     assert float(w[1]) == pytest.approx(10 * float(w[0]))
+
+
+@pytest.mark.parametrize(
+    "logits, expected",
+    [
+        ([[0.0, 0.0]], math.log(2)),  # D cannot tell: the minimum, log K
+        ([[0.0, 0.0, 0.0]], math.log(3)),
+        ([[5.0, 5.0, 5.0]], math.log(3)),  # a shift of the logits changes nothing
+        # p = softmax(0, log 3) = (1/4, 3/4): -(log 1/4 + log 3/4) / 2
+        ([[0.0, math.log(3)]], -(math.log(0.25) + math.log(0.75)) / 2),
+    ],
+)
+def test_confusion_loss_hand_computed(logits, expected):
+    assert float(confusion_loss(torch.tensor(logits, dtype=torch.float64))) == pytest.approx(expected)
+
+
+def test_confusion_loss_is_least_when_d_is_uniform():
+    torch.manual_seed(0)
+    for _ in range(20):
+        logits = torch.randn(4, 3) * 3
+        assert float(confusion_loss(logits)) >= math.log(3) - 1e-6
+
+
+@pytest.mark.parametrize("progress, expected", [(0.0, 0.0), (-1.0, 0.0), (0.1, 2 / (1 + math.exp(-1)) - 1),
+                                                (1.0, 2 / (1 + math.exp(-10)) - 1), (3.0, 2 / (1 + math.exp(-10)) - 1)])
+def test_dann_ramp(progress, expected):
+    assert ramp(progress) == pytest.approx(expected)

@@ -22,9 +22,9 @@ def test_reproduce_writes_tables_report_and_figures(tiny_phantom, tiny_config, t
     assert main(argv) == 0
     rows = list(csv.DictReader(open(out / "table1.csv")))
     assert list(rows[0]) == TABLE1_COLUMNS
-    # two domains: the paper's numbering 1-7 plus the two extra baselines, one row per model and test domain
-    assert sorted({r["experiment"] for r in rows}) == [str(i) for i in range(1, 10)]
-    assert len(rows) == 2 * 2 + 5 * 2  # 2 single models x 2 test domains + 5 multi-domain models x 2
+    # two domains: the paper's numbering 1-7, the two extra baselines and harmonized; one row per model and test domain
+    assert sorted({r["experiment"] for r in rows}, key=int) == [str(i) for i in range(1, 11)]
+    assert len(rows) == 2 * 2 + 6 * 2  # 2 single models x 2 test domains + 6 multi-domain models x 2
     assert {r["method_id"] for r in rows} == set(METHODS) and {r["seeds"] for r in rows} == {"2"}
     per_seed = list(csv.DictReader(open(out / "table1_per_seed.csv")))
     assert list(per_seed[0]) == PER_SEED_COLUMNS and len(per_seed) == 2 * len(rows)
@@ -34,22 +34,23 @@ def test_reproduce_writes_tables_report_and_figures(tiny_phantom, tiny_config, t
         assert 0.0 <= float(r["mean"]) <= 1.0
     t2 = list(csv.DictReader(open(out / "table2.csv")))
     assert list(t2[0]) == TABLE2_COLUMNS
-    assert {r["method"] for r in t2} >= {"adversarial", "unconstrained", "standardized", "nyul"}
+    assert {r["method"] for r in t2} >= {"adversarial", "unconstrained", "standardized", "nyul", "harmonized"}
     report = (out / "report.md").read_text()
     for fig in ("fig3.png", "fig4.png", "curves_adversarial.png"):
         assert f"({fig})" in report and (out / fig).stat().st_size > 1000
     assert "The paper's Table 1" in report and "3.509" in report and " ± " in report
     assert "Paired comparisons" in report and "adversarial scores" in report and "95% CI" in report
     assert "every model got 9 updates of S" in report and "## The discriminator" in report
-    for run in ("single-InfantT1", "single-AdultT1Thick", "standardized", "unconstrained", "adversarial", "nyul", "augmented"):
+    for run in ("single-InfantT1", "single-AdultT1Thick", "standardized", "unconstrained", "adversarial", "nyul", "augmented",
+                "harmonized"):
         for seed in (0, 1):
             assert (out / "runs" / run / f"seed{seed}" / "evaluation.json").exists()
     # re-running skips every finished run; fewer seeds reuse the first ones
     capsys.readouterr()
     assert main(argv) == 0
-    assert capsys.readouterr().out.count("finished earlier, skipped") == 14
+    assert capsys.readouterr().out.count("finished earlier, skipped") == 16
     assert main(argv[:-2] + ["--seeds", "1", "--data", argv[-1]]) == 0
-    assert capsys.readouterr().out.count("finished earlier, skipped") == 7
+    assert capsys.readouterr().out.count("finished earlier, skipped") == 8
     assert main(argv) == 0  # back to the full report
     # Regression (issue 15.2): a re-run with other settings or data once skipped every run and wrote a report
     # naming the new settings over the old tables. Now it is refused before any work, and nothing changes.

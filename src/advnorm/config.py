@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from advnorm.errors import AdvnormError
-from advnorm.methods import METHODS, Method
+from advnorm.methods import METHOD_SPECS, METHODS, Method
 
 SCALE_TOP = 1.5
 """Raw inputs are rescaled to [0, SCALE_TOP] (``data.intensity``): the range of G's input and of its output."""
@@ -40,6 +40,15 @@ class ModelConfig:
     """Channels of D per stage (each stage halves the resolution)."""
     discriminator_blocks: int = 1
     """Residual blocks per discriminator stage (2 with widths 64-512 is a 3-D ResNet-18, as the authors used)."""
+    generator: Literal["auto", "unet", "transfer"] = "auto"
+    """G's kind: ``unet`` (the paper's 3-D U-Net) or ``transfer`` (a per-image intensity transfer function predicted
+    from the image's histogram: it cannot paint anatomy). ``auto``: the method's (docs/method.md)."""
+    discriminator: Literal["auto", "patch", "histogram"] = "auto"
+    """D's input: ``patch`` (the paper's residual CNN on the patch) or ``histogram`` (a soft histogram of the
+    patch's brain voxels: only the intensity distribution, not anatomy or texture). ``auto``: the method's."""
+    discriminator_stem_norm: Literal["auto", "group", "none"] = "auto"
+    """``group``: the paper's stem (GroupNorm right after the first convolution, blind to a patch's intensity
+    scale); ``none``: no normalization in the stem. ``auto``: the method's."""
     generator_output: Literal["sigmoid", "residual"] = "sigmoid"
     """G's last step: ``sigmoid`` = 1.5 * sigmoid(U(x)), which learns the identity in the warm-up;
     ``residual`` = 1.5 * sigmoid(logit(x / 1.5) + U(x)), the identity from the start (measured: docs/method.md)."""
@@ -61,6 +70,12 @@ class LossConfig:
     """The epsilon of eq. (2) that keeps the ratio defined for empty classes."""
     adv_lambda: float = 1.0
     """lambda of eq. (1): the weight of G's adversarial term against L_seg."""
+    adversary: Literal["auto", "paper", "confusion"] = "auto"
+    """``paper``: eq. (1)-(4), D classifies real patches into K domains and G's output as a (K+1)-th class;
+    ``confusion``: D classifies G's output into its K source domains and G makes D's posterior uniform
+    (Dinsdale et al., NeuroImage 2021), so the adversary pushes the domains together. ``auto``: the method's."""
+    adv_ramp_epochs: int = 0
+    """Epochs over which lambda ramps up from 0 (DANN's schedule 2 / (1 + exp(-10 p)) - 1); 0: lambda from the start."""
     adv_form: Literal["non_saturating", "saturating"] = "non_saturating"
     """G's adversarial term: ``saturating`` is eq. (1) as written, log p_D(fake | G(x)); ``non_saturating``
     minimises -log(1 - p_D(fake | G(x))), the same fixed point with gradients while D wins (docs/method.md)."""
@@ -111,6 +126,10 @@ class TrainConfig:
     """Validation patches scored after every epoch (a fixed, domain-balanced sample)."""
     seed: int = 0
     """Seed of the initialisation, the batches and the augmentation (``reproduce --seeds N`` runs 0..N-1)."""
+    d_steps: int = 1
+    """Updates of D per update of G and S (n_critic)."""
+    d_during_warmup: bool = False
+    """Train D on real patches during G's identity warm-up too, so it knows the domains when the adversary starts."""
     amp: bool = False
     """bf16 autocast (CPU and GPUs that support it)."""
     device: str = "auto"
@@ -268,6 +287,7 @@ def validate(cfg: Config) -> None:
     )
     need(0 <= t.seed < 2**32 and 0 <= cfg.data.split_seed < 2**32, "seeds must be integers in [0, 2^32)")
     need(m.discriminator_blocks >= 1, "model.discriminator_blocks must be >= 1")
+    need(t.d_steps >= 1 and loss.adv_ramp_epochs >= 0, "train.d_steps must be >= 1 and loss.adv_ramp_epochs >= 0")
     need(t.patch_stride >= 1, "train.patch_stride must be >= 1")
     need(t.steps_per_epoch is None or t.steps_per_epoch >= 1, "train.steps_per_epoch must be >= 1")
     need(t.val_patches >= 1, "train.val_patches must be >= 1")
@@ -391,3 +411,31 @@ def differences(
     if isinstance(stored, (list, tuple)) and isinstance(expected, (list, tuple)):
         stored, expected = list(stored), list(expected)
     return [] if stored == expected else [f"{where.rstrip('.')} is {stored!r} {there}, {expected!r} {here}"]
+
+
+@dataclass(frozen=True)
+class Ingredients:
+    """What a run's method is made of, after resolving ``auto`` against the method table."""
+
+    generator: str | None
+    """``unet``, ``transfer``, or ``None`` (no G)."""
+    adversary: str | None
+    """``paper``, ``confusion``, or ``None`` (no D)."""
+    discriminator: str
+    stem_norm: str
+
+
+def ingredients(cfg: Config) -> Ingredients:
+    """The generator, adversary and discriminator of ``cfg``: the method's, unless the config chooses."""
+    spec = METHOD_SPECS[cfg.method]
+    m, loss = cfg.model, cfg.loss
+
+    def pick(value: str, default: str) -> str:
+        return default if value == "auto" else value
+
+    return Ingredients(
+        generator=pick(m.generator, spec.generator) if spec.uses_generator else None,
+        adversary=pick(loss.adversary, spec.adversary) if spec.uses_discriminator else None,
+        discriminator=pick(m.discriminator, spec.discriminator),
+        stem_norm=pick(m.discriminator_stem_norm, spec.stem_norm),
+    )

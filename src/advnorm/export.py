@@ -109,6 +109,13 @@ def export_run(
     check_output_target(out_dir, "export folder", is_dir=True)
 
     model = TrainedModel(run_dir, checkpoint=checkpoint, device="cpu")
+    if not segmenter_only and model.nets.ingredients.generator == "transfer":
+        raise AdvnormError(
+            "this run's G is an intensity transfer function conditioned on whole-image statistics, "
+            "which the export does not support yet: export S with --segmenter-only and feed it the "
+            "output of `advnorm normalize`",
+            run_dir,
+        )
     module = _module(model, segmenter_only).eval()
     stride = _stride(model, segmenter_only)
     try:

@@ -26,6 +26,7 @@ from advnorm.errors import AdvnormError, AdvnormWarning, one_line
 from advnorm.labels import CLASS_NAMES
 from advnorm.methods import METHOD_SPECS
 from advnorm.models.networks import Networks
+from advnorm.models.transfer import image_stats
 from advnorm.models.weights import load_weights
 from advnorm.run_folder import RunFolder, pick_device
 
@@ -111,11 +112,12 @@ class TrainedModel:
         pad = [_round_up(s, stride) - s for s in shape]  # at the far end, so the pooling grid starts at voxel 0
         roi = tuple(min(_round_up(window, stride), s + p) for s, p in zip(shape, pad, strict=True))
         nets = self.nets
+        stats = image_stats(x, m).to(self.device)  # of the whole volume: every window gets the same curve
 
         def predictor(inp: torch.Tensor) -> torch.Tensor:
             xi, mi = inp[:, :1], inp[:, 1:]
             with nets.autocast():
-                x_hat = nets.normalize(xi, mi)
+                x_hat = nets.normalize(xi, mi, stats.expand(len(xi), -1))
                 if not segment:
                     return x_hat.float()
                 probs = torch.softmax(nets.segment(x_hat).float(), dim=1)

@@ -11,6 +11,11 @@ This table is the one source of the method names: the config's ``Method`` type, 
 | adversarial    | Exp. 7     | per-image rescale      | x | x |              |
 | nyul           | (reviewer) | Nyul standardization   |   |   |              |
 | augmented      | (reviewer) | per-image rescale      |   |   | x            |
+| harmonized     | (advnorm)  | per-image rescale      | intensity transfer | domain confusion | |
+
+``harmonized`` is advnorm's own method (docs/method.md): G is a per-image intensity transfer function (it cannot
+paint anatomy) and D a domain classifier on G's output whose posterior G makes uniform, so the adversary pulls the
+sites together instead of only keeping G's output "real". ``adversarial`` stays the paper's eq. (1)-(4).
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal, get_args
 
-Method = Literal["single", "standardized", "unconstrained", "adversarial", "nyul", "augmented"]
+Method = Literal["single", "standardized", "unconstrained", "adversarial", "nyul", "augmented", "harmonized"]
 InputTransform = Literal["scale", "zscore", "nyul"]
 
 
@@ -36,6 +41,14 @@ class MethodSpec:
     """The row name in the tables (the paper's wording for Exp. 1-7)."""
     experiment: str = ""
     """The experiment number in Table 1 (single-domain runs are numbered by the report: 1-2 and 3-4)."""
+    generator: str = "unet"
+    """With a G: ``unet`` (the paper's) or ``transfer`` (an intensity transfer function per image)."""
+    adversary: str = "paper"
+    """With a D: ``paper`` (eq. 1-4, K + 1 classes) or ``confusion`` (D's domain posterior of G(x) made uniform)."""
+    discriminator: str = "patch"
+    """D's input: ``patch`` or ``histogram``."""
+    stem_norm: str = "group"
+    """``group`` (the paper's ResNet stem) or ``none``."""
 
 
 METHOD_SPECS: dict[str, MethodSpec] = {
@@ -54,6 +67,18 @@ METHOD_SPECS: dict[str, MethodSpec] = {
     ),
     "nyul": MethodSpec("nyul", "nyul", title="Nyul standardized", experiment="8"),
     "augmented": MethodSpec("augmented", "scale", augment=True, title="Intensity augmentation", experiment="9"),
+    "harmonized": MethodSpec(
+        "harmonized",
+        "scale",
+        uses_generator=True,
+        uses_discriminator=True,
+        title="Adversarially harmonized (advnorm)",
+        experiment="10",
+        generator="transfer",
+        adversary="confusion",
+        discriminator="histogram",
+        stem_norm="none",
+    ),
 }
 
 METHODS: tuple[str, ...] = tuple(METHOD_SPECS)

@@ -80,7 +80,7 @@ def test_every_method_steps(method):
     m.set_input(*batch())
     out = m.optimize_parameters()
     assert "loss_seg" in out and torch.isfinite(out["loss_seg"])
-    assert ("loss_dis" in out) == (method == "adversarial")
+    assert ("loss_dis" in out) == (method in ("adversarial", "harmonized"))
     assert (m.nets.G is not None) == METHOD_SPECS[method].uses_generator
 
 

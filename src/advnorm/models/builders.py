@@ -6,12 +6,17 @@ from torch import nn
 
 from advnorm.config import SCALE_TOP, ModelConfig
 from advnorm.models.discriminator import DomainDiscriminator
+from advnorm.models.histogram_discriminator import HistogramDiscriminator
+from advnorm.models.transfer import IntensityTransfer
 from advnorm.models.unet import UNet3D, kaiming_init
 
 
-def build_generator(cfg: ModelConfig) -> UNet3D:
-    """G: output in (0, SCALE_TOP), the range of its input. The residual form starts as the identity
-    (its head, the logit-space correction, is zero; every other layer Kaiming-initialized)."""
+def build_generator(cfg: ModelConfig, kind: str = "unet") -> nn.Module:
+    """G: output in (0, SCALE_TOP), the range of its input. ``unet``: the paper's; its residual form starts as the
+    identity (its head, the logit-space correction, is zero; every other layer Kaiming-initialized). ``transfer``:
+    a per-image intensity transfer function (:mod:`advnorm.models.transfer`), the identity at the start."""
+    if kind == "transfer":
+        return IntensityTransfer(top=SCALE_TOP)
     net = UNet3D(1, 1, cfg.generator_widths, output=cfg.generator_output, top=SCALE_TOP)
     kaiming_init(net)
     if cfg.generator_output == "residual":
@@ -27,7 +32,22 @@ def build_segmenter(cfg: ModelConfig, n_classes: int) -> UNet3D:
     return net
 
 
-def build_discriminator(cfg: ModelConfig, n_domains: int) -> DomainDiscriminator:
-    net = DomainDiscriminator(n_domains, cfg.discriminator_widths, cfg.discriminator_blocks)
+def build_discriminator(
+    cfg: ModelConfig, n_domains: int, *, generated_class: bool = True, kind: str = "patch", stem_norm: str = "group"
+) -> nn.Module:
+    """D: the paper's (K + 1)-class patch CNN, or a K-way domain classifier (``generated_class=False``) on the
+    patch or on its intensity histogram (``kind="histogram"``)."""
+    n_outputs = n_domains + 1 if generated_class else n_domains
+    net: nn.Module
+    if kind == "histogram":
+        net = HistogramDiscriminator(n_outputs)
+    else:
+        net = DomainDiscriminator(
+            n_domains,
+            cfg.discriminator_widths,
+            cfg.discriminator_blocks,
+            generated_class=generated_class,
+            stem_norm=stem_norm,
+        )
     kaiming_init(net)
     return net

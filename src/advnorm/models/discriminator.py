@@ -41,28 +41,42 @@ class ResidualBlock(nn.Module):
 
 
 class DomainDiscriminator(nn.Module):
-    """Logits over K + 1 classes: indices 0..K-1 are the source domains, index K is "generated"."""
+    """Logits over K + 1 classes (the paper's: indices 0..K-1 the source domains, K "generated"), or over the K
+    domains alone (``generated_class=False``, a domain classifier).
+
+    ``stem_norm="group"`` is the paper's ResNet stem. Its GroupNorm right after a bias-free convolution divides
+    out a patch's intensity scale (D(x) and D(0.4 x) differ by ~1e-4), the very thing a normalizer changes;
+    ``"none"`` keeps it (a biased convolution, no normalization in the stem).
+    """
 
     def __init__(
-        self, n_domains: int, widths: tuple[int, ...], blocks_per_stage: int = 1, in_channels: int = 1
+        self,
+        n_domains: int,
+        widths: tuple[int, ...],
+        blocks_per_stage: int = 1,
+        in_channels: int = 1,
+        *,
+        generated_class: bool = True,
+        stem_norm: str = "group",
     ) -> None:
         super().__init__()
         self.n_domains = n_domains
-        self.stem = nn.Sequential(
-            Conv3d(in_channels, widths[0], 3, padding=1, bias=False), _norm(widths[0]), nn.LeakyReLU(0.2, inplace=True)
-        )
+        if stem_norm == "group":
+            stem: list[nn.Module] = [Conv3d(in_channels, widths[0], 3, padding=1, bias=False), _norm(widths[0])]
+        elif stem_norm == "none":
+            stem = [Conv3d(in_channels, widths[0], 3, padding=1, bias=True)]
+        else:
+            raise ValueError(f"unknown stem_norm {stem_norm!r}")
+        self.stem = nn.Sequential(*stem, nn.LeakyReLU(0.2, inplace=True))
         stages, ch = [], widths[0]
         for w in widths:
             for b in range(blocks_per_stage):
                 stages.append(ResidualBlock(ch, w, stride=2 if b == 0 else 1))
                 ch = w
         self.stages = nn.Sequential(*stages)
-        self.head = nn.Linear(ch, n_domains + 1)
+        self.head = nn.Linear(ch, n_domains + 1 if generated_class else n_domains)
 
-    @property
-    def fake_index(self) -> int:
-        return self.n_domains
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """``mask`` is unused: the patch D sees the whole patch (the same call as the histogram D)."""
         x = self.stages(self.stem(x))
         return self.head(x.mean(dim=(2, 3, 4)))

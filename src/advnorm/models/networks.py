@@ -12,10 +12,11 @@ from contextlib import AbstractContextManager, nullcontext
 import torch
 from torch import nn
 
-from advnorm.config import Config
+from advnorm.config import Config, ingredients
 from advnorm.labels import CLASS_NAMES
 from advnorm.methods import METHOD_SPECS, MethodSpec
 from advnorm.models.builders import build_discriminator, build_generator, build_segmenter
+from advnorm.models.transfer import image_stats
 
 
 class Networks(nn.Module):
@@ -31,9 +32,20 @@ class Networks(nn.Module):
         self.classes = tuple(classes)
         """The names of S's classes (background first): the data's label set."""
         self.device = torch.device(device)
-        self.G = build_generator(cfg.model) if self.spec.uses_generator else None
+        self.ingredients = parts = ingredients(cfg)
+        self.G = build_generator(cfg.model, parts.generator) if parts.generator is not None else None
         self.S = build_segmenter(cfg.model, len(self.classes))
-        self.D = build_discriminator(cfg.model, n_domains) if self.spec.uses_discriminator else None
+        self.D = (
+            build_discriminator(
+                cfg.model,
+                n_domains,
+                generated_class=parts.adversary == "paper",
+                kind=parts.discriminator,
+                stem_norm=parts.stem_norm,
+            )
+            if parts.adversary is not None
+            else None
+        )
         self.plain: dict[str, nn.Module] = {}
         """The unwrapped nets while G/S/D are wrapped for DistributedDataParallel."""
         self.to(self.device)
@@ -50,9 +62,16 @@ class Networks(nn.Module):
             return nullcontext()
         return torch.autocast(self.device.type, dtype=torch.bfloat16)
 
-    def normalize(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """x_hat = G(x), kept at zero outside the brain (as the inputs are), in training and inference alike."""
-        return x if self.G is None else self.G(x) * mask
+    def normalize(self, x: torch.Tensor, mask: torch.Tensor, stats: torch.Tensor | None = None) -> torch.Tensor:
+        """x_hat = G(x), kept at zero outside the brain (as the inputs are), in training and inference alike.
+
+        A transfer-function G also needs the statistics of the whole image each patch comes from (``stats``,
+        :func:`advnorm.models.transfer.image_stats`); computed from ``x`` itself when not given."""
+        if self.G is None:
+            return x
+        if self.ingredients.generator == "transfer":
+            return self.G(x, image_stats(x, mask) if stats is None else stats) * mask
+        return self.G(x) * mask
 
     def segment(self, x_hat: torch.Tensor) -> torch.Tensor:
         """S's logits for the normalized image."""
@@ -69,4 +88,13 @@ class Networks(nn.Module):
 
 
 def architecture(cfg: Config, n_domains: int, classes: tuple[str, ...] = CLASS_NAMES) -> dict:
-    return {"method": cfg.method, "n_domains": n_domains, "classes": list(classes), "model": cfg.to_dict()["model"]}
+    parts = ingredients(cfg)
+    return {
+        "method": cfg.method,
+        "n_domains": n_domains,
+        "classes": list(classes),
+        "model": cfg.to_dict()["model"],
+        "generator": parts.generator,
+        "adversary": parts.adversary,
+        "discriminator": parts.discriminator,
+    }

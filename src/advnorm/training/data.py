@@ -16,6 +16,7 @@ from advnorm.data.subject import Subject
 from advnorm.errors import AdvnormError
 from advnorm.labels import CLASS_NAMES
 from advnorm.methods import MethodSpec
+from advnorm.models.transfer import N_STATS, image_stats
 
 
 @dataclass
@@ -34,14 +35,29 @@ class TrainingData:
     """Per domain, the brain histogram of the transformed training inputs: what inference compares a new input with."""
     classes: tuple[str, ...] = CLASS_NAMES
     """The classes S learns (background first): the label set all training domains are read with."""
+    subject_stats: torch.Tensor = field(init=False)
+    """Per subject, the statistics of its whole (transformed) image: what a transfer-function G is conditioned on."""
 
-    def batch(self, index: PatchIndex, rows: np.ndarray) -> tuple[torch.Tensor, ...]:
+    def __post_init__(self) -> None:
+        rows = [
+            image_stats(torch.from_numpy(x)[None, None], torch.from_numpy(np.asarray(m))[None, None])
+            for x, m in zip(self.inputs, self.masks, strict=True)
+        ]
+        self.subject_stats = torch.cat(rows) if rows else torch.zeros(0, N_STATS)
+
+    def batch(
+        self, index: PatchIndex, rows: np.ndarray
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """Gather patches ``rows``: x (B,1,P,P,P) float32, y (B,P,P,P) long, mask like x, z (B,) long."""
         x = torch.from_numpy(gather(self.inputs, index, rows)).unsqueeze(1)
         y = torch.from_numpy(gather(self.labels, index, rows)).long()
         m = torch.from_numpy(gather(self.masks, index, rows)).unsqueeze(1).float()
         z = torch.from_numpy(self.subject_domain[index.subjects[rows]]).long()
         return x, y, m, z
+
+    def stats(self, index: PatchIndex, rows: np.ndarray) -> torch.Tensor:
+        """(B, N_STATS): the intensity statistics of the whole image each patch comes from (for a transfer G)."""
+        return self.subject_stats[index.subjects[np.asarray(rows, dtype=np.int64)]]
 
     def row_domains(self, index: PatchIndex) -> np.ndarray:
         return self.subject_domain[index.subjects]

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from advnorm.config import Config, differences
+from advnorm.config import Config, differences, ingredients
 from advnorm.data.fingerprint import dataset_fingerprint, fingerprint_differences, refuse_duplicate_content
 from advnorm.data.layouts import Dataset
 from advnorm.data.sampler import DomainBalancedSampler
@@ -40,7 +40,7 @@ from advnorm.training import distributed, tensorboard
 from advnorm.training.checkpoint import load_train_state, save_train_state
 from advnorm.training.data import prepare, validation_rows
 from advnorm.training.log import Row, plot_learning_curves, read_log, write_log
-from advnorm.training.losses import default_dice_weights
+from advnorm.training.losses import default_dice_weights, ramp
 from advnorm.training.trainer import Trainer
 from advnorm.training.validation import validate
 
@@ -94,8 +94,9 @@ class TrainingRun:
         self.rows: list[Row] = []
         self.best = math.inf
         self.start_epoch = 0
-        self.warmup_epochs = cfg.train.warmup_epochs if self.spec.uses_generator else 0
-        """G's identity warm-up, on top of the ``train.epochs`` that update S (the same for every method)."""
+        self.warmup_epochs = cfg.train.warmup_epochs if ingredients(cfg).generator == "unet" else 0
+        """G's identity warm-up, on top of the ``train.epochs`` that update S (the same for every method). A U-Net G
+        needs it; a transfer-function G starts as the identity; methods without G have none."""
 
     # -- set up ------------------------------------------------------------------------------------
     def set_up(self) -> None:
@@ -301,6 +302,9 @@ class TrainingRun:
         t = self.cfg.train
         phase = "warmup" if self.is_warmup(epoch) else "main"
         steps = (t.warmup_steps_per_epoch if phase == "warmup" else t.steps_per_epoch) or self.sampler.full_pass_steps()
+        if phase == "main" and self.cfg.loss.adv_ramp_epochs:  # DANN's ramp of lambda
+            progress = (epoch - self.warmup_epochs) / self.cfg.loss.adv_ramp_epochs
+            self.trainer.adv_weight = self.cfg.loss.adv_lambda * ramp(progress)
         has_checkpoint = self.files.best.exists()
         sums: dict[str, torch.Tensor] = {}
         pending: list[torch.Tensor] = []
@@ -315,7 +319,7 @@ class TrainingRun:
         )
         self.nets.train()
         for step, rows in enumerate(bar):
-            self.trainer.set_input(*self.data.batch(self.data.train, rows))
+            self.trainer.set_input(*self.data.batch(self.data.train, rows), self.data.stats(self.data.train, rows))
             out = self.trainer.optimize_parameters(phase)
             names = list(out)
             pending.append(torch.stack([v.float() for v in out.values()]))

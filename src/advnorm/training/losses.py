@@ -11,6 +11,7 @@ Sign conventions. Eq. (1) is  min_{G,S} max_D  L_seg - lambda * [L_dis(D(x), z) 
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 import torch
@@ -107,6 +108,19 @@ def generator_adversarial_loss(
     if form == "non_saturating":
         return -torch.logsumexp(log_p[:, :-1], dim=1).mean()
     raise ValueError(f"unknown adversarial form {form!r}")
+
+
+def confusion_loss(logits: torch.Tensor) -> torch.Tensor:
+    """G's term against a domain classifier (Dinsdale et al., NeuroImage 2021): the cross-entropy of D's domain
+    posterior for G's output against the uniform distribution, ``-mean_k log p_D(k | G(x))``. Its minimum,
+    log K, is reached only when D cannot tell the source domain at all: unlike eq. (1), the identity G is no
+    fixed point while the domains differ."""
+    return -F.log_softmax(logits.float(), dim=1).mean(dim=1).mean()
+
+
+def ramp(progress: float) -> float:
+    """DANN's weight schedule, from 0 at ``progress`` 0 to ~1 at 1: ``2 / (1 + exp(-10 p)) - 1``."""
+    return 2.0 / (1.0 + math.exp(-10.0 * min(max(progress, 0.0), 1.0))) - 1.0
 
 
 def inverse_frequency_weights(class_counts: torch.Tensor) -> torch.Tensor:

@@ -19,7 +19,12 @@ from torch import nn
 
 from advnorm.models.networks import Networks
 from advnorm.training.augment import augment_intensity
-from advnorm.training.losses import discriminator_loss, generator_adversarial_loss, segmentation_loss
+from advnorm.training.losses import (
+    confusion_loss,
+    discriminator_loss,
+    generator_adversarial_loss,
+    segmentation_loss,
+)
 
 
 def _set_requires_grad(net: nn.Module | None, flag: bool) -> None:
@@ -41,6 +46,8 @@ class Trainer:
         self.opt_G_warmup = self._optimizer([(nets.G, o.lr_generator)]) if nets.G is not None else None
         self.opt_D = self._optimizer([(nets.D, o.lr_discriminator)]) if nets.D is not None else None
         self.aug_gen = torch.Generator().manual_seed(self.cfg.train.seed + 17)
+        self.adv_weight = self.cfg.loss.adv_lambda
+        """lambda of eq. (1) in force (the training loop ramps it when ``loss.adv_ramp_epochs`` asks)."""
 
     def _optimizer(self, groups: Sequence[tuple[nn.Module, float]]) -> torch.optim.Optimizer:
         o = self.cfg.optim
@@ -54,20 +61,23 @@ class Trainer:
         return {k: v for k, v in named.items() if v is not None}
 
     # -- the step -----------------------------------------------------------------------------
-    def set_input(self, x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor, z: torch.Tensor) -> None:
+    def set_input(
+        self, x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor, z: torch.Tensor, stats: torch.Tensor | None = None
+    ) -> None:
         """Patches ``x`` (B,1,P,P,P) float, labels ``y`` (B,P,P,P) long, brain ``mask`` like ``x``,
-        domains ``z`` (B,)."""
+        domains ``z`` (B,), and the statistics of each patch's whole image (``stats``, for a transfer G)."""
         device, fmt = self.nets.device, self.nets.memory_format
         self.x = x.to(device, non_blocking=True).contiguous(memory_format=fmt)
         self.mask = mask.to(device, non_blocking=True).contiguous(memory_format=fmt)
         self.y = y.to(device, non_blocking=True)
         self.z = z.to(device, non_blocking=True)
+        self.stats = None if stats is None else stats.to(device, non_blocking=True)
         if self.nets.spec.augment and self.nets.training:
             self.x = augment_intensity(self.x, self.mask, self.aug_gen)
 
     def forward(self) -> None:
         with self.nets.autocast():
-            self.x_hat = self.nets.normalize(self.x, self.mask)
+            self.x_hat = self.nets.normalize(self.x, self.mask, self.stats)
             self.logits = self.nets.segment(self.x_hat)
 
     def segmentation_loss(self, probs: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -77,30 +87,41 @@ class Trainer:
     def backward_warmup(self) -> dict[str, torch.Tensor]:
         """Identity warm-up (paper: epochs 1-3): G learns to reproduce its input."""
         with self.nets.autocast():
-            x_hat = self.nets.normalize(self.x, self.mask)
+            x_hat = self.nets.normalize(self.x, self.mask, self.stats)
             loss = F.mse_loss(x_hat.float(), self.x.float())
         loss.backward()
         return {"loss_mse": loss.detach()}
 
     def backward_GS(self) -> dict[str, torch.Tensor]:
-        """L_seg (eq. 2) + lambda * G's adversarial term (eq. 1), with D frozen."""
+        """L_seg (eq. 2) + lambda * G's adversarial term (eq. 1, or the confusion term), with D frozen."""
         loss_seg = self.segmentation_loss(torch.softmax(self.logits.float(), dim=1), self.y)
         out = {"loss_seg": loss_seg.detach()}
         loss = loss_seg
         if self.nets.D is not None:
             with self.nets.autocast():  # D frozen: call the plain module, so DDP sees one D pass per step
-                logits_fake = self.nets.plain.get("D", self.nets.D)(self.x_hat)
-            loss_adv = generator_adversarial_loss(logits_fake, self.cfg.loss.adv_form)
-            loss = loss + self.cfg.loss.adv_lambda * loss_adv
+                logits_fake = self.nets.plain.get("D", self.nets.D)(self.x_hat, self.mask)
+            if self.nets.ingredients.adversary == "confusion":
+                loss_adv = confusion_loss(logits_fake)
+            else:
+                loss_adv = generator_adversarial_loss(logits_fake, self.cfg.loss.adv_form)
+            loss = loss + self.adv_weight * loss_adv
             out["loss_adv"] = loss_adv.detach()
         loss.backward()
         return out
 
-    def backward_D(self) -> dict[str, torch.Tensor]:
-        """Eq. (3)-(4): raw patches to their domain, G's output (detached) to "generated"."""
+    def backward_D(self, x_hat: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """D's step. The paper's (eq. 3-4): raw patches to their domain, G's output (detached) to "generated".
+        The confusion adversary: G's output (detached) to the domain it came from."""
         assert self.nets.D is not None
+        generated = (self.x_hat if x_hat is None else x_hat).detach()
+        if self.nets.ingredients.adversary == "confusion":
+            with self.nets.autocast():
+                logits = self.nets.D(generated, self.mask)
+            loss = F.cross_entropy(logits.float(), self.z)
+            loss.backward()
+            return {"loss_dis": loss.detach(), "d_acc_generated": (logits.argmax(1) == self.z).float().mean().detach()}
         with self.nets.autocast():  # one pass over real and generated patches: D's GroupNorm is per sample
-            logits = self.nets.D(torch.cat([self.x, self.x_hat.detach()]))
+            logits = self.nets.D(torch.cat([self.x, generated]), torch.cat([self.mask, self.mask]))
         logits_real, logits_fake = logits[: len(self.x)], logits[len(self.x) :]
         loss = discriminator_loss(logits_real.float(), self.z, logits_fake.float())
         loss.backward()
@@ -111,6 +132,17 @@ class Trainer:
             "d_acc_fake": (logits_fake.argmax(1) == fake).float().mean().detach(),
         }
 
+    def step_D(self, x_hat: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """``train.d_steps`` updates of D on this batch (n_critic)."""
+        assert self.opt_D is not None
+        _set_requires_grad(self.nets.D, True)
+        out: dict[str, torch.Tensor] = {}
+        for _ in range(self.cfg.train.d_steps):
+            self.opt_D.zero_grad(set_to_none=True)
+            out = self.backward_D(x_hat)
+            self.opt_D.step()
+        return out
+
     def optimize_parameters(self, phase: str = "main") -> dict[str, torch.Tensor]:
         """One step; returns detached loss tensors (no host synchronisation here)."""
         if phase == "warmup":
@@ -118,6 +150,10 @@ class Trainer:
             self.opt_G_warmup.zero_grad(set_to_none=True)
             out = self.backward_warmup()
             self.opt_G_warmup.step()
+            if self.opt_D is not None and self.cfg.train.d_during_warmup:  # D learns the domains before it is used
+                with torch.no_grad(), self.nets.autocast():
+                    x_hat = self.nets.normalize(self.x, self.mask, self.stats)
+                out.update(self.step_D(x_hat))
             return out
         _set_requires_grad(self.nets.D, False)
         self.opt_GS.zero_grad(set_to_none=True)
@@ -125,26 +161,28 @@ class Trainer:
         out = self.backward_GS()
         self.opt_GS.step()
         if self.opt_D is not None:
-            _set_requires_grad(self.nets.D, True)
-            self.opt_D.zero_grad(set_to_none=True)
-            out.update(self.backward_D())
-            self.opt_D.step()
+            out.update(self.step_D())
         return out
 
     @torch.no_grad()
     def validation_batch(
-        self, x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor, z: torch.Tensor
+        self, x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor, z: torch.Tensor, stats: torch.Tensor | None = None
     ) -> ValidationBatch:
-        """L_seg of one batch of validation patches, S's labels for them and, with a D, D's logits for the real
-        patches and for G's output (networks in eval mode)."""
-        self.set_input(x, y, mask, z)
+        """L_seg of one batch of validation patches, S's labels for them and, with a D, D's logits for G's output
+        (and, for the paper's D, for the real patches); networks in eval mode."""
+        self.set_input(x, y, mask, z, stats)
         self.forward()
         probs = torch.softmax(self.logits.float(), dim=1)
         out = ValidationBatch(float(self.segmentation_loss(probs, self.y)), probs.argmax(1))
-        if self.nets.D is not None:
-            with self.nets.autocast():
-                logits = self.nets.plain.get("D", self.nets.D)(torch.cat([self.x, self.x_hat]))
-            out.d_real, out.d_generated = logits[: len(self.x)].float().cpu(), logits[len(self.x) :].float().cpu()
+        d = self.nets.plain.get("D", self.nets.D)
+        if d is None:
+            return out
+        with self.nets.autocast():
+            if self.nets.ingredients.adversary == "confusion":
+                out.d_generated = d(self.x_hat, self.mask).float().cpu()
+            else:
+                logits = d(torch.cat([self.x, self.x_hat]), torch.cat([self.mask, self.mask]))
+                out.d_real, out.d_generated = logits[: len(self.x)].float().cpu(), logits[len(self.x) :].float().cpu()
         return out
 
 

@@ -33,7 +33,7 @@ def validate(trainer: Trainer, data: TrainingData, rows: np.ndarray, chunk: int 
     d_real, d_generated, domains = [], [], []
     for start in range(0, len(rows), chunk):
         x, y, m, z = data.batch(data.val, rows[start : start + chunk])
-        out = trainer.validation_batch(x, y, m, z)
+        out = trainer.validation_batch(x, y, m, z, data.stats(data.val, rows[start : start + chunk]))
         loss_sum += out.loss * len(x)
         n += len(x)
         pred = out.pred.cpu()
@@ -44,8 +44,9 @@ def validate(trainer: Trainer, data: TrainingData, rows: np.ndarray, chunk: int 
                 for c in range(1, n_cls):
                     inter[d, c] += ((p == c) & (t == c)).sum()
                     total[d, c] += (p == c).sum() + (t == c).sum()
-        if out.d_real is not None and out.d_generated is not None:
-            d_real.append(out.d_real)
+        if out.d_generated is not None:
+            if out.d_real is not None:
+                d_real.append(out.d_real)
             d_generated.append(out.d_generated)
             domains.append(z)
     trainer.nets.train()
@@ -57,6 +58,10 @@ def validate(trainer: Trainer, data: TrainingData, rows: np.ndarray, chunk: int 
     result["val_dice_mean"] = float(np.nanmean(dice[:, 1:].numpy()))
     if d_real:
         result.update(discriminator_view(torch.cat(d_real), torch.cat(d_generated), torch.cat(domains)))
+    elif d_generated:  # a domain classifier on G's output: how well it still tells the sites apart (1/K: not at all)
+        result["d_domain_acc_generated"] = float(
+            (torch.cat(d_generated).argmax(1) == torch.cat(domains)).float().mean()
+        )
     return result
 
 

@@ -1,0 +1,75 @@
+"""A generator that cannot erase tissue contrast: a learned intensity transfer function per image.
+
+G(x)_v = f_b(x_v): every voxel of image b goes through the same piecewise-linear curve f_b over
+the input range [0, top], whose knot values a small network predicts from the image's own intensity
+statistics (its brain histogram and quantiles). So G can move, stretch, merge apart or invert the
+tissues' intensities of each site (an isointense infant T1 to an adult T1; a T2 to a T1), but it
+cannot paint anatomy: the same input value always gives the same output value within an image.
+That is a learned, task-driven, non-monotone histogram normalization, in the spirit of Drozdzal et
+al. (2018) and Karani et al. (2021); it starts as the identity.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from advnorm.config import SCALE_TOP
+
+QUANTILES = (0.01, 0.05, 0.10, 0.25, 0.50, 0.75, 0.90, 0.95, 0.99)
+HISTOGRAM_BINS = 16
+N_STATS = len(QUANTILES) + HISTOGRAM_BINS
+"""Length of the image statistics vector G is conditioned on."""
+
+
+def image_stats(x: torch.Tensor, mask: torch.Tensor, top: float = SCALE_TOP) -> torch.Tensor:
+    """(B, N_STATS): the quantiles and the normalized histogram (on [0, top]) of each image's brain voxels.
+
+    ``x`` and ``mask`` are (B, 1, ...). Computed from whole images (training: once per subject; inference: the
+    volume), so a patch is normalized with its image's curve, not with one fitted to the patch.
+    """
+    rows = []
+    for xi, mi in zip(x, mask, strict=True):
+        v = xi[mi > 0].float()
+        if v.numel() == 0:
+            v = xi.reshape(-1).float()
+        q = torch.quantile(v[:: max(1, v.numel() // 200_000)], torch.tensor(QUANTILES, dtype=v.dtype))
+        h = torch.histc(v.clamp(0, top), bins=HISTOGRAM_BINS, min=0.0, max=top)
+        rows.append(torch.cat([q / top, h / h.sum().clamp_min(1)]))
+    return torch.stack(rows)
+
+
+class IntensityTransfer(nn.Module):
+    """G(x, stats) = f(x) with f piecewise linear on ``knots`` knots over [0, top], predicted from ``stats``."""
+
+    def __init__(self, knots: int = 24, hidden: int = 64, top: float = SCALE_TOP) -> None:
+        super().__init__()
+        self.top = float(top)
+        positions = torch.linspace(0.0, self.top, knots)
+        self.register_buffer("positions", positions)
+        last = nn.Linear(hidden, knots)
+        nn.init.zeros_(last.weight)  # the identity at the start
+        nn.init.zeros_(last.bias)
+        self.hyper = nn.Sequential(nn.Linear(N_STATS, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(), last)
+
+    def curve(self, stats: torch.Tensor) -> torch.Tensor:
+        """(B, knots): the output value at each knot, in [0, top].
+
+        The knots are the identity plus a learned offset, clamped to [0, top] with a straight-through gradient.
+        A sigmoid bound saturates at the ends of the range (an inversion got stuck there), and a plain clamp
+        freezes a knot once it leaves the range; straight-through keeps the range and lets the knot come back.
+        """
+        v = self.positions + self.top * self.hyper(stats.float())
+        return v + (v.clamp(0.0, self.top) - v).detach()
+
+    def forward(self, x: torch.Tensor, stats: torch.Tensor) -> torch.Tensor:
+        values = self.curve(stats)  # (B, K)
+        k = values.shape[1]
+        t = (x.float().clamp(0, self.top) / self.top) * (k - 1)
+        i = t.floor().clamp(0, k - 2)
+        w = t - i
+        b = x.shape[0]
+        flat_i = i.long().reshape(b, -1)
+        lo = torch.gather(values, 1, flat_i).reshape(x.shape)
+        hi = torch.gather(values, 1, flat_i + 1).reshape(x.shape)
+        return (lo * (1 - w) + hi * w).to(x.dtype)

@@ -1,0 +1,84 @@
+"""The transfer-function G (models/transfer.py): identity at the start, a function of intensity only, in range,
+conditioned on whole-image statistics, and expressive enough to invert a contrast."""
+
+import pytest
+import torch
+
+from advnorm.config import SCALE_TOP
+from advnorm.models.transfer import HISTOGRAM_BINS, N_STATS, QUANTILES, IntensityTransfer, image_stats
+
+
+def _image(seed: int = 0, shape=(2, 1, 12, 12, 12)) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    x = torch.rand(shape, generator=g) * SCALE_TOP
+    return x, torch.ones_like(x)
+
+
+def test_starts_as_the_identity():
+    x, m = _image()
+    y = IntensityTransfer()(x, image_stats(x, m))
+    assert torch.allclose(y, x, atol=1e-5)
+
+
+def test_the_same_value_maps_to_the_same_value_within_an_image():
+    """G cannot paint anatomy: shuffling the voxels shuffles the output the same way."""
+    torch.manual_seed(0)
+    g = IntensityTransfer()
+    for p in g.hyper[-1].parameters():
+        torch.nn.init.normal_(p, std=1.0)
+    x, m = _image(shape=(1, 1, 10, 10, 10))
+    stats = image_stats(x, m)
+    perm = torch.randperm(x.numel())
+    shuffled = x.reshape(-1)[perm].reshape(x.shape)
+    assert torch.allclose(g(shuffled, stats).reshape(-1), g(x, stats).reshape(-1)[perm])
+
+
+@pytest.mark.parametrize("std", [0.5, 3.0, 10.0])
+def test_output_stays_in_the_working_range(std):
+    torch.manual_seed(1)
+    g = IntensityTransfer()
+    for p in g.hyper[-1].parameters():
+        torch.nn.init.normal_(p, std=std)
+    x, m = _image()
+    y = g(x * 1.5, image_stats(x, m))  # inputs past the top are clamped to the last knot
+    assert float(y.min()) >= 0.0 and float(y.max()) <= SCALE_TOP
+
+
+def test_each_image_gets_its_own_curve():
+    torch.manual_seed(2)
+    g = IntensityTransfer()
+    for p in g.hyper[-1].parameters():
+        torch.nn.init.normal_(p, std=1.0)
+    x, m = _image()
+    x[1] = x[1] * 0.3  # a darker second image: other statistics
+    curves = g.curve(image_stats(x, m))
+    assert curves.shape == (2, 24) and not torch.allclose(curves[0], curves[1])
+
+
+def test_image_stats_are_quantiles_and_a_normalized_histogram_of_the_brain_only():
+    x = torch.zeros(1, 1, 10, 10, 10)
+    mask = torch.zeros_like(x)
+    mask[..., :5, :, :] = 1
+    x[..., :5, :, :] = torch.linspace(0, SCALE_TOP, 500).reshape(5, 10, 10)
+    x[..., 5:, :, :] = SCALE_TOP  # outside the mask: must not count
+    s = image_stats(x, mask)
+    assert s.shape == (1, N_STATS)
+    q, h = s[0, : len(QUANTILES)], s[0, len(QUANTILES) :]
+    assert torch.allclose(q, torch.tensor(QUANTILES), atol=0.01)  # a uniform ramp: quantile p sits at p * top
+    assert h.shape == (HISTOGRAM_BINS,) and float(h.sum()) == pytest.approx(1.0)
+    assert float(h.max() - h.min()) < 0.01  # and its histogram is flat
+
+
+def test_it_can_learn_to_invert_a_contrast():
+    """A T2 (bright CSF) to a T1 (dark CSF) is a decreasing curve: the hypernetwork reaches it."""
+    torch.manual_seed(3)
+    g = IntensityTransfer()
+    x, m = _image()
+    stats = image_stats(x, m)
+    opt = torch.optim.Adam(g.parameters(), lr=1e-2)
+    for _ in range(200):
+        opt.zero_grad()
+        loss = ((g(x, stats) - (SCALE_TOP - x)) ** 2).mean()
+        loss.backward()
+        opt.step()
+    assert float(((g(x, stats) - (SCALE_TOP - x)).abs()).mean()) < 0.01 * SCALE_TOP
