@@ -74,3 +74,33 @@ def test_reproduce_writes_tables_report_and_figures(tiny_phantom, tiny_config, t
     # --recompute trains a stale run again, under the new settings
     assert main(argv + ["--methods", "standardized", "--epochs", "2", "--recompute"]) == 0
     assert json.loads((out / "runs" / "standardized" / "seed0" / "config.json").read_text())["train"]["epochs"] == 2
+
+
+def test_unseen_adds_leave_one_domain_out_runs_and_table3(tiny_phantom, tiny_config, tmp_path):
+    out = tmp_path / "unseen"
+    argv = ["reproduce", "--out", str(out), "--config", str(tiny_config), "--no-progress", "--seeds", "2",
+            "--methods", "standardized,harmonized", "--unseen"]
+    for d in tiny_phantom:
+        argv += ["--data", str(d)]
+    assert main(argv) == 0
+    domains = [json.loads((out / "runs" / "standardized" / "seed0" / "config.json").read_text())["run"]["domains"]]
+    assert len(domains[0]) == 2
+    for method in ("standardized", "harmonized"):
+        for d in domains[0]:
+            run = out / "runs" / f"{method}-without-{d}" / "seed1"
+            cfg = json.loads((run / "config.json").read_text())
+            assert cfg["data"]["left_out_domain"] == d and cfg["run"]["domains"] == [x for x in domains[0] if x != d]
+    rows = list(csv.DictReader(open(out / "table3.csv")))
+    assert list(rows[0]) == TABLE1_COLUMNS
+    # one row per method and left-out domain, tested on that domain, trained on the other
+    assert sorted((r["method_id"], r["test"]) for r in rows) == sorted((m, d) for m in ("standardized", "harmonized")
+                                                                       for d in domains[0])
+    assert all(r["train"] != r["test"] and r["seeds"] == "2" for r in rows)
+    per_seed = list(csv.DictReader(open(out / "table3_per_seed.csv")))
+    assert len(per_seed) == 2 * len(rows)
+    # table 1 keeps only the models trained on every domain
+    t1 = list(csv.DictReader(open(out / "table1.csv")))
+    assert {r["train"] for r in t1} == {" + ".join(domains[0])}
+    report = (out / "report.md").read_text()
+    assert "## Table 3: a site never seen" in report and "harmonized unseen scores" in report
+    assert "harmonized in-domain" in report and "target is" in report

@@ -108,6 +108,7 @@ def _reproduce(args: argparse.Namespace) -> None:
         overrides=_training_overrides(args),
         methods=args.methods.split(",") if args.methods else None,
         seeds=args.seeds,
+        unseen=args.unseen,
         recompute=args.recompute,
         progress=not args.no_progress,
     )

@@ -173,6 +173,12 @@ def _reproduce(add: AddVerb) -> None:
         help="train every model this many times, with seeds 0..N-1 (the subject split stays fixed); default 3",
     )
     p.add_argument(
+        "--unseen",
+        action="store_true",
+        help="also train every multi-domain method without each domain in turn and test it there, as a site "
+        "never seen (leave-one-domain-out; table3.csv)",
+    )
+    p.add_argument(
         "--recompute",
         action="store_true",
         help="train again the runs in --out that were made with other settings or data (default: refuse)",

@@ -124,6 +124,10 @@ class TrainConfig:
     """Spacing of the patch centres on the labelled brain (the paper's stride)."""
     val_patches: int = 96
     """Validation patches scored after every epoch (a fixed, domain-balanced sample)."""
+    bn_recalibration_batches: int = 16
+    """Before every validation, BatchNorm's running statistics are recomputed over this many fixed training
+    batches with the current weights ("precise BN"): validation, checkpoints and inference then normalize as
+    training did. 0 keeps the exponential running averages (docs/method.md has the measurement)."""
     seed: int = 0
     """Seed of the initialisation, the batches and the augmentation (``reproduce --seeds N`` runs 0..N-1)."""
     d_steps: int = 1
@@ -152,6 +156,9 @@ class DataConfig:
     subjects."""
     train_domain: str | None = None
     """For ``--method single``: the one domain to train on (default: the first ``--data``)."""
+    left_out_domain: str | None = None
+    """For multi-domain methods: a ``--data`` domain kept out of training and tested as a site never seen
+    (``reproduce --unseen``, leave-one-domain-out). Its test subjects are those of the usual split."""
     scale_percentile: float = 99.5
     """Per-image linear rescale of raw inputs: brain intensities mapped so this percentile is 1."""
 
@@ -291,6 +298,7 @@ def validate(cfg: Config) -> None:
     need(t.patch_stride >= 1, "train.patch_stride must be >= 1")
     need(t.steps_per_epoch is None or t.steps_per_epoch >= 1, "train.steps_per_epoch must be >= 1")
     need(t.val_patches >= 1, "train.val_patches must be >= 1")
+    need(t.bn_recalibration_batches >= 0, "train.bn_recalibration_batches must be >= 0")
     need(all(lr > 0 for lr in (o.lr_generator, o.lr_segmenter, o.lr_discriminator)), "learning rates must be > 0")
     need(0 <= o.momentum < 1 and o.weight_decay >= 0, "optim.momentum must be in [0, 1) and weight_decay >= 0")
     need(o.plateau_patience >= 0 and 0 < o.plateau_factor < 1, "optim.plateau_factor must be in (0, 1)")

@@ -36,13 +36,17 @@ class PlannedRun:
     method: str
     seed: int
     train_domain: str | None = None
+    left_out: str | None = None
+    """The domain kept out of training and tested as an unseen site (``--unseen``)."""
 
     @property
     def folder(self) -> str:
         return f"{self.name}/seed{self.seed}"
 
 
-def plan(datasets: list[Dataset], methods: list[str], seeds: list[int]) -> list[PlannedRun]:
+def plan(datasets: list[Dataset], methods: list[str], seeds: list[int], *, unseen: bool = False) -> list[PlannedRun]:
+    """Every model of the comparison once per seed; with ``unseen``, also each multi-domain method trained
+    without each domain in turn (leave-one-domain-out), after the rest."""
     runs = []
     for seed in seeds:
         for m in methods:
@@ -50,6 +54,11 @@ def plan(datasets: list[Dataset], methods: list[str], seeds: list[int]) -> list[
                 runs += [PlannedRun(f"single-{d.name}", m, seed, d.name) for d in datasets]
             else:
                 runs.append(PlannedRun(m, m, seed))
+    if unseen:
+        for seed in seeds:
+            for m in methods:
+                if not METHOD_SPECS[m].single_domain:
+                    runs += [PlannedRun(f"{m}-without-{d.name}", m, seed, left_out=d.name) for d in datasets]
     return runs
 
 
@@ -62,11 +71,13 @@ def reproduce(
     overrides: dict | None = None,
     methods: list[str] | None = None,
     seeds: int = DEFAULT_SEEDS,
+    unseen: bool = False,
     recompute: bool = False,
     progress: bool = True,
     log: Callable[[str], None] = print,
 ) -> Path:
-    """Train and evaluate every planned run (``seeds`` seeds: 0..seeds-1), then write the tables and the report."""
+    """Train and evaluate every planned run (``seeds`` seeds: 0..seeds-1), then write the tables and the report;
+    ``unseen`` adds the leave-one-domain-out runs of every multi-domain method (table3.csv)."""
 
     out = Path(out)
     datasets = open_domains(data)
@@ -81,7 +92,8 @@ def reproduce(
         raise AdvnormError(f"unknown method {unknown[0]!r}; choose from {', '.join(METHODS)}")
     base = resolve(profile, file=config_file, overrides=overrides)
     planned = [
-        (run, _config(run, profile, config_file, overrides)) for run in plan(datasets, methods, list(range(seeds)))
+        (run, _config(run, profile, config_file, overrides))
+        for run in plan(datasets, methods, list(range(seeds)), unseen=unseen)
     ]
     if not recompute:  # refuse before any work, not after hours of other runs
         for run, cfg in planned:
@@ -120,7 +132,9 @@ def _run_all(
             log=_prefixed(log, f"[{k}/{len(planned)} {run.folder}]"),
         )
         summary = json.loads(RunFolder(out / "runs" / run.folder).summary.read_text(encoding="utf-8"))
-        cells.append(Cell(run.name, run.method, run.seed, evaluation, run.train_domain, summary=summary))
+        cells.append(
+            Cell(run.name, run.method, run.seed, evaluation, run.train_domain, held_out=run.left_out, summary=summary)
+        )
     report = write_report(out, datasets, cells, base, lambda c: out / "runs" / c.name / f"seed{c.seed}", log=log)
     log(f"reproduce finished in {time.perf_counter() - t0:.0f} s: {report}")
     return report
@@ -134,6 +148,7 @@ def _config(run: PlannedRun, profile: str, config_file: str | None, overrides: d
             **(overrides or {}),
             "method": run.method,
             "data.train_domain": run.train_domain,
+            "data.left_out_domain": run.left_out,
             "train.seed": run.seed,
         },
     )

@@ -66,3 +66,13 @@ def test_single_takes_one_domain_and_the_others_need_two(datasets):
         _prepare(datasets, "single", **{"data.train_domain": "Elsewhere"})
     with pytest.raises(AdvnormError, match="at least two --data"):
         _prepare(datasets[:1], "adversarial")
+
+
+@pytest.mark.parametrize("method", ["adversarial", "harmonized", "standardized"])
+def test_a_left_out_domain_is_not_trained_on(datasets, method):
+    kept = _prepare(datasets, method, **{"data.left_out_domain": datasets[0].name})
+    assert kept.domains == [datasets[1].name]
+    with pytest.raises(AdvnormError, match="left-out domain 'Elsewhere' is none of the domains"):
+        _prepare(datasets, method, **{"data.left_out_domain": "Elsewhere"})
+    with pytest.raises(AdvnormError, match="leaves no domain to train on"):
+        _prepare(datasets[:1], method, **{"data.left_out_domain": datasets[0].name})

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 
 from advnorm.cli import main
 from advnorm.data.layouts import open_domains
@@ -86,3 +87,31 @@ def test_without_tensorboard_nothing_changes(tiny_phantom, tiny_config, tmp_path
     argv = ["train", "--method", "single", "--out", str(out), "--config", str(tiny_config), "--no-progress"]
     assert main(argv + [a for d in tiny_phantom for a in ("--data", str(d))]) == 0
     assert not list(out.glob("events.out.tfevents*"))
+
+
+@pytest.mark.parametrize("method", ["unconstrained", "augmented"])
+def test_precise_batchnorm_changes_only_the_running_statistics(method, tiny_phantom, tmp_path):
+    """Recomputing BatchNorm's statistics before validation must not move training: the same weights with it
+    or without it, other running statistics, and those equal to a recomputation over the same batches."""
+    from advnorm.models.weights import tensors_of
+
+    runs = {}
+    for n in (0, 3):
+        run = TrainingRun(tiny_cfg(method, **{"train.bn_recalibration_batches": n}),
+                          open_domains([str(p) for p in tiny_phantom]), tmp_path / f"bn{n}", progress=False,
+                          log=lambda m: None)
+        run.set_up()
+        run.record_untrained()
+        for epoch in run.epochs():
+            row = run.train_one_epoch(epoch)
+            row.update(run.validate())
+            run.end_epoch(row)
+        run.finish()
+        runs[n] = (run, tensors_of(run.files.final))
+    (_, plain), (run, precise) = runs[0], runs[3]
+    running = [k for k in plain if "running_" in k]
+    assert running and all(torch.equal(plain[k], precise[k]) for k in plain if k not in running and "num_batches" not in k)
+    assert any(not torch.allclose(plain[k], precise[k]) for k in running)
+    run.trainer.recalibrate_batchnorm(run.training_batch(rows) for rows in run.bn_batches)
+    again = {f"{name}.{k}": v for name, net in run.nets.unwrapped().items() for k, v in net.state_dict().items()}
+    assert all(torch.allclose(again[k], precise[k]) for k in running)

@@ -13,6 +13,7 @@ from advnorm.config import Config
 from advnorm.data.layouts import Dataset
 from advnorm.evaluation.report_figures import write_figures
 from advnorm.evaluation.report_html import write_html_report
+from advnorm.evaluation.report_unseen import write_unseen
 from advnorm.evaluation.results import (
     Cell,
     averaged_rows,
@@ -33,6 +34,7 @@ from advnorm.evaluation.tables import (
     per_seed_columns,
     table1_columns,
     with_mean,
+    with_sd,
     write_csv,
 )
 from advnorm.io_atomic import atomic_write_text
@@ -56,6 +58,8 @@ def write_report(
     method (paired differences with confidence intervals)."""
     domains = [d.name for d in datasets]
     classes = classes_of(cells)
+    unseen = write_unseen(out, cells, domains, classes, focus)
+    cells = [c for c in cells if c.held_out is None]  # the rest of the report: models trained on every domain
     seed_rows = per_seed_rows(cells, domains)
     t1 = averaged_rows(seed_rows, classes)
     t2 = jsd_rows(cells)
@@ -80,7 +84,7 @@ def write_report(
         "",
         f"## Table 1: Dice on full test volumes (mean ± sd over {len(seeds)} seed{'s' * (len(seeds) > 1)})",
         "",
-        markdown_table(_with_sd(t1, classes), ["experiment", "method", "train", "test", *classes, "mean"]),
+        markdown_table(with_sd(t1, classes), ["experiment", "method", "train", "test", *classes, "mean"]),
         "",
         verdict(t1),
         "",
@@ -107,6 +111,8 @@ def write_report(
         "`paper_patch_jsd` in `advnorm.evaluation.intensity_agreement`).",
         "",
         *_discriminator(cells),
+        "",
+        *unseen,
         "",
         "## Figures",
         "",
@@ -149,20 +155,6 @@ def _setting(datasets: list[Dataset], cfg: Config, cells: list[Cell], seeds: lis
         f"Profile: `{cfg.profile}`; {spent}. Seeds: {', '.join(map(str, seeds))} (each changes the "
         f"initialisation, the batches and the augmentation; not the split). Split: {split}."
     )
-
-
-def _with_sd(rows: list[dict[str, Any]], classes: tuple[str, ...]) -> list[dict[str, Any]]:
-    """Display rows: ``0.812 ± 0.021`` where more than one seed was run."""
-    out = []
-    for r in rows:
-        shown = dict(r)
-        for score in (*classes, "mean"):
-            sd = r.get(f"{score}_sd")
-            v = r.get(score)
-            if isinstance(v, float) and math.isfinite(v):
-                shown[score] = f"{v:.3f} ± {sd:.3f}" if isinstance(sd, float) and math.isfinite(sd) else f"{v:.3f}"
-        out.append(shown)
-    return out
 
 
 def verdict(rows: list[dict[str, Any]], method: str = "adversarial") -> str:

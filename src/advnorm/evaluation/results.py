@@ -109,13 +109,24 @@ def averaged_rows(seed_rows: list[dict[str, Any]], classes: tuple[str, ...] = TI
     return sorted(out, key=lambda r: (r["experiment"], r["train"], r["test"]))
 
 
-def case_scores(cells: list[Cell], method: str) -> dict[tuple[int, str, str], float]:
-    """``(seed, domain, case) -> mean Dice over the tissues`` for every test case of ``method``'s multi-domain cells."""
+def unseen_seed_rows(cells: list[Cell], domains: list[str]) -> list[dict[str, Any]]:
+    """The per-seed rows of leave-one-domain-out cells on the domain each left out (table3.csv per seed)."""
+    left_out = [c for c in cells if c.held_out is not None]
+    held = {(c.method, c.seed, " + ".join(d for d in domains if d != c.held_out)): c.held_out for c in left_out}
+    rows = per_seed_rows(left_out, domains)
+    return [r for r in rows if held.get((r["method_id"], r["seed"], r["train"])) == r["test"]]
+
+
+def case_scores(cells: list[Cell], method: str, *, unseen: bool = False) -> dict[tuple[int, str, str], float]:
+    """``(seed, domain, case) -> mean Dice over the tissues`` for every test case of ``method``'s multi-domain cells;
+    ``unseen``: of its leave-one-domain-out cells, on the domain each left out (keys pair with the in-domain ones)."""
     out = {}
     for cell in cells:
-        if cell.method != method or not cell.multi_domain or cell.held_out is not None:
+        if cell.method != method or not cell.multi_domain or (cell.held_out is not None) != unseen:
             continue
         for case in cell.evaluation["cases"]:
+            if unseen and case["domain"] != cell.held_out:
+                continue
             vals = [v for t in case["dice"] if math.isfinite(v := num(case["dice"][t]))]
             out[(cell.seed, case["domain"], case["case"])] = float(np.mean(vals)) if vals else math.nan
     return out

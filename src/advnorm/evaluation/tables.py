@@ -170,3 +170,17 @@ def markdown_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) ->
     ]
     lines += ["| " + " | ".join(_md_cell(row.get(c)) for c in columns) + " |" for row in rows]
     return "\n".join(lines) + "\n"
+
+
+def with_sd(rows: list[dict[str, Any]], classes: tuple[str, ...]) -> list[dict[str, Any]]:
+    """Display rows: ``0.812 ± 0.021`` where more than one seed was run."""
+    out = []
+    for r in rows:
+        shown = dict(r)
+        for score in (*classes, "mean"):
+            sd = r.get(f"{score}_sd")
+            v = r.get(score)
+            if isinstance(v, float) and math.isfinite(v):
+                shown[score] = f"{v:.3f} ± {sd:.3f}" if isinstance(sd, float) and math.isfinite(sd) else f"{v:.3f}"
+        out.append(shown)
+    return out

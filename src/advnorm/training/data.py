@@ -72,7 +72,8 @@ class TrainingData:
 
 
 def training_domains(datasets: list[Dataset], cfg: Config, spec: MethodSpec) -> list[Dataset]:
-    """The domains a method trains on: one for ``single`` (``data.train_domain``, else the first), else all (>= 2)."""
+    """The domains a method trains on: one for ``single`` (``data.train_domain``, else the first), else all (>= 2),
+    or all but ``data.left_out_domain`` (>= 1: a site never seen is tested)."""
     if spec.single_domain:
         wanted = cfg.data.train_domain or datasets[0].name
         chosen = [d for d in datasets if d.name == wanted]
@@ -81,6 +82,16 @@ def training_domains(datasets: list[Dataset], cfg: Config, spec: MethodSpec) -> 
                 f"--train-domain {wanted!r} is none of the domains {', '.join(d.name for d in datasets)}"
             )
         return chosen
+    left_out = cfg.data.left_out_domain
+    if left_out is not None:
+        if left_out not in [d.name for d in datasets]:
+            raise AdvnormError(
+                f"the left-out domain {left_out!r} is none of the domains {', '.join(d.name for d in datasets)}"
+            )
+        kept = [d for d in datasets if d.name != left_out]
+        if not kept:
+            raise AdvnormError(f"leaving {left_out!r} out leaves no domain to train on: give at least two --data")
+        return kept
     if len(datasets) < 2:
         raise AdvnormError(f"method {spec.name!r} trains on several domains: give at least two --data")
     return datasets
@@ -152,10 +163,10 @@ def prepare(datasets: list[Dataset], cfg: Config, spec: MethodSpec, *, log=print
     )
 
 
-def validation_rows(data: TrainingData, n: int, seed: int) -> np.ndarray:
-    """A fixed, domain-balanced sample of validation patches."""
+def validation_rows(data: TrainingData, n: int, seed: int, index: PatchIndex | None = None) -> np.ndarray:
+    """A fixed, domain-balanced sample of ``n`` patches of ``index`` (default: the validation patches)."""
     rng = np.random.default_rng(seed + 1)
-    doms = data.row_domains(data.val)
+    doms = data.row_domains(data.val if index is None else index)
     per = max(1, n // len(np.unique(doms)))
     rows = [
         rng.choice(np.flatnonzero(doms == d), size=min(per, int(np.sum(doms == d))), replace=False)

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from advnorm.config import Config, differences, ingredients
+from advnorm.config import Config, TrainConfig, differences, ingredients
 from advnorm.data.fingerprint import dataset_fingerprint, fingerprint_differences, refuse_duplicate_content
 from advnorm.data.layouts import Dataset
 from advnorm.data.sampler import DomainBalancedSampler
@@ -38,7 +38,7 @@ from advnorm.paths import probe_writable, top_missing
 from advnorm.run_folder import RunFolder, config_differences, pick_device
 from advnorm.training import distributed, tensorboard
 from advnorm.training.checkpoint import load_train_state, save_train_state
-from advnorm.training.data import prepare, validation_rows
+from advnorm.training.data import TrainingData, prepare, validation_rows
 from advnorm.training.log import Row, plot_learning_curves, read_log, write_log
 from advnorm.training.losses import default_dice_weights, ramp
 from advnorm.training.trainer import Trainer
@@ -149,6 +149,7 @@ class TrainingRun:
             world_size=ctx.world_size,
         )
         self.val_rows = validation_rows(self.data, cfg.train.val_patches, cfg.train.seed)
+        self.bn_batches = batchnorm_batches(self.data, cfg.train)
         self.tensorboard = tensorboard.open_log(self.files.root) if ctx.is_main else None
         self.t0 = time.perf_counter() - (float(self.rows[-1].get("seconds", 0) or 0) if self.rows else 0.0)
 
@@ -319,7 +320,7 @@ class TrainingRun:
         )
         self.nets.train()
         for step, rows in enumerate(bar):
-            self.trainer.set_input(*self.data.batch(self.data.train, rows), self.data.stats(self.data.train, rows))
+            self.trainer.set_input(*self.training_batch(rows)())
             out = self.trainer.optimize_parameters(phase)
             names = list(out)
             pending.append(torch.stack([v.float() for v in out.values()]))
@@ -335,7 +336,13 @@ class TrainingRun:
         return row
 
     def validate(self) -> Row:
+        """Precise BatchNorm statistics for the current weights, then the validation metrics."""
+        self.trainer.recalibrate_batchnorm(self.training_batch(rows) for rows in self.bn_batches)
         return dict(validate(self.trainer, self.data, self.val_rows))
+
+    def training_batch(self, rows: np.ndarray) -> Callable[[], tuple]:
+        """The trainer's input for training patches ``rows``, gathered when called."""
+        return lambda: (*self.data.batch(self.data.train, rows), self.data.stats(self.data.train, rows))
 
     def end_epoch(self, row: Row) -> None:
         """Learning rates, plateau schedulers, the best checkpoint, the log and the training state."""
@@ -423,6 +430,18 @@ class TrainingRun:
         self.ctx.barrier()
         distributed.shutdown(self.ctx)
         return summary
+
+
+def batchnorm_batches(data: TrainingData, t: TrainConfig) -> list[np.ndarray]:
+    """The fixed training batches BatchNorm statistics are recomputed on: ``t.bn_recalibration_batches`` batches
+    of ``t.batch_size`` patches, domain-balanced overall and shuffled so every batch mixes domains as in training.
+    The same on every rank, so the statistics agree under torchrun."""
+    n = t.bn_recalibration_batches * t.batch_size
+    if n == 0:
+        return []
+    rows = validation_rows(data, n, t.seed + 7919, data.train)
+    rows = np.random.default_rng(t.seed + 7919).permutation(rows)
+    return [rows[i : i + t.batch_size] for i in range(0, len(rows), t.batch_size)]
 
 
 def _steps(rows: list[Row], phase: str) -> int:

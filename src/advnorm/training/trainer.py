@@ -10,7 +10,7 @@ every experiment of Table 1 runs through this one class. The networks themselves
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -19,6 +19,7 @@ from torch import nn
 
 from advnorm.models.networks import Networks
 from advnorm.training.augment import augment_intensity
+from advnorm.training.batchnorm import recompute_batchnorm_statistics
 from advnorm.training.losses import (
     confusion_loss,
     discriminator_loss,
@@ -79,6 +80,23 @@ class Trainer:
         with self.nets.autocast():
             self.x_hat = self.nets.normalize(self.x, self.mask, self.stats)
             self.logits = self.nets.segment(self.x_hat)
+
+    def recalibrate_batchnorm(self, batches: Iterable[Callable[[], tuple]]) -> int:
+        """Recompute BatchNorm's running statistics of G and S over ``batches`` (each returns set_input's
+        arguments) with the current weights; no augmentation, no gradient. Returns the batches used."""
+        self.nets.eval()  # set_input augments only in training mode; the BatchNorm layers are switched on below
+
+        def one(batch: Callable[[], tuple]) -> Callable[[], None]:
+            def run() -> None:
+                self.set_input(*batch())
+                self.forward()
+
+            return run
+
+        try:
+            return recompute_batchnorm_statistics(self.nets, [one(b) for b in batches])
+        finally:
+            self.nets.train()
 
     def segmentation_loss(self, probs: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """L_seg (eq. 2, or its per-class form) of S's softmax output against the labels."""
