@@ -327,6 +327,11 @@ def validate(cfg: Config) -> None:
         "data.fractions: training, validation and test each need a share > 0 (every set holds at least one subject)",
     )
     need(50 < cfg.data.scale_percentile <= 100, "data.scale_percentile must be in (50, 100]")
+    need(
+        ingredients(cfg).generator != "unet" or METHOD_SPECS[cfg.method].input_transform == "scale",
+        f"model.generator 'unet' needs the rescaled input (its output is in (0, {SCALE_TOP})); method "
+        f"{cfg.method!r} feeds G a {METHOD_SPECS[cfg.method].input_transform} image: use model.generator 'transfer'",
+    )
 
 
 def _numbers(obj: Any, prefix: str = "") -> list[tuple[str, float]]:

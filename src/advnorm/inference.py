@@ -112,7 +112,9 @@ class TrainedModel:
         pad = [_round_up(s, stride) - s for s in shape]  # at the far end, so the pooling grid starts at voxel 0
         roi = tuple(min(_round_up(window, stride), s + p) for s, p in zip(shape, pad, strict=True))
         nets = self.nets
-        stats = image_stats(x, m).to(self.device)  # of the whole volume: every window gets the same curve
+        stats = image_stats(x, m, nets.value_range).to(
+            self.device
+        )  # of the whole volume: every window gets the same curve
 
         def predictor(inp: torch.Tensor) -> torch.Tensor:
             xi, mi = inp[:, :1], inp[:, 1:]

@@ -11,7 +11,7 @@ This table is the one source of the method names: the config's ``Method`` type, 
 | adversarial    | Exp. 7     | per-image rescale      | x | x |              |
 | nyul           | (reviewer) | Nyul standardization   |   |   |              |
 | augmented      | (reviewer) | per-image rescale      |   |   | x            |
-| harmonized     | (advnorm)  | per-image rescale      | intensity transfer | domain confusion | |
+| harmonized     | (advnorm)  | per-image z-score      | intensity transfer | domain confusion | |
 
 ``harmonized`` is advnorm's own method (docs/method.md): G is a per-image intensity transfer function (it cannot
 paint anatomy) and D a domain classifier on G's output whose posterior G makes uniform, so the adversary pulls the
@@ -69,7 +69,7 @@ METHOD_SPECS: dict[str, MethodSpec] = {
     "augmented": MethodSpec("augmented", "scale", augment=True, title="Intensity augmentation", experiment="9"),
     "harmonized": MethodSpec(
         "harmonized",
-        "scale",
+        "zscore",
         uses_generator=True,
         uses_discriminator=True,
         title="Adversarially harmonized (advnorm)",

@@ -11,7 +11,7 @@ from advnorm.models.histogram_discriminator import HistogramDiscriminator, soft_
 @pytest.mark.parametrize("value, bins, expected_bin", [(0.0, 5, 0), (SCALE_TOP, 5, 4), (SCALE_TOP / 2, 5, 2)])
 def test_a_constant_patch_peaks_at_its_bin(value, bins, expected_bin):
     x = torch.full((1, 1, 4, 4, 4), value)
-    h = soft_histogram(x, torch.ones_like(x), bins, SCALE_TOP)
+    h = soft_histogram(x, torch.ones_like(x), bins, (0.0, SCALE_TOP))
     assert float(h.sum()) == pytest.approx(1.0) and int(h.argmax()) == expected_bin
 
 
@@ -20,7 +20,7 @@ def test_voxels_outside_the_mask_do_not_count():
     mask = torch.zeros_like(x)
     mask[..., :2, :, :] = 1
     x[..., :2, :, :] = 0.0
-    assert int(soft_histogram(x, mask, 5, SCALE_TOP).argmax()) == 0
+    assert int(soft_histogram(x, mask, 5, (0.0, SCALE_TOP)).argmax()) == 0
 
 
 def test_histogram_d_has_one_logit_per_class_and_gradients_reach_the_input():

@@ -82,3 +82,16 @@ def test_it_can_learn_to_invert_a_contrast():
         loss.backward()
         opt.step()
     assert float(((g(x, stats) - (SCALE_TOP - x)).abs()).mean()) < 0.01 * SCALE_TOP
+
+
+@pytest.mark.parametrize("value_range", [(0.0, SCALE_TOP), (-4.0, 4.0)])
+def test_the_curve_lives_on_the_input_transforms_range(value_range):
+    lo, hi = value_range
+    x = torch.linspace(lo, hi, 1000).reshape(1, 1, 10, 10, 10)
+    m = torch.ones_like(x)
+    g = IntensityTransfer(value_range=value_range)
+    stats = image_stats(x, m, value_range)
+    assert torch.allclose(g(x, stats), x, atol=1e-5)  # the identity on the whole range
+    assert float(g(x * 2, stats).max()) <= hi and float(g(x * 2, stats).min()) >= lo  # beyond it: the end knots
+    q = stats[0, : len(QUANTILES)]
+    assert torch.allclose(q, torch.tensor(QUANTILES), atol=0.01)  # quantiles mapped to [0, 1] from the range

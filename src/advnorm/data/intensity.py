@@ -81,8 +81,9 @@ def transform_image(
 # -- is an input within what a run was trained on? ------------------------------------------------------------
 
 HISTOGRAM_BINS = 64
-HISTOGRAM_RANGE = {"scale": (0.0, SCALE_TOP), "zscore": (-4.0, 4.0), "nyul": (-0.5, 1.5)}
-"""The value range of each transform's output that the training-input histograms are taken over."""
+VALUE_RANGE = {"scale": (0.0, SCALE_TOP), "zscore": (-4.0, 4.0), "nyul": (-0.5, 1.5)}
+"""The value range of each transform's output: the training-input histograms are taken over it, and a transfer G's
+curve and a histogram D are defined on it."""
 FAR_FROM_TRAINING_JSD = 0.5
 """An input whose transformed brain histogram is further than this (JSD, bits) from every training domain's
 gets a warning; between the phantom's three very different domains the JSD is about 0.2."""
@@ -92,7 +93,7 @@ MAX_NEGATIVE_SHARE = 0.01
 
 def input_histogram(kind: str, transformed: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """Probability histogram of a transformed image's brain voxels on the transform's fixed range."""
-    lo, hi = HISTOGRAM_RANGE[kind]
+    lo, hi = VALUE_RANGE[kind]
     counts, _ = np.histogram(np.clip(transformed[mask], lo, hi), bins=HISTOGRAM_BINS, range=(lo, hi))
     return counts / max(int(counts.sum()), 1)
 

@@ -7,16 +7,17 @@ from torch import nn
 from advnorm.config import SCALE_TOP, ModelConfig
 from advnorm.models.discriminator import DomainDiscriminator
 from advnorm.models.histogram_discriminator import HistogramDiscriminator
-from advnorm.models.transfer import IntensityTransfer
+from advnorm.models.transfer import SCALE_RANGE, IntensityTransfer, ValueRange
 from advnorm.models.unet import UNet3D, kaiming_init
 
 
-def build_generator(cfg: ModelConfig, kind: str = "unet") -> nn.Module:
+def build_generator(cfg: ModelConfig, kind: str = "unet", value_range: ValueRange = SCALE_RANGE) -> nn.Module:
     """G: output in (0, SCALE_TOP), the range of its input. ``unet``: the paper's; its residual form starts as the
     identity (its head, the logit-space correction, is zero; every other layer Kaiming-initialized). ``transfer``:
-    a per-image intensity transfer function (:mod:`advnorm.models.transfer`), the identity at the start."""
+    a per-image intensity transfer function (:mod:`advnorm.models.transfer`) over ``value_range``, the range of
+    the method's input transform; the identity at the start."""
     if kind == "transfer":
-        return IntensityTransfer(top=SCALE_TOP)
+        return IntensityTransfer(value_range=value_range)
     net = UNet3D(1, 1, cfg.generator_widths, output=cfg.generator_output, top=SCALE_TOP)
     kaiming_init(net)
     if cfg.generator_output == "residual":
@@ -33,14 +34,20 @@ def build_segmenter(cfg: ModelConfig, n_classes: int) -> UNet3D:
 
 
 def build_discriminator(
-    cfg: ModelConfig, n_domains: int, *, generated_class: bool = True, kind: str = "patch", stem_norm: str = "group"
+    cfg: ModelConfig,
+    n_domains: int,
+    *,
+    generated_class: bool = True,
+    kind: str = "patch",
+    stem_norm: str = "group",
+    value_range: ValueRange = SCALE_RANGE,
 ) -> nn.Module:
     """D: the paper's (K + 1)-class patch CNN, or a K-way domain classifier (``generated_class=False``) on the
     patch or on its intensity histogram (``kind="histogram"``)."""
     n_outputs = n_domains + 1 if generated_class else n_domains
     net: nn.Module
     if kind == "histogram":
-        net = HistogramDiscriminator(n_outputs)
+        net = HistogramDiscriminator(n_outputs, value_range=value_range)
     else:
         net = DomainDiscriminator(
             n_domains,

@@ -11,13 +11,14 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from advnorm.config import SCALE_TOP
+from advnorm.models.transfer import SCALE_RANGE, ValueRange
 
 
-def soft_histogram(x: torch.Tensor, mask: torch.Tensor, bins: int, top: float) -> torch.Tensor:
-    """(B, bins): Gaussian-kernel histogram on [0, top] of each patch's voxels inside ``mask``, summing to 1."""
-    centres = torch.linspace(0.0, top, bins, device=x.device, dtype=torch.float32)
-    width = top / (bins - 1)
+def soft_histogram(x: torch.Tensor, mask: torch.Tensor, bins: int, value_range: ValueRange) -> torch.Tensor:
+    """(B, bins): Gaussian-kernel histogram on ``value_range`` of each patch's voxels inside ``mask``, summing to 1."""
+    lo, hi = value_range
+    centres = torch.linspace(lo, hi, bins, device=x.device, dtype=torch.float32)
+    width = (hi - lo) / (bins - 1)
     v = x.float().reshape(x.shape[0], -1, 1)
     m = mask.float().reshape(mask.shape[0], -1, 1)
     k = torch.exp(-0.5 * ((v - centres) / width) ** 2) * m  # (B, N, bins)
@@ -28,9 +29,9 @@ def soft_histogram(x: torch.Tensor, mask: torch.Tensor, bins: int, top: float) -
 class HistogramDiscriminator(nn.Module):
     """Logits over ``n_outputs`` classes from the soft histogram of each patch's brain voxels."""
 
-    def __init__(self, n_outputs: int, bins: int = 48, hidden: int = 64, top: float = SCALE_TOP) -> None:
+    def __init__(self, n_outputs: int, bins: int = 48, hidden: int = 64, value_range: ValueRange = SCALE_RANGE) -> None:
         super().__init__()
-        self.bins, self.top = bins, float(top)
+        self.bins, self.value_range = bins, (float(value_range[0]), float(value_range[1]))
         self.net = nn.Sequential(
             nn.Linear(bins, hidden),
             nn.LeakyReLU(0.2),
@@ -42,4 +43,4 @@ class HistogramDiscriminator(nn.Module):
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         mask = (x != 0).float() if mask is None else mask
         x, mask = x[..., ::2, ::2, ::2], mask[..., ::2, ::2, ::2]  # every 8th voxel: the same histogram, 1/8 the memory
-        return self.net(soft_histogram(x, mask, self.bins, self.top) * self.bins)
+        return self.net(soft_histogram(x, mask, self.bins, self.value_range) * self.bins)

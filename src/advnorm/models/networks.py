@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from advnorm.config import Config, ingredients
+from advnorm.data.intensity import VALUE_RANGE
 from advnorm.labels import CLASS_NAMES
 from advnorm.methods import METHOD_SPECS, MethodSpec
 from advnorm.models.builders import build_discriminator, build_generator, build_segmenter
@@ -33,7 +34,9 @@ class Networks(nn.Module):
         """The names of S's classes (background first): the data's label set."""
         self.device = torch.device(device)
         self.ingredients = parts = ingredients(cfg)
-        self.G = build_generator(cfg.model, parts.generator) if parts.generator is not None else None
+        self.value_range = VALUE_RANGE[self.spec.input_transform]
+        """The range of the method's input transform: a transfer G's curve and a histogram D are defined on it."""
+        self.G = build_generator(cfg.model, parts.generator, self.value_range) if parts.generator is not None else None
         self.S = build_segmenter(cfg.model, len(self.classes))
         self.D = (
             build_discriminator(
@@ -42,6 +45,7 @@ class Networks(nn.Module):
                 generated_class=parts.adversary == "paper",
                 kind=parts.discriminator,
                 stem_norm=parts.stem_norm,
+                value_range=self.value_range,
             )
             if parts.adversary is not None
             else None
@@ -70,7 +74,7 @@ class Networks(nn.Module):
         if self.G is None:
             return x
         if self.ingredients.generator == "transfer":
-            return self.G(x, image_stats(x, mask) if stats is None else stats) * mask
+            return self.G(x, image_stats(x, mask, self.value_range) if stats is None else stats) * mask
         return self.G(x) * mask
 
     def segment(self, x_hat: torch.Tensor) -> torch.Tensor:

@@ -1,7 +1,7 @@
 """A generator that cannot erase tissue contrast: a learned intensity transfer function per image.
 
 G(x)_v = f_b(x_v): every voxel of image b goes through the same piecewise-linear curve f_b over
-the input range [0, top], whose knot values a small network predicts from the image's own intensity
+the input transform's value range, whose knot values a small network predicts from the image's own intensity
 statistics (its brain histogram and quantiles). So G can move, stretch, merge apart or invert the
 tissues' intensities of each site (an isointense infant T1 to an adult T1; a T2 to a T1), but it
 cannot paint anatomy: the same input value always gives the same output value within an image.
@@ -22,30 +22,38 @@ N_STATS = len(QUANTILES) + HISTOGRAM_BINS
 """Length of the image statistics vector G is conditioned on."""
 
 
-def image_stats(x: torch.Tensor, mask: torch.Tensor, top: float = SCALE_TOP) -> torch.Tensor:
-    """(B, N_STATS): the quantiles and the normalized histogram (on [0, top]) of each image's brain voxels.
+ValueRange = tuple[float, float]
+SCALE_RANGE: ValueRange = (0.0, SCALE_TOP)
+"""The range of the ``scale`` input transform: the default."""
+
+
+def image_stats(x: torch.Tensor, mask: torch.Tensor, value_range: ValueRange = SCALE_RANGE) -> torch.Tensor:
+    """(B, N_STATS): the quantiles (mapped from ``value_range`` to [0, 1]) and the normalized histogram (on
+    ``value_range``) of each image's brain voxels.
 
     ``x`` and ``mask`` are (B, 1, ...). Computed from whole images (training: once per subject; inference: the
     volume), so a patch is normalized with its image's curve, not with one fitted to the patch.
     """
+    lo, hi = value_range
     rows = []
     for xi, mi in zip(x, mask, strict=True):
         v = xi[mi > 0].float()
         if v.numel() == 0:
             v = xi.reshape(-1).float()
         q = torch.quantile(v[:: max(1, v.numel() // 200_000)], torch.tensor(QUANTILES, dtype=v.dtype))
-        h = torch.histc(v.clamp(0, top), bins=HISTOGRAM_BINS, min=0.0, max=top)
-        rows.append(torch.cat([q / top, h / h.sum().clamp_min(1)]))
+        h = torch.histc(v.clamp(lo, hi), bins=HISTOGRAM_BINS, min=lo, max=hi)
+        rows.append(torch.cat([(q - lo) / (hi - lo), h / h.sum().clamp_min(1)]))
     return torch.stack(rows)
 
 
 class IntensityTransfer(nn.Module):
-    """G(x, stats) = f(x) with f piecewise linear on ``knots`` knots over [0, top], predicted from ``stats``."""
+    """G(x, stats) = f(x) with f piecewise linear on ``knots`` knots over ``value_range`` (the input transform's),
+    predicted from ``stats``; inputs beyond the range take the end knots' values."""
 
-    def __init__(self, knots: int = 24, hidden: int = 64, top: float = SCALE_TOP) -> None:
+    def __init__(self, knots: int = 24, hidden: int = 64, value_range: ValueRange = SCALE_RANGE) -> None:
         super().__init__()
-        self.top = float(top)
-        positions = torch.linspace(0.0, self.top, knots)
+        self.low, self.high = float(value_range[0]), float(value_range[1])
+        positions = torch.linspace(self.low, self.high, knots)
         self.register_buffer("positions", positions)
         last = nn.Linear(hidden, knots)
         nn.init.zeros_(last.weight)  # the identity at the start
@@ -53,19 +61,19 @@ class IntensityTransfer(nn.Module):
         self.hyper = nn.Sequential(nn.Linear(N_STATS, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(), last)
 
     def curve(self, stats: torch.Tensor) -> torch.Tensor:
-        """(B, knots): the output value at each knot, in [0, top].
+        """(B, knots): the output value at each knot, in the value range.
 
-        The knots are the identity plus a learned offset, clamped to [0, top] with a straight-through gradient.
+        The knots are the identity plus a learned offset, clamped to the range with a straight-through gradient.
         A sigmoid bound saturates at the ends of the range (an inversion got stuck there), and a plain clamp
         freezes a knot once it leaves the range; straight-through keeps the range and lets the knot come back.
         """
-        v = self.positions + self.top * self.hyper(stats.float())
-        return v + (v.clamp(0.0, self.top) - v).detach()
+        v = self.positions + (self.high - self.low) * self.hyper(stats.float())
+        return v + (v.clamp(self.low, self.high) - v).detach()
 
     def forward(self, x: torch.Tensor, stats: torch.Tensor) -> torch.Tensor:
         values = self.curve(stats)  # (B, K)
         k = values.shape[1]
-        t = (x.float().clamp(0, self.top) / self.top) * (k - 1)
+        t = ((x.float().clamp(self.low, self.high) - self.low) / (self.high - self.low)) * (k - 1)
         i = t.floor().clamp(0, k - 2)
         w = t - i
         b = x.shape[0]

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from advnorm.config import Config
-from advnorm.data.intensity import fit_nyul, input_histogram, raw_input_problem, transform_image
+from advnorm.data.intensity import VALUE_RANGE, fit_nyul, input_histogram, raw_input_problem, transform_image
 from advnorm.data.layouts import Dataset, read_alike
 from advnorm.data.patches import PatchIndex, gather
 from advnorm.data.splits import domain_split, stratified_patch_split
@@ -16,7 +16,7 @@ from advnorm.data.subject import Subject
 from advnorm.errors import AdvnormError
 from advnorm.labels import CLASS_NAMES
 from advnorm.methods import MethodSpec
-from advnorm.models.transfer import N_STATS, image_stats
+from advnorm.models.transfer import N_STATS, SCALE_RANGE, image_stats
 
 
 @dataclass
@@ -35,12 +35,14 @@ class TrainingData:
     """Per domain, the brain histogram of the transformed training inputs: what inference compares a new input with."""
     classes: tuple[str, ...] = CLASS_NAMES
     """The classes S learns (background first): the label set all training domains are read with."""
+    value_range: tuple[float, float] = SCALE_RANGE
+    """The range of the input transform (``advnorm.data.intensity.VALUE_RANGE``) the statistics are taken on."""
     subject_stats: torch.Tensor = field(init=False)
     """Per subject, the statistics of its whole (transformed) image: what a transfer-function G is conditioned on."""
 
     def __post_init__(self) -> None:
         rows = [
-            image_stats(torch.from_numpy(x)[None, None], torch.from_numpy(np.asarray(m))[None, None])
+            image_stats(torch.from_numpy(x)[None, None], torch.from_numpy(np.asarray(m))[None, None], self.value_range)
             for x, m in zip(self.inputs, self.masks, strict=True)
         ]
         self.subject_stats = torch.cat(rows) if rows else torch.zeros(0, N_STATS)
@@ -160,6 +162,7 @@ def prepare(datasets: list[Dataset], cfg: Config, spec: MethodSpec, *, log=print
         input_state=input_state,
         input_histograms=histograms,
         classes=classes,
+        value_range=VALUE_RANGE[spec.input_transform],
     )
 
 
