@@ -104,3 +104,26 @@ def test_unseen_adds_leave_one_domain_out_runs_and_table3(tiny_phantom, tiny_con
     report = (out / "report.md").read_text()
     assert "## Table 3: a site never seen" in report and "harmonized unseen scores" in report
     assert "harmonized in-domain" in report and "target is" in report
+
+
+@pytest.mark.parametrize("argv, methods, seeds", [
+    (["demo"], ["standardized", "adversarial", "harmonized"], 1),  # within 15 minutes on 2 cores
+    (["demo", "--full"], None, 3),  # every method, the protocol's seeds
+])
+def test_demo_trains_a_subset_unless_full(argv, methods, seeds, tmp_path, monkeypatch):
+    import advnorm.reproduce as rep
+
+    seen = {}
+
+    def fake_reproduce(folders, out, **kw):
+        seen.update(kw, folders=folders)
+        return out / "report.md"
+
+    monkeypatch.setattr(rep, "reproduce", fake_reproduce)
+    monkeypatch.setattr("advnorm.data.phantom.generate.write_phantom", lambda out, spec, progress=False: None)
+    (tmp_path / "phantom").mkdir()
+    (tmp_path / "phantom" / "phantom.json").write_text('{"complete": true}')
+    for k in (1, 2, 3):
+        (tmp_path / "phantom" / f"Dataset00{k}_X{k}").mkdir()
+    assert main([*argv, "--out", str(tmp_path), "--no-progress"]) == 0
+    assert seen["methods"] == methods and seen["seeds"] == seeds and len(seen["folders"]) == 3

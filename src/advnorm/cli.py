@@ -117,7 +117,7 @@ def _reproduce(args: argparse.Namespace) -> None:
 def _demo(args: argparse.Namespace) -> None:
     from advnorm.reproduce import demo
 
-    demo(args.out, progress=not args.no_progress)
+    demo(args.out, full=args.full, progress=not args.no_progress)
 
 
 VERBS: dict[str, Callable[[argparse.Namespace], None]] = {

@@ -51,7 +51,7 @@ def write_report(
     cfg: Config,
     run_dir: Callable[[Cell], Path],
     *,
-    focus: tuple[str, ...] = ("adversarial",),
+    focus: tuple[str, ...] = ("adversarial", "harmonized"),
     log: Callable[[str], None] = print,
 ) -> Path:
     """Tables, figures and report.md in ``out``; ``focus``: the methods compared against every other multi-domain
@@ -86,8 +86,7 @@ def write_report(
         "",
         markdown_table(with_sd(t1, classes), ["experiment", "method", "train", "test", *classes, "mean"]),
         "",
-        verdict(t1),
-        "",
+        *[line for m in focus if (v := verdict(t1, m)) for line in (v, "")],
         *_comparisons(cells, focus),
         "",
         *_dead(seed_rows, classes),
@@ -172,7 +171,7 @@ def verdict(rows: list[dict[str, Any]], method: str = "adversarial") -> str:
 
     focus = mean_of(method)
     if not math.isfinite(focus):
-        return f"The {method} model was not part of this reproduction."
+        return ""
     cross = mean_of("single", cross=True)
     multi = {m: mean_of(m) for m in {r["method_id"] for r in rows} if m not in ("single", method)}
     multi = {m: v for m, v in multi.items() if math.isfinite(v)}
