@@ -96,3 +96,22 @@ def tiny_run(tiny_phantom, tiny_config, tmp_path_factory) -> Path:
     train([str(p) for p in tiny_phantom], out, method="adversarial", config_file=str(tiny_config),
           progress=False, log=lambda _msg: None)
     return out
+
+
+@pytest.fixture(scope="session")
+def tiny_method_run(tiny_phantom, tiny_config, tmp_path_factory):
+    """``tiny_method_run(method)`` -> a finished run of ``method`` (e.g. ``harmonized``, ``nyul``) on
+    :func:`tiny_phantom` with :func:`tiny_config`, trained on first use, once per session (read-only)."""
+    from advnorm.workflows import train
+
+    runs: dict[str, Path] = {}
+
+    def get(method: str) -> Path:
+        if method not in runs:
+            out = tmp_path_factory.mktemp(f"tiny_{method}_run") / "run"
+            train([str(p) for p in tiny_phantom], out, method=method, config_file=str(tiny_config),
+                  progress=False, log=lambda _msg: None)
+            runs[method] = out
+        return runs[method]
+
+    return get

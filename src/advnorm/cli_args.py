@@ -147,7 +147,8 @@ def _export(add: AddVerb) -> None:
         help="a trained run as portable files: G + S (or S alone) as ONNX or TorchScript, plus model.json",
         description="Write G and S of a run (or S alone) as one ONNX or TorchScript file, checked against PyTorch, "
         "and a JSON saying the input transform, the 1 mm RAS working grid, the stride, the classes and label ids. "
-        "ONNX needs: pip install 'advnorm[export]'.",
+        "A harmonized run's G also takes the whole image's intensity statistics (the JSON has the numpy code that "
+        "computes them). ONNX needs: pip install 'advnorm[export]'.",
     )
     p.add_argument("--model", required=True, type=Path, help="run folder")
     p.add_argument("--format", required=True, choices=("onnx", "torchscript"), dest="fmt")

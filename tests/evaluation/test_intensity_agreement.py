@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from scipy.spatial.distance import jensenshannon
 
 from advnorm.evaluation.intensity_agreement import (
+    tissue_overlap,
     generalized_jsd,
     jensen_shannon,
     mean_pairwise_jsd,
@@ -140,3 +141,38 @@ def test_paper_patch_jsd_matches_the_torch_arithmetic() -> None:
         per_bin = [F.kl_div(log_mix, p[:, k].unsqueeze(0), reduction="sum") for k in range(p.size(1))]
     expected = torch.stack(per_bin).mean().item()
     assert paper_patch_jsd(patches) == pytest.approx(expected, rel=1e-4)
+
+
+def _tissues(*values_per_class):
+    """An image and label map with the given voxel values for classes 1, 2, 3."""
+    img = np.concatenate([np.asarray(v, float) for v in values_per_class])
+    lab = np.concatenate([np.full(len(v), c) for c, v in enumerate(values_per_class, start=1)])
+    return img, lab
+
+
+@pytest.mark.parametrize(
+    "values, expected",
+    [
+        # disjoint intensities: separable
+        (([0.0] * 10, [5.0] * 10, [10.0] * 10), {"CSF-GM": 0.0, "CSF-WM": 0.0, "GM-WM": 0.0}),
+        # GM and WM the same values: indistinguishable
+        (([0.0] * 10, [5.0] * 10, [5.0] * 10), {"CSF-GM": 0.0, "CSF-WM": 0.0, "GM-WM": 1.0}),
+        # half of WM shares GM's bin: overlap min(1, 0.5) = 0.5
+        (([0.0] * 10, [5.0] * 10, [5.0] * 5 + [10.0] * 5), {"CSF-GM": 0.0, "CSF-WM": 0.0, "GM-WM": 0.5}),
+    ],
+)
+def test_tissue_overlap_hand_cases(values, expected) -> None:
+    img, lab = _tissues(*values)
+    got = tissue_overlap(img, lab)
+    assert got == pytest.approx(expected)
+
+
+def test_tissue_overlap_is_blind_to_an_affine_rescaling_and_nan_for_an_absent_tissue() -> None:
+    rng = np.random.default_rng(0)
+    img, lab = _tissues(rng.normal(0, 1, 500), rng.normal(1.5, 1, 500), rng.normal(4, 1, 500))
+    a = tissue_overlap(img, lab)
+    b = tissue_overlap(3 * img + 7, lab)  # the same separation on another scale
+    assert a == pytest.approx(b)
+    assert 0 < a["CSF-GM"] < 1 and a["CSF-WM"] < a["CSF-GM"]
+    missing = tissue_overlap(img[lab != 3], lab[lab != 3])
+    assert math.isnan(missing["GM-WM"]) and missing["CSF-GM"] == pytest.approx(a["CSF-GM"], abs=0.1)

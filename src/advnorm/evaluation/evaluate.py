@@ -20,7 +20,7 @@ from advnorm.data.layouts import CaseRef, Dataset, read_alike
 from advnorm.data.splits import domain_split
 from advnorm.data.subject import Subject
 from advnorm.errors import AdvnormError, AdvnormWarning
-from advnorm.evaluation.intensity_agreement import per_class_jsd
+from advnorm.evaluation.intensity_agreement import per_class_jsd, tissue_overlap
 from advnorm.evaluation.metrics import case_metrics, summarize
 from advnorm.inference import TrainedModel
 from advnorm.labels import CLASS_NAMES
@@ -133,6 +133,14 @@ def evaluate(model: TrainedModel, datasets: list[Dataset], *, log: Callable[[str
     }
     if len(inputs) >= 2:
         result.summary["jsd"] = jsd_between_domains(inputs, outputs, labels, classes=model.classes)
+    ids = tuple(range(1, len(model.classes)))
+    result.summary["tissue_overlap"] = {
+        kind: {
+            name: tissue_overlap(np.concatenate(values[name]), np.concatenate(labels[name]), ids, names=model.classes)
+            for name in values
+        }
+        for kind, values in (("input", inputs), ("normalized", outputs))
+    }
     return result
 
 

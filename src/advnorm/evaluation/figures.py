@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 import numpy as np
@@ -164,4 +165,32 @@ def segmentation_overlay(
     handles = [plt.Rectangle((0, 0), 1, 1, color=c) for c in _colours(len(classes))]
     fig.legend(handles, classes, loc="lower center", ncol=min(len(classes), 5), fontsize=9)
     fig.suptitle(f"{title} (z={k})" if title else f"z={k}")
+    return save_figure(fig, out)
+
+
+def tissue_overlap_figure(rows: Sequence[Mapping[str, Any]], out: Path) -> Path:
+    """Beside Table 2: per test domain, the overlap of each tissue pair's intensity histograms (0: separable,
+    1: the same) in the inputs and in what each method feeds S. ``rows`` as ``results.overlap_rows``."""
+    domains = list(dict.fromkeys(str(r["domain"]) for r in rows))
+    methods = list(dict.fromkeys(str(r["method"]) for r in rows))
+    pairs = [k for k in rows[0] if k not in ("method", "domain")] if rows else []
+    if not domains or not pairs:
+        raise ValueError("tissue_overlap_figure needs at least one row with tissue pairs")
+    fig, axes = plt.subplots(1, len(domains), figsize=(4.6 * len(domains), 3.8), squeeze=False, sharey=True)
+    width = 0.8 / len(methods)
+    colors = ["#7f7f7f", *_colours(max(len(methods) - 1, 1))]
+    for ax, domain in zip(axes[0], domains, strict=True):
+        for m, method in enumerate(methods):
+            found = [r for r in rows if r["domain"] == domain and r["method"] == method]
+            if not found:
+                continue
+            values = [float(found[0][p]) for p in pairs]
+            ax.bar(np.arange(len(pairs)) + m * width, values, width, color=colors[m % len(colors)], label=method)
+        ax.set_xticks(np.arange(len(pairs)) + width * (len(methods) - 1) / 2, pairs, fontsize=8)
+        ax.set_ylim(0, 1)
+        ax.set_title(domain, fontsize=10)
+    axes[0, 0].set_ylabel("histogram overlap (0 = separable)")
+    axes[0, -1].legend(fontsize=7)
+    fig.suptitle("Tissue overlap within each domain: inputs (grey) and what each method feeds S")
+    fig.tight_layout()
     return save_figure(fig, out)

@@ -152,6 +152,30 @@ def per_class_jsd(
     return out
 
 
+def tissue_overlap(
+    image: np.ndarray,
+    label: np.ndarray,
+    classes: Sequence[int] = DEFAULT_CLASSES,
+    bins: int = DEFAULT_BINS,
+    names: tuple[str, ...] = CLASS_NAMES,
+) -> dict[str, float]:
+    """Within one domain, how much each pair of tissues' intensity histograms overlap: ``sum_b min(p_a, p_b)`` on
+    the domain's own shared range, in [0, 1] (0: the tissues never share an intensity; 1: indistinguishable by
+    intensity). The other side of Table 2: a normalizer can make the domains alike (low JSD) by merging tissues
+    (high overlap); this says whether it did. Keys ``"CSF-GM"``...; ``nan`` for a tissue absent from ``label``."""
+    img, lab = np.asarray(image).ravel(), np.asarray(label).ravel()
+    present = [c for c in classes if np.any(lab == c)]
+    out: dict[str, float] = {}
+    row: dict[int, np.ndarray] = {}
+    if present:
+        hist, _ = shared_histograms([img[lab == c] for c in present], bins, shared_range([img[lab > 0]]))
+        row = dict(zip(present, hist, strict=True))
+    for a, b in itertools.combinations(classes, 2):
+        key = f"{class_name(a, names)}-{class_name(b, names)}"
+        out[key] = float(np.minimum(row[a], row[b]).sum()) if a in present and b in present else math.nan
+    return out
+
+
 def _softmax(x: np.ndarray) -> np.ndarray:
     e = np.exp(x - x.max())
     return e / e.sum()

@@ -150,6 +150,27 @@ def jsd_rows(cells: list[Cell]) -> list[dict[str, Any]]:
     return rows
 
 
+def overlap_rows(cells: list[Cell]) -> list[dict[str, Any]]:
+    """Tissue overlap within each test domain (``tissue_overlap`` of the evaluations), mean over seeds: one row for
+    the inputs per domain (method ``input``), then one per multi-domain method and domain for what it feeds S."""
+    groups: dict[tuple[str, str], list[dict[str, float]]] = defaultdict(list)
+    for cell in cells:
+        overlap = cell.evaluation["summary"].get("tissue_overlap")
+        if not overlap or not cell.multi_domain or cell.held_out is not None:
+            continue
+        for domain, pairs in overlap["input"].items():
+            groups[("input", domain)].append(pairs)
+        for domain, pairs in overlap["normalized"].items():
+            groups[(cell.method, domain)].append(pairs)
+    rows = []
+    for (method, domain), found in groups.items():
+        row: dict[str, Any] = {"method": method, "domain": domain}
+        for pair in found[0]:
+            row[pair], _ = mean_sd([num(p.get(pair)) for p in found])
+        rows.append(row)
+    return sorted(rows, key=lambda r: (r["domain"], r["method"] != "input", r["method"]))
+
+
 def dead_pairs(seed_rows: list[dict[str, Any]], below: float = 0.5, classes: tuple[str, ...] = TISSUES) -> list[str]:
     """Multi-domain (method, seed, test domain, tissue) whose Dice is under ``below``: the "dead class" check."""
     out = []
