@@ -40,3 +40,36 @@ def test_a_run_of_the_same_config_and_data_is_reused(tiny_run, tiny_phantom):
     datasets = open_domains([str(p) for p in tiny_phantom])
     cfg = resolve("quick", file=tiny_run / "config.json")
     assert reuse_differences(tiny_run, cfg, datasets) == []
+
+
+@pytest.mark.parametrize("stored_version", [None, 1])
+def test_an_evaluation_of_another_version_is_recomputed_without_training(stored_version, tiny_run, tiny_phantom,
+                                                                          tmp_path, monkeypatch):
+    import json
+
+    from advnorm.workflows import EVALUATION_VERSION
+
+    run = copy_run(tiny_run, tmp_path / "run")
+    datasets = open_domains([str(p) for p in tiny_phantom])
+    cfg = resolve("quick", file=run / "config.json")
+    old = {"summary": {"per_domain": {}}, "cases": []}
+    if stored_version is not None:
+        old["version"] = stored_version
+    (run / "evaluation.json").write_text(json.dumps(old))
+    weights = _snapshot(run)
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("a finished run must not be trained again")
+
+    monkeypatch.setattr("advnorm.training.loop.fit", no_training)
+    messages = []
+    payload = train_and_evaluate(run, cfg, datasets, progress=False, log=messages.append)
+    assert payload["version"] == EVALUATION_VERSION and "tissue_overlap" in payload["summary"]
+    assert any("evaluating it again" in m for m in messages)
+    assert json.loads((run / "evaluation.json").read_text())["version"] == EVALUATION_VERSION
+    assert {k: v for k, v in _snapshot(run).items() if k != "evaluation.json"} == {
+        k: v for k, v in weights.items() if k != "evaluation.json"}
+    # and now it is current: skipped
+    messages.clear()
+    train_and_evaluate(run, cfg, datasets, progress=False, log=messages.append)
+    assert messages == ["finished earlier, skipped"]

@@ -263,16 +263,24 @@ def _train_and_evaluate(
     from advnorm.training.loop import fit
 
     if files.evaluation.exists():
-        log("finished earlier, skipped")
-        return json.loads(files.evaluation.read_text(encoding="utf-8"))
+        payload = json.loads(files.evaluation.read_text(encoding="utf-8"))
+        if payload.get("version") == EVALUATION_VERSION:
+            log("finished earlier, skipped")
+            return payload
+        log("finished earlier; evaluated by an older advnorm: evaluating it again")
     if not files.final.exists():
         resume = files.state.exists()
         log(f"{'resuming' if resume else 'training'} ({cfg.method})")
         fit(cfg, datasets, files.root, resume=resume, progress=progress, log=log)
     log(f"evaluating on the test subjects of {', '.join(d.name for d in datasets)}")
-    payload = evaluate(TrainedModel(files.root), datasets, log=log).to_json()
+    payload = {"version": EVALUATION_VERSION, **evaluate(TrainedModel(files.root), datasets, log=log).to_json()}
     atomic_write_json(files.evaluation, payload)
     return payload
+
+
+EVALUATION_VERSION = 2
+"""Bumped when the evaluation gains or changes a measure (2: tissue overlap within each domain): a finished run's
+evaluation.json of another version is recomputed from its weights, without training again."""
 
 
 def refuse_unless_reusable(run_dir: Path, cfg: Config, datasets: list[Dataset]) -> None:
