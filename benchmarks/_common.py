@@ -16,8 +16,8 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import torch
 
@@ -66,8 +66,13 @@ def timed(fn: Callable[[], object]) -> float:
     return time.perf_counter() - t
 
 
-def interleaved(variants: dict[str, Callable[[], object]], rounds: int, *, before_round: Callable[[], None] | None = None,
-                deadline: float | None = None) -> dict[str, list[float]]:
+def interleaved(
+    variants: dict[str, Callable[[], object]],
+    rounds: int,
+    *,
+    before_round: Callable[[], None] | None = None,
+    deadline: float | None = None,
+) -> dict[str, list[float]]:
     """Run every variant once per round, in rotating order; returns seconds per call per variant.
 
     ``deadline`` (a ``time.perf_counter()`` value) stops after the round in progress (at least one round).
@@ -77,7 +82,7 @@ def interleaved(variants: dict[str, Callable[[], object]], rounds: int, *, befor
     for r in range(rounds):
         if before_round is not None:
             before_round()
-        order = names[r % len(names):] + names[: r % len(names)]
+        order = names[r % len(names) :] + names[: r % len(names)]
         for n in order:
             times[n].append(timed(variants[n]))
         if deadline is not None and time.perf_counter() > deadline:
@@ -91,7 +96,7 @@ def median(xs: list[float]) -> float:
 
 def ratio_of_medians_per_round(num: list[float], den: list[float]) -> float:
     """Median over rounds of num[r] / den[r] (e.g. reference time / our time = speed-up)."""
-    return float(statistics.median([a / b for a, b in zip(num, den)]))
+    return float(statistics.median([a / b for a, b in zip(num, den, strict=True)]))
 
 
 def matmul_peak(n: int = 2048, reps: int = 3) -> float:
@@ -130,20 +135,65 @@ def reset_peak_rss() -> bool:
         return False
 
 
-def run_worker(module: str, args: dict, timeout: float = 900) -> dict:
+def run_worker(module: str, args: dict, timeout: float = 900, *, live: bool = False) -> dict:
     """Run ``python benchmarks/<module>.py --worker '<json>'`` in a fresh process (clean peak-memory
-    accounting) and return the JSON it prints on its last line."""
+    accounting) and return the JSON it prints on its last line. ``live``: the worker's stderr (its log)
+    goes straight to ours, for workers that run for minutes."""
     cmd = [sys.executable, str(BENCH_DIR / f"{module}.py"), "--worker", json.dumps(args)]
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "src"), str(BENCH_DIR), env.get("PYTHONPATH", "")])
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
+    proc = subprocess.run(
+        cmd,
+        stdout=subprocess.PIPE,
+        stderr=None if live else subprocess.PIPE,
+        text=True,
+        timeout=timeout,
+        env=env,
+        check=False,
+    )
     if proc.returncode != 0:
-        raise RuntimeError(f"worker {module} failed:\n{proc.stderr[-3000:]}")
+        detail = "its log is above" if live else proc.stderr[-3000:]
+        raise RuntimeError(f"worker {module} failed (exit code {proc.returncode}):\n{detail}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def log(msg: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+class MissingReferenceError(RuntimeError):
+    """A reference a benchmark measures against is not installed: the section cannot run (never substituted)."""
+
+
+BENCH_EXTRA = 'pip install -e ".[bench]"'
+
+
+def require(section: str, modules: dict[str, str]) -> None:
+    """Raise :class:`MissingReferenceError` (one line naming the extra) unless every module imports.
+
+    ``modules`` maps an importable name to what the section uses it for. A benchmark that quietly
+    measured against something else when its reference is missing reported x1.1 where the docs
+    said x60.5 (issue 14): a missing reference stops the run instead.
+    """
+    import importlib
+
+    for name, what in modules.items():
+        try:
+            importlib.import_module(name)
+        except ImportError as exc:
+            raise MissingReferenceError(
+                f"section {section!r} needs {what} ({name}: {exc}); install the benchmark extra: {BENCH_EXTRA}"
+            ) from None
+
+
+def uptime() -> dict:
+    """The machine's load right now: ``uptime``'s line and the 1/5/15-minute load averages."""
+    try:
+        line = subprocess.run(["uptime"], capture_output=True, text=True, check=False, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        line = ""
+    return {"uptime": line, "load_average": list(os.getloadavg())}
+
+
+def log(msg: str, *, err: bool = False) -> None:
+    """A timestamped line on stdout (``err``: stderr, for workers whose stdout carries their JSON result)."""
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True, file=sys.stderr if err else sys.stdout)
 
 
 def profile_config(name: str):

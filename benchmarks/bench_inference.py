@@ -52,14 +52,18 @@ def _canvas(a: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
 PHANTOM_SCALE = 0.8
 
 
-def phantom_subject(domain: int, subject: int, shape=VOLUME_SHAPE, scale: float = PHANTOM_SCALE, synthetic: bool = False):
+def phantom_subject(
+    domain: int, subject: int, shape=VOLUME_SHAPE, scale: float = PHANTOM_SCALE, synthetic: bool = False
+):
     """A phantom subject (``advnorm.data.phantom``) centred in ``shape``; ``synthetic``: nested ellipsoids (fast, smoke runs)."""
     from advnorm.data.subject import SourceGrid, Subject
 
     if synthetic:
         from bench_data import synthetic_set
 
-        imgs, labs, _ = synthetic_set(1, 0, shape_scale=min(s / t for s, t in zip(shape, (144, 192, 256))), seed=10 * domain + subject)
+        imgs, labs, _ = synthetic_set(
+            1, 0, shape_scale=min(s / t for s, t in zip(shape, (144, 192, 256))), seed=10 * domain + subject
+        )
         img, lab = imgs[0] * domain, labs[0]
     else:
         from advnorm.data.phantom.generate import PhantomSpec, make_case
@@ -69,23 +73,36 @@ def phantom_subject(domain: int, subject: int, shape=VOLUME_SHAPE, scale: float 
     mask = img != 0
     img = np.where(mask, img, 0).astype(np.float32)
     lab = np.where(mask, lab, 0).astype(np.uint8)
-    return Subject(case_id=f"d{domain}s{subject}", domain=f"D{domain}", layout="phantom", image=img, label=lab, mask=mask,
-                   affine=np.eye(4), source=SourceGrid(path="phantom", shape=shape, affine=np.eye(4), spacing=(1.0, 1.0, 1.0)))
+    return Subject(
+        case_id=f"d{domain}s{subject}",
+        domain=f"D{domain}",
+        layout="phantom",
+        image=img,
+        label=lab,
+        mask=mask,
+        affine=np.eye(4),
+        source=SourceGrid(path="phantom", shape=shape, affine=np.eye(4), spacing=(1.0, 1.0, 1.0)),
+    )
 
 
 def _train_run(run_dir: Path, steps: int, warmup_steps: int, profile: str = "quick") -> dict:
     """A short adversarial training (advnorm's own ``fit``) on a two-domain phantom of 3 subjects each; a run folder."""
     from _common import profile_config
-
     from advnorm.data.layouts import open_domains
     from advnorm.data.phantom.generate import PhantomSpec, write_phantom
     from advnorm.training.loop import fit
 
     cfg = profile_config(profile)
     smoke = profile == "tiny"
-    train = dataclasses.replace(cfg.train, batch_size=4 if smoke else 16, epochs=2 if warmup_steps else 1,
-                                warmup_epochs=1 if warmup_steps else 0, warmup_steps_per_epoch=max(warmup_steps, 1),
-                                steps_per_epoch=max(steps, 1), device="cpu")
+    train = dataclasses.replace(
+        cfg.train,
+        batch_size=4 if smoke else 16,
+        epochs=2 if warmup_steps else 1,
+        warmup_epochs=1 if warmup_steps else 0,
+        warmup_steps_per_epoch=max(warmup_steps, 1),
+        steps_per_epoch=max(steps, 1),
+        device="cpu",
+    )
     cfg = dataclasses.replace(cfg, method="adversarial", train=train)
     phantom = run_dir.parent / f"{run_dir.name}_phantom"
     if not (phantom / "phantom.json").exists():
@@ -96,11 +113,15 @@ def _train_run(run_dir: Path, steps: int, warmup_steps: int, profile: str = "qui
     return {"steps": steps, "warmup_steps": warmup_steps, "seconds": time.perf_counter() - t}
 
 
-def trained_run(steps: int, warmup_steps: int, *, retrain: bool, shape, root: Path = CACHE, profile: str = "quick") -> tuple[Path, dict]:
+def trained_run(
+    steps: int, warmup_steps: int, *, retrain: bool, shape, root: Path = CACHE, profile: str = "quick"
+) -> tuple[Path, dict]:
     from _common import profile_config
 
     cfg = profile_config(profile).to_dict()  # a change of nets or losses trains a new model
-    key = hashlib.sha1(json.dumps([steps, warmup_steps, list(shape), 2, cfg["model"], cfg["loss"]]).encode()).hexdigest()[:10]
+    key = hashlib.sha1(
+        json.dumps([steps, warmup_steps, list(shape), 2, cfg["model"], cfg["loss"]]).encode()
+    ).hexdigest()[:10]
     run_dir = root / f"inference_run_{key}"
     info_file = run_dir / "bench_training.json"
     if retrain and run_dir.exists():
@@ -157,8 +178,9 @@ def run(smoke: bool = False, retrain: bool = False) -> dict:
         x = torch.from_numpy(tm.network_input(subject))[None, None]
         m = torch.from_numpy(subject.mask.astype(np.float32))[None, None]
         with torch.no_grad():
-            out = sliding_window_inference(torch.cat([x, m], 1), (DEFAULT_WINDOW,) * 3, 1, predictor, overlap=0.25,
-                                           mode="gaussian")
+            out = sliding_window_inference(
+                torch.cat([x, m], 1), (DEFAULT_WINDOW,) * 3, 1, predictor, overlap=0.25, mode="gaussian"
+            )
         return out[0, 1:].numpy().argmax(0).astype(np.uint8)
 
     def ours():
@@ -179,25 +201,49 @@ def run(smoke: bool = False, retrain: bool = False) -> dict:
     d_ref = dice_per_class(labels["reference"], subject.label)
     n_windows = int(np.prod([len(range(0, max(s - 32, 0) + 1, 8)) + (1 if (s - 32) % 8 else 0) for s in shape]))
     res = {
-        "volume_shape": list(shape), "brain_voxels": int(subject.mask.sum()),
-        "advnorm": {"seconds": times["advnorm"], "median_seconds": median(times["advnorm"]), "window": DEFAULT_WINDOW,
-                    "overlap": 0.25, "blend": "gaussian", "dice_csf_gm_wm": d_ours, "mean_dice": float(np.mean(d_ours))},
-        "reference": {"seconds": times["reference"], "median_seconds": median(times["reference"]), "window": 32, "overlap": 0.75,
-                      "sw_batch_size": 16, "blend": "constant", "windows": n_windows, "dice_csf_gm_wm": d_ref,
-                      "mean_dice": float(np.mean(d_ref))},
-        "monai_same_windows": {"seconds": times["monai_same_windows"], "median_seconds": median(times["monai_same_windows"]),
-                               "window": DEFAULT_WINDOW, "overlap": 0.25, "blend": "gaussian",
-                               "dice_csf_gm_wm": dice_per_class(labels["monai_same_windows"], subject.label)},
+        "volume_shape": list(shape),
+        "brain_voxels": int(subject.mask.sum()),
+        "advnorm": {
+            "seconds": times["advnorm"],
+            "median_seconds": median(times["advnorm"]),
+            "window": DEFAULT_WINDOW,
+            "overlap": 0.25,
+            "blend": "gaussian",
+            "dice_csf_gm_wm": d_ours,
+            "mean_dice": float(np.mean(d_ours)),
+        },
+        "reference": {
+            "seconds": times["reference"],
+            "median_seconds": median(times["reference"]),
+            "window": 32,
+            "overlap": 0.75,
+            "sw_batch_size": 16,
+            "blend": "constant",
+            "windows": n_windows,
+            "dice_csf_gm_wm": d_ref,
+            "mean_dice": float(np.mean(d_ref)),
+        },
+        "monai_same_windows": {
+            "seconds": times["monai_same_windows"],
+            "median_seconds": median(times["monai_same_windows"]),
+            "window": DEFAULT_WINDOW,
+            "overlap": 0.25,
+            "blend": "gaussian",
+            "dice_csf_gm_wm": dice_per_class(labels["monai_same_windows"], subject.label),
+        },
         "training": training,
     }
     res["monai_same_windows"]["mean_dice"] = float(np.mean(res["monai_same_windows"]["dice_csf_gm_wm"]))
-    res["monai_same_windows"]["label_agreement"] = float(np.mean(labels["advnorm"][subject.mask]
-                                                                == labels["monai_same_windows"][subject.mask]))
+    res["monai_same_windows"]["label_agreement"] = float(
+        np.mean(labels["advnorm"][subject.mask] == labels["monai_same_windows"][subject.mask])
+    )
     res["speedup_vs_reference"] = res["reference"]["median_seconds"] / res["advnorm"]["median_seconds"]
     res["mean_dice_difference"] = res["advnorm"]["mean_dice"] - res["reference"]["mean_dice"]
     res["label_agreement"] = float(np.mean(labels["advnorm"][subject.mask] == labels["reference"][subject.mask]))
     if smoke:
         shutil.rmtree(run_dir.parent, ignore_errors=True)
-    log(f"inference: advnorm {res['advnorm']['median_seconds']:.1f} s vs reference {res['reference']['median_seconds']:.1f} s "
-        f"(x{res['speedup_vs_reference']:.1f}); mean Dice {res['advnorm']['mean_dice']:.4f} vs {res['reference']['mean_dice']:.4f}")
+    log(
+        f"inference: advnorm {res['advnorm']['median_seconds']:.1f} s vs reference {res['reference']['median_seconds']:.1f} s "
+        f"(x{res['speedup_vs_reference']:.1f}); mean Dice {res['advnorm']['mean_dice']:.4f} vs {res['reference']['mean_dice']:.4f}"
+    )
     return res

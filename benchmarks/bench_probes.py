@@ -25,7 +25,6 @@ from _common import BENCH_DIR, ROOT, interleaved, log, median, profile_config, r
 from bench_step import build_ours, make_batch, ours_step
 
 
-
 def bf16_probe(profile: str, batch: int, rounds: int) -> dict:
     cfg = profile_config(profile)
     fp32 = build_ours(cfg, batch)
@@ -35,8 +34,12 @@ def bf16_probe(profile: str, batch: int, rounds: int) -> dict:
     for fn in steps.values():
         fn(data)
     times = interleaved({k: (lambda fn=fn: fn(data)) for k, fn in steps.items()}, rounds)
-    return {"batch": batch, "rounds": rounds, "seconds": times,
-            "bf16_speed_over_float32": ratio_of_medians_per_round(times["float32"], times["bf16_autocast"])}
+    return {
+        "batch": batch,
+        "rounds": rounds,
+        "seconds": times,
+        "bf16_speed_over_float32": ratio_of_medians_per_round(times["float32"], times["bf16_autocast"]),
+    }
 
 
 # name: (environment, torch threads, which step); environment None = unset OMP_WAIT_POLICY
@@ -88,8 +91,12 @@ def threads_probe(profile: str, batch: int, steps: int, rounds: int, configs=tup
                 else:
                     e[k] = v
             e["PYTHONPATH"] = os.pathsep.join([str(ROOT / "src"), str(BENCH_DIR), e.get("PYTHONPATH", "")])
-            cmd = [sys.executable, str(BENCH_DIR / "bench_probes.py"), "--worker",
-                   json.dumps({"profile": profile, "batch": batch, "steps": steps, "threads": threads, "step": which})]
+            cmd = [
+                sys.executable,
+                str(BENCH_DIR / "bench_probes.py"),
+                "--worker",
+                json.dumps({"profile": profile, "batch": batch, "steps": steps, "threads": threads, "step": which}),
+            ]
             p = subprocess.run(cmd, capture_output=True, text=True, env=e, timeout=900)
             if p.returncode != 0:
                 raise RuntimeError(p.stderr[-2000:])
@@ -101,8 +108,9 @@ def threads_probe(profile: str, batch: int, steps: int, rounds: int, configs=tup
     for name in configs:
         out[name]["speed_over_default"] = out[name]["patches_per_s"] / base
     if "reference_default_2_threads" in out:
-        out["advnorm_passive_over_reference_default"] = (out["omp_wait_passive"]["patches_per_s"]
-                                                         / out["reference_default_2_threads"]["patches_per_s"])
+        out["advnorm_passive_over_reference_default"] = (
+            out["omp_wait_passive"]["patches_per_s"] / out["reference_default_2_threads"]["patches_per_s"]
+        )
     return out
 
 
@@ -115,7 +123,10 @@ def run(smoke: bool = False) -> dict:
         out["threads"] = threads_probe("tiny", 4, 1, 1, configs=("one_thread",))
     else:
         out["threads"] = threads_probe("quick", 16, 2, 1)
-    log("probes: " + ", ".join(f"{k} {v['patches_per_s']:.2f} patches/s" for k, v in out["threads"].items() if isinstance(v, dict)))
+    log(
+        "probes: "
+        + ", ".join(f"{k} {v['patches_per_s']:.2f} patches/s" for k, v in out["threads"].items() if isinstance(v, dict))
+    )
     return out
 
 
@@ -127,7 +138,11 @@ def run_compile(smoke: bool = False) -> dict:
     data = make_batch(batch, cfg.train.patch_size)
     e_run, c_run = ours_step(eager), ours_step(compiled)
     e_run(data)
-    compiled.G, compiled.S, compiled.D = (torch.compile(compiled.G), torch.compile(compiled.S), torch.compile(compiled.D))
+    compiled.G, compiled.S, compiled.D = (
+        torch.compile(compiled.G),
+        torch.compile(compiled.S),
+        torch.compile(compiled.D),
+    )
     log("compile: compiling G, S, D (first step)")
     t = time.perf_counter()
     c_run(data)
@@ -135,10 +150,15 @@ def run_compile(smoke: bool = False) -> dict:
     times = interleaved({"eager": lambda: e_run(data), "compiled": lambda: c_run(data)}, 1 if smoke else 4)
     speed = ratio_of_medians_per_round(times["eager"], times["compiled"])
     log(f"compile: {compile_s:.0f} s to compile; compiled step x{speed:.2f} the eager one")
-    return {"batch": batch, "first_step_seconds_with_compilation": compile_s, "seconds": times,
-            "compiled_speed_over_eager": speed,
-            "break_even_steps": compile_s / max(median(times["eager"]) - median(times["compiled"]), 1e-9)
-            if speed > 1 else None}
+    return {
+        "batch": batch,
+        "first_step_seconds_with_compilation": compile_s,
+        "seconds": times,
+        "compiled_speed_over_eager": speed,
+        "break_even_steps": compile_s / max(median(times["eager"]) - median(times["compiled"]), 1e-9)
+        if speed > 1
+        else None,
+    }
 
 
 if __name__ == "__main__":

@@ -17,11 +17,10 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from _common import interleaved, log, matmul_peak, median, profile_config, ratio_of_medians_per_round
-from reference import MonaiClassGAN, ReferenceGAN
-
 from advnorm.models.conv3d import fast_weight_grad
 from advnorm.models.networks import Networks
 from advnorm.training.trainer import Trainer
+from reference import MonaiClassGAN, ReferenceGAN
 
 N_DOMAINS = 3
 DICE_WEIGHTS = torch.tensor([0.1, 0.3, 0.3, 0.3])
@@ -39,8 +38,9 @@ def make_batch(batch: int, patch: int = 32, seed: int = 0) -> tuple[torch.Tensor
 
 
 def build_ours(cfg, batch: int, **train_overrides) -> Trainer:
-    cfg = dataclasses.replace(cfg, method="adversarial",
-                              train=dataclasses.replace(cfg.train, batch_size=batch, **train_overrides))
+    cfg = dataclasses.replace(
+        cfg, method="adversarial", train=dataclasses.replace(cfg.train, batch_size=batch, **train_overrides)
+    )
     torch.manual_seed(0)
     model = Trainer(Networks(cfg, N_DOMAINS), DICE_WEIGHTS)
     model.nets.train()
@@ -52,6 +52,7 @@ def ours_step(model: Trainer, *, fast_grad: bool = True):
         with fast_weight_grad(fast_grad):
             model.set_input(*batch)
             model.optimize_parameters()
+
     return run
 
 
@@ -62,8 +63,17 @@ def count_flops(step, batch_for_count: int, batch: int) -> float:
     return fc.get_total_flops() * batch / batch_for_count
 
 
-def measure_profile(name: str, *, batch: int, rounds: int, budget_s: float, ablations: bool, monai_class: bool,
-                    count_batch: int = 2, warmup_full: bool = True) -> dict:
+def measure_profile(
+    name: str,
+    *,
+    batch: int,
+    rounds: int,
+    budget_s: float,
+    ablations: bool,
+    monai_class: bool,
+    count_batch: int = 2,
+    warmup_full: bool = True,
+) -> dict:
     cfg = profile_config(name)
     patch = cfg.train.patch_size
     log(f"step[{name}]: building nets (batch {batch})")
@@ -111,11 +121,19 @@ def measure_profile(name: str, *, batch: int, rounds: int, budget_s: float, abla
     n = len(times["advnorm"])
     peak = median(peaks)
     res: dict = {
-        "batch": batch, "patch": patch, "rounds": n, "n_domains": N_DOMAINS,
-        "widths": {"G": list(cfg.model.generator_widths), "S": list(cfg.model.segmenter_widths),
-                   "D": list(cfg.model.discriminator_widths), "D_blocks": cfg.model.discriminator_blocks},
+        "batch": batch,
+        "patch": patch,
+        "rounds": n,
+        "n_domains": N_DOMAINS,
+        "widths": {
+            "G": list(cfg.model.generator_widths),
+            "S": list(cfg.model.segmenter_widths),
+            "D": list(cfg.model.discriminator_widths),
+            "D_blocks": cfg.model.discriminator_blocks,
+        },
         "optimizer": cfg.optim.optimizer,
-        "model_flops_per_step": flops_model, "model_gflop_per_patch": flops_model / batch / 1e9,
+        "model_flops_per_step": flops_model,
+        "model_gflop_per_patch": flops_model / batch / 1e9,
         "reference_flops_per_step": ref_flops,
         "same_losses_first_step": same_losses,
         "matmul_peak_gflops_per_round": [p / 1e9 for p in peaks],
@@ -125,24 +143,32 @@ def measure_profile(name: str, *, batch: int, rounds: int, budget_s: float, abla
     for k, ts in times.items():
         fl = extra.get(k, {}).get("flops_per_step", flops_model)
         res["variants"][k] = {
-            "seconds_per_step": ts, "median_seconds": median(ts), "patches_per_s": batch / median(ts),
-            "gflop_per_patch": fl / batch / 1e9, "achieved_gflops": fl / median(ts) / 1e9,
+            "seconds_per_step": ts,
+            "median_seconds": median(ts),
+            "patches_per_s": batch / median(ts),
+            "gflop_per_patch": fl / batch / 1e9,
+            "achieved_gflops": fl / median(ts) / 1e9,
             # per round: FLOP rate over the matmul peak measured just before that round
             "fraction_of_matmul_peak": median([fl / t / p for t, p in zip(ts, peaks)]),
             "speedup_vs_reference": ratio_of_medians_per_round(times["reference"], ts),
         }
-    log(f"step[{name}]: advnorm {res['variants']['advnorm']['patches_per_s']:.2f} patches/s, "
+    log(
+        f"step[{name}]: advnorm {res['variants']['advnorm']['patches_per_s']:.2f} patches/s, "
         f"x{res['variants']['advnorm']['speedup_vs_reference']:.2f} vs reference, "
-        f"{100 * res['variants']['advnorm']['fraction_of_matmul_peak']:.0f}% of matmul peak ({peak / 1e9:.0f} GFLOP/s)")
+        f"{100 * res['variants']['advnorm']['fraction_of_matmul_peak']:.0f}% of matmul peak ({peak / 1e9:.0f} GFLOP/s)"
+    )
     return res
 
 
 def run(smoke: bool = False) -> dict:
     out = {}
     if smoke:
-        out["tiny"] = measure_profile("tiny", batch=4, rounds=1, budget_s=5, ablations=True, monai_class=True, count_batch=2)
+        out["tiny"] = measure_profile(
+            "tiny", batch=4, rounds=1, budget_s=5, ablations=True, monai_class=True, count_batch=2
+        )
         return out
     out["quick"] = measure_profile("quick", batch=16, rounds=5, budget_s=240, ablations=True, monai_class=True)
-    out["paper"] = measure_profile("paper", batch=16, rounds=3, budget_s=420, ablations=False, monai_class=False, count_batch=1,
-                                   warmup_full=False)
+    out["paper"] = measure_profile(
+        "paper", batch=16, rounds=3, budget_s=420, ablations=False, monai_class=False, count_batch=1, warmup_full=False
+    )
     return out

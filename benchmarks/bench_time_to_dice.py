@@ -1,0 +1,447 @@
+"""Time to accuracy: training wall time until a held-out subject is segmented well, advnorm vs a MONAI loop.
+
+A user comparing tools asks how long until the model is good, not how fast one step is. Both systems
+train on the same phantom data (``advnorm.data.phantom``, 3 domains x 5 subjects, the default spec),
+on the same training subjects (advnorm's own subject split, ``advnorm.data.splits.domain_split``),
+with the same thread count, one after the other in fresh processes, and are scored on the same
+held-out test subjects by the same code: full-volume labels on the 1 mm working grid,
+``advnorm.evaluation.metrics.case_metrics``, mean Dice over CSF, GM and WM.
+
+* **advnorm**: ``TrainingRun`` driven step by step exactly as ``advnorm train`` runs it (quick profile:
+  set-up, the untrained validation, then per epoch its steps, ``validate()`` with its BatchNorm
+  recalibration, ``end_epoch()`` with the log and checkpoints); all of it counts as training time.
+  It is scored with the current weights through ``TrainedModel.predict`` (eval-mode BatchNorm, the path
+  ``advnorm predict`` runs), at epoch ends: its BatchNorm statistics are recomputed there.
+  Methods: ``single`` on the first domain, and ``harmonized`` (advnorm's own multi-domain method)
+  on all three.
+* **reference**: :class:`reference.MonaiTutorialSegmentation`, the loop a MONAI user writes from the
+  tutorials (``UNet`` 8-16-32-64 with batch norm, ``DiceCELoss``, ``CacheDataset`` +
+  ``RandCropByLabelClassesd`` + ``DataLoader``, 16 patches of 32^3 per step, Adam 1e-3), on the same
+  working-grid volumes z-scored inside the brain, trained on the same domains' training subjects,
+  scored after any step with ``sliding_window_inference`` over the whole volume.
+
+The clock counts everything from reading the data to the current step (set-up included, reported apart)
+and stops while the test volumes are scored. Both sides are scored on the same schedule: at the first
+boundary (an epoch for advnorm, a step for the reference) after every ``SCORE_EVERY_S`` seconds of
+training time, so advnorm's times are rounded up to its epoch ends and the reference's only to its
+steps: the resolution favours the reference. A run stops at the first boundary after ``BUDGET_S``.
+Each run records the machine's load (``uptime``) before it starts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from _common import log, require, run_worker, uptime
+
+THRESHOLDS = (0.80, 0.85)
+"""Mean Dice (CSF, GM, WM) of the held-out subjects the race is to."""
+BUDGET_S = 600.0
+"""Training time per run: the Dice after 2, 5 and 10 minutes is reported."""
+MARK_FRACTIONS = (0.2, 0.5, 1.0)
+"""The marks (fractions of the budget: 120, 300 and 600 s) at which the Dice reached is reported."""
+SCORE_EVERY_S = 20.0
+TARGET_RATIO = 3.0
+"""Issue 14: advnorm reaches each threshold at least this many times sooner than the reference."""
+METHODS = ("single", "harmonized")
+ORDER = (("single", "reference"), ("single", "advnorm"), ("harmonized", "advnorm"), ("harmonized", "reference"))
+"""Runs alternate (ABBA) so a slow drift in the machine's load falls on both systems alike."""
+REQUIRES = {
+    "monai.networks.nets": "MONAI's UNet",
+    "monai.losses": "MONAI's DiceCELoss",
+    "monai.data": "MONAI's CacheDataset and DataLoader",
+    "monai.transforms": "MONAI's RandCropByLabelClassesd",
+    "monai.inferers": "MONAI's sliding_window_inference",
+}
+"""The reference's pieces; ``run.py`` checks them before any section runs."""
+
+SMOKE = {
+    "budget_s": 2.0,
+    "score_every_s": 1.0,
+    "phantom": {"domains": 2, "subjects": 3, "seed": 0, "scale": 0.3},
+    "advnorm": {"batch_size": 4, "steps_per_epoch": 2, "val_patches": 8, "bn_recalibration_batches": 1},
+    "reference": {"channels": [4, 8], "patch": 16, "volumes_per_batch": 2, "patches_per_volume": 2},
+}
+"""Tiny sizes for ``run.py --smoke``: every code path in seconds, nothing measured."""
+
+
+# -- the race: one system's training clock, schedule and Dice curve ------------------------------------------------
+@dataclass
+class Race:
+    """Training time (wall clock minus scoring), patches used and the Dice curve of one run."""
+
+    tests: list  # advnorm.data.subject.Subject, labelled
+    classes: tuple[str, ...]
+    budget_s: float
+    every_s: float
+    train_s: float = 0.0
+    scoring_s: float = 0.0
+    patches: int = 0
+    next_score_s: float = 0.0
+    phases: dict[str, float] = field(default_factory=dict)
+    curve: list[dict] = field(default_factory=list)
+
+    def timed(self, phase: str, fn: Callable[[], object]) -> object:
+        """Run ``fn`` on the training clock, booked under ``phase``."""
+        t = time.perf_counter()
+        out = fn()
+        dt = time.perf_counter() - t
+        self.train_s += dt
+        self.phases[phase] = self.phases.get(phase, 0.0) + dt
+        return out
+
+    def over(self) -> bool:
+        return self.train_s >= self.budget_s
+
+    def due(self) -> bool:
+        return self.train_s >= self.next_score_s or self.over()
+
+    def score(self, segment: Callable[[object], np.ndarray]) -> None:
+        """Full-volume metrics of every test subject with the current weights; the clock is stopped meanwhile."""
+        from advnorm.evaluation.metrics import case_metrics
+
+        t = time.perf_counter()
+        subjects = {}
+        for s in self.tests:
+            m = case_metrics(segment(s), s.require_label(), s.spacing, names=self.classes)
+            subjects[f"{s.domain}/{s.case_id}"] = {
+                "dice": m["dice"],
+                "mean_dice": float(np.mean(list(m["dice"].values()))),
+                "hd95": m["hd95"],
+            }
+        self.curve.append(
+            {
+                "train_seconds": self.train_s,
+                "patches": self.patches,
+                "mean_dice": float(np.mean([v["mean_dice"] for v in subjects.values()])),
+                "subjects": subjects,
+            }
+        )
+        self.scoring_s += time.perf_counter() - t
+        self.next_score_s = (math.floor(self.train_s / self.every_s) + 1) * self.every_s
+        log(
+            f"  {self.train_s:6.1f} s, {self.patches:6d} patches: mean Dice {self.curve[-1]['mean_dice']:.3f}",
+            err=True,
+        )
+
+    def run(self, set_up: Callable[[], None], advance: Callable[[Race], None], segment) -> dict:
+        """Set up, score the untrained model, then advance and score on schedule until the budget is spent."""
+        self.timed("set_up", set_up)
+        self.score(segment)
+        while not self.over():
+            advance(self)
+            if self.due():
+                self.score(segment)
+        return {
+            "train_seconds": self.train_s,
+            "scoring_seconds": self.scoring_s,
+            "patches": self.patches,
+            "phases": self.phases,
+            "patches_per_training_second": self.patches / max(self.train_s - self.phases.get("set_up", 0.0), 1e-9),
+            "curve": self.curve,
+        }
+
+
+# -- the two systems ------------------------------------------------------------------------------------------------
+def _config(args: dict):
+    """advnorm's config of a run: the profile as ``advnorm train`` resolves it, with no epoch limit (the clock
+    stops the run) and, in smoke runs, tiny sizes."""
+    from _common import profile_config
+
+    cfg = profile_config(args["profile"])
+    train = dataclasses.replace(cfg.train, epochs=100_000, device="cpu", **args.get("advnorm", {}))
+    return dataclasses.replace(cfg, method=args["method"], train=train)
+
+
+def _datasets(args: dict, cfg) -> tuple[list, list, dict[str, dict[str, list[str]]]]:
+    """The opened phantom domains, the training domains of the method (advnorm's own choice), and their split."""
+    from advnorm.data.layouts import open_domains, read_alike
+    from advnorm.data.splits import domain_split
+    from advnorm.methods import METHOD_SPECS
+    from advnorm.training.data import training_domains
+
+    datasets = open_domains(args["datasets"])
+    chosen = read_alike(training_domains(datasets, cfg, METHOD_SPECS[cfg.method]))
+    split = {ds.name: domain_split([c.case_id for c in ds.labelled()], cfg.data, where=ds.root) for ds in chosen}
+    return datasets, chosen, split
+
+
+def _load(chosen: list, split: dict, part: str) -> list:
+    return [ds.load_case(c) for ds in chosen for c in ds.labelled() if c.case_id in split[ds.name][part]]
+
+
+def _advnorm(args: dict, race: Race, datasets: list, split: dict) -> dict:
+    from advnorm.inference import TrainedModel
+    from advnorm.methods import METHOD_SPECS
+    from advnorm.training.loop import TrainingRun
+
+    class LiveModel(TrainedModel):
+        """A training run's current networks behind ``TrainedModel.predict`` (the path ``advnorm predict`` runs),
+        without writing and reading a checkpoint: the config and fitted input transform are the run's own."""
+
+        def __init__(self, run: TrainingRun) -> None:  # noqa: PLW0231 (no run folder to load weights from)
+            self.files = run.files
+            self.cfg, self.run = run.files.read_config()
+            self.spec = METHOD_SPECS[self.cfg.method]
+            self.domains = self.run["domains"]
+            self.classes = tuple(self.run["classes"])
+            self.device = run.nets.device
+            self.nets = run.nets
+
+    cfg = _config(args)
+    run_dir = Path(tempfile.mkdtemp(prefix="advnorm-ttd-")) / "run"
+    run = TrainingRun(cfg, datasets, run_dir, progress=False, log=lambda m: None)
+    epochs = iter(range(10**9))
+    live: list[LiveModel] = []
+
+    def set_up() -> None:
+        run.set_up()
+        run.record_untrained()
+
+    def advance(r: Race) -> None:
+        epoch = next(epochs)
+        row = r.timed("steps", lambda: run.train_one_epoch(epoch))
+        row.update(r.timed("validation_and_batchnorm", run.validate))
+        r.timed("log_and_checkpoints", lambda: run.end_epoch(row))
+        r.patches += int(row["steps"]) * cfg.train.batch_size
+
+    def segment(subject) -> np.ndarray:
+        if not live:
+            live.append(LiveModel(run))
+        run.nets.eval()
+        try:
+            return live[0].predict(subject).labels
+        finally:
+            run.nets.train()
+
+    try:
+        out = race.run(set_up, advance, segment)
+        if run.data.split != split:
+            raise RuntimeError(f"advnorm's split {run.data.split} is not the benchmark's {split}")
+        out["epochs"] = len(run.rows) - 1
+        out["batch"] = cfg.train.batch_size
+        out["steps_per_epoch"] = cfg.train.steps_per_epoch
+    finally:
+        shutil.rmtree(run_dir.parent, ignore_errors=True)
+    return out
+
+
+def _reference(args: dict, race: Race, chosen: list, split: dict) -> dict:
+    from reference import MonaiTutorialSegmentation
+
+    sizes = args.get("reference", {})
+    loop: list[MonaiTutorialSegmentation] = []
+
+    def set_up() -> None:
+        volumes = [(s.image, s.require_label()) for s in _load(chosen, split, "train")]
+        kwargs = {k: tuple(v) if k == "channels" else v for k, v in sizes.items()}
+        loop.append(MonaiTutorialSegmentation(volumes, **kwargs))
+
+    def advance(r: Race) -> None:
+        r.patches += r.timed("steps", loop[0].step)
+
+    out = race.run(set_up, advance, lambda s: loop[0].segment(s.image))
+    out["batch"] = loop[0].batch_patches
+    return out
+
+
+def worker(args: dict) -> dict:
+    """One run (one system, one method) in this process; returns its Dice curve and where its time went."""
+    import torch
+
+    from advnorm.methods import METHOD_SPECS
+
+    torch.set_num_threads(int(args["threads"]))
+    cfg = _config(args)
+    datasets, chosen, split = _datasets(args, cfg)
+    tests = _load(chosen, split, "test")  # before the clock: scoring data, not training data
+    race = Race(tests, chosen[0].classes, float(args["budget_s"]), float(args["score_every_s"]))
+    log(f"time_to_dice: {args['system']} {args['method']} on {', '.join(split)}", err=True)
+    if args["system"] == "advnorm":
+        out = _advnorm(args, race, datasets, split)
+    else:
+        out = _reference(args, race, chosen, split)
+    out.update(
+        {
+            "system": args["system"],
+            "method": args["method"],
+            "method_title": METHOD_SPECS[args["method"]].title,
+            "threads": torch.get_num_threads(),
+            "train_domains": list(split),
+            "split": {d: {k: v for k, v in s.items() if k in ("train", "test")} for d, s in split.items()},
+            "test_subjects": [f"{s.domain}/{s.case_id}" for s in tests],
+        }
+    )
+    return out
+
+
+# -- the section ----------------------------------------------------------------------------------------------------
+def seconds_to(curve: list[dict], threshold: float) -> float | None:
+    """Training seconds at the first scoring whose mean Dice reaches ``threshold`` (None: never in the run)."""
+    return next((p["train_seconds"] for p in curve if p["mean_dice"] >= threshold), None)
+
+
+def patches_to(curve: list[dict], threshold: float) -> int | None:
+    return next((p["patches"] for p in curve if p["mean_dice"] >= threshold), None)
+
+
+def dice_at(curve: list[dict], mark_s: float) -> float | None:
+    """Mean Dice of the last scoring at or before ``mark_s`` seconds of training (None: none that early)."""
+    before = [p["mean_dice"] for p in curve if p["train_seconds"] <= mark_s]
+    return before[-1] if before else None
+
+
+def compare(ours: dict, ref: dict, thresholds=THRESHOLDS) -> dict:
+    """Per threshold: each side's seconds and patches, and ``ratio`` = reference seconds / advnorm seconds.
+
+    A side that never reached the threshold ran for its whole run: the ratio is then a bound (``bound``:
+    ``lower`` when only the reference missed it, ``upper`` when only advnorm did) computed with that run's
+    last training second; with both missing it is None.
+    """
+    out = {}
+    for thr in thresholds:
+        a, r = seconds_to(ours["curve"], thr), seconds_to(ref["curve"], thr)
+        row: dict = {
+            "advnorm_seconds": a,
+            "reference_seconds": r,
+            "ratio": None,
+            "bound": None,
+            "advnorm_patches": patches_to(ours["curve"], thr),
+            "reference_patches": patches_to(ref["curve"], thr),
+        }
+        if a is not None and r is not None:
+            row["ratio"] = r / a
+        elif a is not None:
+            row["ratio"], row["bound"] = ref["train_seconds"] / a, "lower"
+        elif r is not None:
+            row["ratio"], row["bound"] = r / ours["train_seconds"], "upper"
+        ratio, bound = row["ratio"], row["bound"]
+        row["target_met"] = (
+            None
+            if ratio is None or (bound == "lower" and ratio < TARGET_RATIO)
+            else (ratio >= TARGET_RATIO and bound != "upper")
+        )
+        out[f"{thr:.2f}"] = row
+    return out
+
+
+def summarize(runs: dict[str, dict[str, dict]], marks: tuple[float, ...]) -> dict:
+    methods = {}
+    for method, sides in runs.items():
+        ours, ref = sides["advnorm"], sides["reference"]
+        methods[method] = {
+            "thresholds": compare(ours, ref),
+            "dice_at": {
+                f"{m:.0f}": {"advnorm": dice_at(ours["curve"], m), "reference": dice_at(ref["curve"], m)} for m in marks
+            },
+            "runs": sides,
+        }
+    return methods
+
+
+def _phantom(spec: dict) -> tuple[Path, list[str]]:
+    from advnorm.data.phantom.generate import PhantomSpec, write_phantom
+
+    root = Path(tempfile.mkdtemp(prefix="advnorm-ttd-phantom-"))
+    folders = write_phantom(root / "phantom", PhantomSpec(**spec))
+    return root, [str(f) for f in folders]
+
+
+def run(
+    smoke: bool = False,
+    *,
+    budget_s: float | None = None,
+    every_s: float | None = None,
+    methods: tuple[str, ...] = METHODS,
+) -> dict:
+    require("time_to_dice", REQUIRES)
+    threads = int(os.environ.get("OMP_NUM_THREADS") or 2) if not smoke else 1
+    budget = budget_s or (SMOKE["budget_s"] if smoke else BUDGET_S)
+    every = every_s or (SMOKE["score_every_s"] if smoke else SCORE_EVERY_S)
+    marks = tuple(round(budget * f, 1) for f in MARK_FRACTIONS)
+    phantom_spec = SMOKE["phantom"] if smoke else {"domains": 3, "subjects": 5, "seed": 0, "scale": 0.7}
+    log(f"time_to_dice: phantom {phantom_spec}")
+    root, folders = _phantom(phantom_spec)
+    base = {
+        "datasets": folders,
+        "profile": "tiny" if smoke else "quick",
+        "threads": threads,
+        "budget_s": budget,
+        "score_every_s": every,
+        **({k: SMOKE[k] for k in ("advnorm", "reference")} if smoke else {}),
+    }
+    runs: dict[str, dict[str, dict]] = {m: {} for m in methods}
+    try:
+        for method, system in [o for o in ORDER if o[0] in methods]:
+            load = uptime()
+            log(f"time_to_dice: {system} {method} ({budget:.0f} s of training; load {load['load_average'][0]:.2f})")
+            args = {**base, "method": method, "system": system}
+            # a fresh process per run (no state carried over, its own memory); smoke runs stay in this one
+            if smoke:
+                res = worker(args)
+            else:
+                res = run_worker("bench_time_to_dice", args, timeout=4 * budget + 1800, live=True)
+            res["load_before"], res["load_after"] = load, uptime()
+            runs[method][system] = res
+            reached = {f"{t:.2f}": seconds_to(res["curve"], t) for t in THRESHOLDS}
+            log(
+                f"time_to_dice: {system} {method}: final mean Dice {res['curve'][-1]['mean_dice']:.3f}, "
+                f"seconds to " + ", ".join(f"{k}: {'-' if v is None else f'{v:.0f}'}" for k, v in reached.items())
+            )
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    return {
+        "thresholds": list(THRESHOLDS),
+        "marks_seconds": list(marks),
+        "budget_seconds": budget,
+        "score_every_seconds": every,
+        "target_ratio": TARGET_RATIO,
+        "threads": threads,
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "(unset: libgomp default)"),
+        "phantom": phantom_spec,
+        "profile": base["profile"],
+        "order": [list(o) for o in ORDER if o[0] in methods],
+        "methods": summarize(runs, marks),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    """A shorter race on its own (a sanity check; nothing written): ``--budget 60 --methods single``."""
+    import argparse
+
+    ap = argparse.ArgumentParser(description=main.__doc__)
+    ap.add_argument("--budget", type=float, default=BUDGET_S, help="training seconds per run")
+    ap.add_argument("--every", type=float, default=SCORE_EVERY_S, help="training seconds between scorings")
+    ap.add_argument("--methods", default=",".join(METHODS))
+    ap.add_argument("--out", type=Path, default=None, help="write the section's JSON here")
+    a = ap.parse_args(argv)
+    res = run(budget_s=a.budget, every_s=a.every, methods=tuple(a.methods.split(",")))
+    for method, m in res["methods"].items():
+        for thr, row in m["thresholds"].items():
+            log(
+                f"{method} {thr}: advnorm {row['advnorm_seconds']} s, reference {row['reference_seconds']} s, "
+                f"ratio {row['ratio']} ({row['bound'] or 'measured'})"
+            )
+        log(f"{method} Dice at marks: {m['dice_at']}")
+    if a.out:
+        a.out.write_text(json.dumps(res, indent=1, default=float))
+    return 0
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 3 and sys.argv[1] == "--worker":
+        print(json.dumps(worker(json.loads(sys.argv[2])), default=float))
+    else:
+        raise SystemExit(main())
