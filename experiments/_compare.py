@@ -26,8 +26,9 @@ DEAD = 0.05
 
 def one_run(run: Path, datasets, overrides: dict) -> dict:
     """Train and evaluate one configuration (reused when already evaluated with the same config and data)."""
-    summary = train_and_evaluate(run, resolve("quick", overrides=overrides), datasets, progress=False,
-                                 log=lambda m: None)["summary"]
+    summary = train_and_evaluate(
+        run, resolve("quick", overrides=overrides), datasets, progress=False, log=lambda m: None
+    )["summary"]
     rows = read_log(RunFolder(run).log)
     per_domain = summary["per_domain"]
     return {
@@ -35,15 +36,26 @@ def one_run(run: Path, datasets, overrides: dict) -> dict:
         "dead": sum(per_domain[d]["dice"][t]["mean"] < DEAD for d in per_domain for t in TISSUES),
         "pairs": len(per_domain) * len(TISSUES),
         "val_dice_final": float(rows[-1]["val_dice_mean"]),
-        "d_acc_fake_final": float(rows[-1]["d_acc_fake"]) if rows[-1].get("d_acc_fake") not in (None, "") else None,
+        "d_acc_generated_final": float(rows[-1]["d_acc_generated"])
+        if rows[-1].get("d_acc_generated") not in (None, "")
+        else None,
         "jsd_input": summary["jsd"]["input"]["all"],
         "jsd_normalized": summary["jsd"]["normalized"]["all"],
         "seconds": float(rows[-1]["seconds"]),
     }
 
 
-def compare(out: Path, method: str, variants: dict[str, dict], seeds: list[int], *, domains: int = 3,
-            subjects: int = 5, scale: float = 0.7, extra: dict | None = None) -> dict:
+def compare(
+    out: Path,
+    method: str,
+    variants: dict[str, dict],
+    seeds: list[int],
+    *,
+    domains: int = 3,
+    subjects: int = 5,
+    scale: float = 0.7,
+    extra: dict | None = None,
+) -> dict:
     """Every variant x seed on one phantom; prints and writes ``OUT/comparison.json`` and a markdown table."""
     phantom = out / "phantom"
     if not (phantom / "phantom.json").exists():
@@ -55,8 +67,14 @@ def compare(out: Path, method: str, variants: dict[str, dict], seeds: list[int],
             overrides = {"method": method, "train.seed": seed, **(extra or {}), **settings}
             print(f"{name} seed {seed} ...", flush=True)
             runs.setdefault(name, []).append(one_run(out / name / f"seed{seed}", datasets, overrides))
-    result = {"method": method, "seeds": seeds, "variants": variants, "extra": extra or {}, "runs": runs,
-              "phantom": {"domains": domains, "subjects": subjects, "scale": scale}}
+    result = {
+        "method": method,
+        "seeds": seeds,
+        "variants": variants,
+        "extra": extra or {},
+        "runs": runs,
+        "phantom": {"domains": domains, "subjects": subjects, "scale": scale},
+    }
     atomic_write_json(out / "comparison.json", result)
     table = markdown(runs)
     (out / "comparison.md").write_text(table + "\n")
@@ -65,17 +83,23 @@ def compare(out: Path, method: str, variants: dict[str, dict], seeds: list[int],
 
 
 def markdown(runs: dict[str, list[dict]]) -> str:
-    head = ("| variant | test Dice CSF | GM | WM | mean | dead (domain, tissue) pairs | final val Dice "
-            "| D acc. on generated | JSD input -> G output | seconds |")
+    head = (
+        "| variant | test Dice CSF | GM | WM | mean | dead (domain, tissue) pairs | final val Dice "
+        "| D acc. on generated | JSD input -> G output | seconds |"
+    )
     lines = [head, "|" + "---|" * 10]
     for name, rs in runs.items():
-        def avg(key, sub=None):
+
+        def avg(key, sub=None, rs=rs):
             vals = [r[key][sub] if sub else r[key] for r in rs]
             return None if any(v is None for v in vals) else mean(vals)
-        d_acc = avg("d_acc_fake_final")
+
+        d_acc = avg("d_acc_generated_final")
         lines.append(
-            f"| {name} | " + " | ".join(f"{avg('test_dice', t):.3f}" for t in (*TISSUES, "mean"))
+            f"| {name} | "
+            + " | ".join(f"{avg('test_dice', t):.3f}" for t in (*TISSUES, "mean"))
             + f" | {sum(r['dead'] for r in rs)} of {sum(r['pairs'] for r in rs)} | {avg('val_dice_final'):.3f}"
             + f" | {'-' if d_acc is None else f'{d_acc:.2f}'} | {avg('jsd_input'):.3f} -> {avg('jsd_normalized'):.3f}"
-            + f" | {avg('seconds'):.0f} |")
+            + f" | {avg('seconds'):.0f} |"
+        )
     return "\n".join(lines)

@@ -4,9 +4,10 @@
     .venv/bin/python experiments/defaults.py generator_output OUT   # G = sigmoid(U(x)) vs residual in logit space
     .venv/bin/python experiments/defaults.py adv_form         OUT   # saturating vs non-saturating G term
 
-Each trains the quick profile (4 epochs, the demo's budget) with seeds 0 and 1 on the demo's phantom
-(3 domains, 5 subjects each); about 7-9 minutes per comparison on 2 idle cores. Writes
-``OUT/comparison.json`` and ``OUT/comparison.md``.
+Each trains the quick profile with seeds 0 and 1 on the demo's phantom (3 domains, 5 subjects each) and
+writes ``OUT/comparison.json`` and ``OUT/comparison.md``. The tables in docs/method.md were measured when the
+quick profile trained 4 epochs (7-9 minutes per comparison on 2 idle cores); today's 400 S updates take
+about four times as long.
 """
 
 from __future__ import annotations
@@ -20,12 +21,18 @@ from _compare import compare  # noqa: E402
 
 COMPARISONS = {
     # method, variants (name -> config overrides)
-    "dice_form": ("unconstrained", {"single_ratio": {"loss.dice_form": "single_ratio"},
-                                    "per_class": {"loss.dice_form": "per_class"}}),
-    "generator_output": ("unconstrained", {"sigmoid": {"model.generator_output": "sigmoid"},
-                                           "residual": {"model.generator_output": "residual"}}),
-    "adv_form": ("adversarial", {"saturating": {"loss.adv_form": "saturating"},
-                                 "non_saturating": {"loss.adv_form": "non_saturating"}}),
+    "dice_form": (
+        "unconstrained",
+        {"single_ratio": {"loss.dice_form": "single_ratio"}, "per_class": {"loss.dice_form": "per_class"}},
+    ),
+    "generator_output": (
+        "unconstrained",
+        {"sigmoid": {"model.generator_output": "sigmoid"}, "residual": {"model.generator_output": "residual"}},
+    ),
+    "adv_form": (
+        "adversarial",
+        {"saturating": {"loss.adv_form": "saturating"}, "non_saturating": {"loss.adv_form": "non_saturating"}},
+    ),
 }
 
 

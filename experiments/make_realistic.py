@@ -26,10 +26,17 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--iseg", type=int, default=RealisticSpec.iseg_subjects, help="iSEG training subjects")
     ap.add_argument("--mrbrains", type=int, default=RealisticSpec.mrbrains_subjects, help="MRBrainS training subjects")
-    ap.add_argument("--mrbrains-test", type=int, default=RealisticSpec.mrbrains_test_subjects, help="MRBrainS TestData subjects")
+    ap.add_argument(
+        "--mrbrains-test", type=int, default=RealisticSpec.mrbrains_test_subjects, help="MRBrainS TestData subjects"
+    )
     args = ap.parse_args()
-    spec = RealisticSpec(iseg_subjects=args.iseg, mrbrains_subjects=args.mrbrains, mrbrains_test_subjects=args.mrbrains_test,
-                         seed=args.seed, shrink=4 if args.small else 1)
+    spec = RealisticSpec(
+        iseg_subjects=args.iseg,
+        mrbrains_subjects=args.mrbrains,
+        mrbrains_test_subjects=args.mrbrains_test,
+        seed=args.seed,
+        shrink=4 if args.small else 1,
+    )
     start = time.perf_counter()
     try:
         folders = write_realistic(args.out, spec, progress=True)

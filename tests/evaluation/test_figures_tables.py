@@ -136,3 +136,32 @@ def test_intensity_verdict_says_what_g_did(before: float, after: float, words: s
     text = intensity_verdict(rows)
     assert words in text and text.startswith("Adversarially normalized") and "Nyul" not in text
     assert intensity_verdict([]) == ""
+
+
+def _row(method_id: str, train: str, test: str, mean: float) -> dict:
+    return {"method_id": method_id, "train": train, "test": test, "mean": mean}
+
+
+@pytest.mark.parametrize("rows, present, absent", [
+    # every part there: the focus, cross-testing and the best other multi-domain method
+    ([_row("harmonized", "A + B", "A", 0.8), _row("single", "A", "B", 0.3), _row("standardized", "A + B", "A", 0.9)],
+     ["harmonized (advnorm) 0.800", "another domain 0.300", "(standardized) 0.900", "by +0.500", "it is -0.100"],
+     ["nan"]),
+    # no single runs (reproduce --methods without single): no cross-testing clause, never "nan"
+    ([_row("harmonized", "A + B", "A", 0.8), _row("standardized", "A + B", "A", 0.9)],
+     ["(standardized) 0.900", "it is -0.100"], ["nan", "another domain", "cross-domain"]),
+    # the focus alone: its mean and nothing to compare
+    ([_row("harmonized", "A + B", "A", 0.8)], ["harmonized (advnorm) 0.800."], ["nan", "best other"]),
+])
+def test_verdict_names_only_what_was_run(rows: list[dict], present: list[str], absent: list[str]) -> None:
+    from advnorm.evaluation.report import verdict
+
+    text = verdict(rows, "harmonized")
+    assert all(p in text for p in present), text
+    assert not any(a in text for a in absent), text
+
+
+def test_verdict_is_empty_without_the_method() -> None:
+    from advnorm.evaluation.report import verdict
+
+    assert verdict([_row("standardized", "A + B", "A", 0.9)], "harmonized") == ""

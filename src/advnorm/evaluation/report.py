@@ -180,10 +180,12 @@ def verdict(rows: list[dict[str, Any]], method: str = "adversarial") -> str:
     multi = {m: v for m, v in multi.items() if math.isfinite(v)}
     best_name, best = max(multi.items(), key=lambda kv: kv[1]) if multi else ("-", math.nan)
     title = METHOD_SPECS[method].title.lower()
-    lines = [
-        f"Mean Dice over test domains and tissues: {title} {focus:.3f}; single-domain models tested on "
-        f"another domain {cross:.3f}; best other multi-domain method ({best_name}) {best:.3f}."
-    ]
+    parts = [f"{title} {focus:.3f}"]
+    if math.isfinite(cross):
+        parts.append(f"single-domain models tested on another domain {cross:.3f}")
+    if math.isfinite(best):
+        parts.append(f"best other multi-domain method ({best_name}) {best:.3f}")
+    lines = [f"Mean Dice over test domains and tissues: {'; '.join(parts)}."]
     if math.isfinite(cross) and focus > cross:
         lines.append(
             f"Training on all domains with {title} beats cross-domain testing by {focus - cross:+.3f} Dice "
