@@ -35,6 +35,8 @@ def test_profiles_are_frozen():
         ({"train": {"patch_size": 20}}, "patch_size"),
         ({"model": {"segmenter_widths": 8}}, "must be a list"),
         ([1, 2], "JSON object"),
+        ({"loss": {"adversary_view": "image"}}, "adversary_view 'image' needs a transfer-function G"),
+        ({"method": "harmonized", "loss": {"adversary_view": "whole"}}, "must be one of"),
     ],
 )
 def test_bad_config_files(tmp_path, content, message):

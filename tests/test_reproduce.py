@@ -128,3 +128,26 @@ def test_demo_trains_a_subset_unless_full(argv, methods, seeds, tmp_path, monkey
         (tmp_path / "phantom" / f"Dataset00{k}_X{k}").mkdir()
     assert main([*argv, "--out", str(tmp_path), "--no-progress"]) == 0
     assert seen["methods"] == methods and seen["seeds"] == seeds and len(seen["folders"]) == 3
+
+
+@pytest.mark.parametrize("methods, ok", [
+    ("harmonized", True),  # regression: the file was validated with the default method (adversarial) and refused
+    ("standardized,harmonized", False),  # a method the setting cannot apply to: refused before any training
+])
+def test_a_method_specific_config_file_is_checked_against_the_planned_methods(
+    methods, ok, tiny_phantom, tiny_config, tmp_path, monkeypatch, capsys
+):
+    import advnorm.reproduce as rep
+
+    planned = []
+    monkeypatch.setattr(rep, "_run_all", lambda out, datasets, runs, base, **kw: planned.extend(runs) or out)
+    config = json.loads(Path(tiny_config).read_text())
+    config.setdefault("loss", {})["adversary_view"] = "image"
+    (path := tmp_path / "view.json").write_text(json.dumps(config))
+    argv = ["reproduce", "--out", str(tmp_path / "out"), "--methods", methods, "--seeds", "1", "--config", str(path)]
+    code = main(argv + [a for d in tiny_phantom for a in ("--data", str(d))])
+    if ok:
+        assert code == 0 and [cfg.loss.adversary_view for _, cfg in planned] == ["image"]
+    else:
+        err = capsys.readouterr().err
+        assert code == 2 and not planned and "view.json" in err and "adversary_view" in err and err.count("\n") == 1

@@ -74,6 +74,11 @@ class LossConfig:
     """``paper``: eq. (1)-(4), D classifies real patches into K domains and G's output as a (K+1)-th class;
     ``confusion``: D classifies G's output into its K source domains and G makes D's posterior uniform
     (Dinsdale et al., NeuroImage 2021), so the adversary pushes the domains together. ``auto``: the method's."""
+    adversary_view: Literal["patch", "image"] = "patch"
+    """What the confusion adversary's D judges: ``patch``, the intensities of each training patch; ``image``, the
+    whole image each patch comes from (its brain intensity quantile profile put through G's curve), so G is pushed
+    to make the sites' whole-image distributions alike, which is what the JSD measures. ``image`` needs a
+    transfer-function G (``harmonized``)."""
     adv_ramp_epochs: int = 0
     """Epochs over which lambda ramps up from 0 (DANN's schedule 2 / (1 + exp(-10 p)) - 1); 0: lambda from the start."""
     adv_form: Literal["non_saturating", "saturating"] = "non_saturating"
@@ -327,6 +332,11 @@ def validate(cfg: Config) -> None:
         "data.fractions: training, validation and test each need a share > 0 (every set holds at least one subject)",
     )
     need(50 < cfg.data.scale_percentile <= 100, "data.scale_percentile must be in (50, 100]")
+    need(
+        cfg.loss.adversary_view == "patch"
+        or (ingredients(cfg).generator == "transfer" and ingredients(cfg).adversary == "confusion"),
+        "loss.adversary_view 'image' needs a transfer-function G and the confusion adversary (method 'harmonized')",
+    )
     need(
         ingredients(cfg).generator != "unet" or METHOD_SPECS[cfg.method].input_transform == "scale",
         f"model.generator 'unet' needs the rescaled input (its output is in (0, {SCALE_TOP})); method "

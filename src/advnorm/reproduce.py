@@ -90,11 +90,13 @@ def reproduce(
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
         raise AdvnormError(f"unknown method {unknown[0]!r}; choose from {', '.join(METHODS)}")
-    base = resolve(profile, file=config_file, overrides=overrides)
     planned = [
         (run, _config(run, profile, config_file, overrides))
         for run in plan(datasets, methods, list(range(seeds)), unseen=unseen)
     ]
+    # the settings every run shares (the report's header), validated with a method the plan holds: a file's
+    # method-specific setting (e.g. loss.adversary_view for harmonized) is not refused for the default method
+    base = planned[0][1] if planned else resolve(profile, file=config_file, overrides=overrides)
     if not recompute:  # refuse before any work, not after hours of other runs
         for run, cfg in planned:
             refuse_unless_reusable(out / "runs" / run.folder, cfg, datasets)

@@ -5,7 +5,14 @@ import pytest
 import torch
 
 from advnorm.config import SCALE_TOP
-from advnorm.models.transfer import HISTOGRAM_BINS, N_STATS, QUANTILES, IntensityTransfer, image_stats
+from advnorm.models.transfer import (
+    HISTOGRAM_BINS,
+    N_STATS,
+    QUANTILES,
+    IntensityTransfer,
+    image_stats,
+    intensity_profile,
+)
 
 
 def _image(seed: int = 0, shape=(2, 1, 12, 12, 12)) -> tuple[torch.Tensor, torch.Tensor]:
@@ -95,3 +102,32 @@ def test_the_curve_lives_on_the_input_transforms_range(value_range):
     assert float(g(x * 2, stats).max()) <= hi and float(g(x * 2, stats).min()) >= lo  # beyond it: the end knots
     q = stats[0, : len(QUANTILES)]
     assert torch.allclose(q, torch.tensor(QUANTILES), atol=0.01)  # quantiles mapped to [0, 1] from the range
+
+
+@pytest.mark.parametrize(
+    "values, mask, points, expected",
+    [
+        # 0..7 in the brain: the quantiles at levels 1/8, 3/8, 5/8, 7/8 (linear interpolation over 8 sorted values)
+        (torch.arange(8.0), torch.ones(8), 4, [0.875, 2.625, 4.375, 6.125]),
+        # voxels outside the mask never count, however bright
+        (torch.tensor([1.0, 1.0, 100.0, 100.0]), torch.tensor([1.0, 1.0, 0.0, 0.0]), 2, [1.0, 1.0]),
+        # an empty mask falls back to every voxel
+        (torch.tensor([2.0, 4.0]), torch.zeros(2), 2, [2.5, 3.5]),
+    ],
+)
+def test_intensity_profile_is_the_brains_quantiles(values, mask, points, expected):
+    assert intensity_profile(values, mask, points).tolist() == pytest.approx(expected)
+
+
+def test_a_profile_through_the_curve_is_the_profile_of_the_output():
+    """The ``image`` adversary view's premise: G's curve is monotone here, so mapping the profile equals
+    profiling the mapped image (up to the quantiles' interpolation)."""
+    torch.manual_seed(0)
+    g = IntensityTransfer()
+    torch.nn.init.normal_(g.hyper[-1].bias, std=0.02)
+    x, m = _image(shape=(1, 1, 16, 16, 16))
+    stats = image_stats(x, m)
+    profile = intensity_profile(x, m, 64)
+    mapped = g(profile[None, None, :, None, None], stats).flatten()
+    direct = intensity_profile(g(x, stats), m, 64)
+    assert torch.allclose(mapped, direct, atol=2e-2)

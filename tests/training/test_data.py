@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from advnorm.data.layouts import open_domains
 from advnorm.errors import AdvnormError
 from advnorm.methods import METHOD_SPECS
+from advnorm.models.transfer import PROFILE_POINTS
 from advnorm.training.data import prepare, validation_rows
 from tests.conftest import tiny_cfg
 
@@ -76,3 +78,12 @@ def test_a_left_out_domain_is_not_trained_on(datasets, method):
         _prepare(datasets, method, **{"data.left_out_domain": "Elsewhere"})
     with pytest.raises(AdvnormError, match="leaves no domain to train on"):
         _prepare(datasets[:1], method, **{"data.left_out_domain": datasets[0].name})
+
+
+def test_every_patch_carries_its_images_intensity_profile(datasets):
+    data = _prepare(datasets, "harmonized")
+    assert data.subject_profiles.shape == (len(data.subjects), PROFILE_POINTS)
+    assert bool((data.subject_profiles.diff(dim=1) >= 0).all())  # quantiles: non-decreasing
+    rows = np.arange(min(6, len(data.train)))
+    expected = data.subject_profiles[data.train.subjects[rows]]
+    assert torch.equal(data.profiles(data.train, rows), expected)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -115,3 +116,16 @@ def test_precise_batchnorm_changes_only_the_running_statistics(method, tiny_phan
     run.trainer.recalibrate_batchnorm(run.training_batch(rows) for rows in run.bn_batches)
     again = {f"{name}.{k}": v for name, net in run.nets.unwrapped().items() for k, v in net.state_dict().items()}
     assert all(torch.allclose(again[k], precise[k]) for k in running)
+
+
+def test_harmonized_trains_with_the_whole_image_adversary_view(tiny_phantom, tiny_config, tmp_path, capsys):
+    """``loss.adversary_view = "image"``: the loop hands every batch its images' intensity profiles, and D's
+    validation accuracy is measured on the same view."""
+    config = json.loads(Path(tiny_config).read_text())
+    config.setdefault("loss", {})["adversary_view"] = "image"
+    (path := tmp_path / "image_view.json").write_text(json.dumps(config))
+    out = tmp_path / "run"
+    argv = ["train", "--method", "harmonized", "--out", str(out), "--config", str(path), "--no-progress"]
+    assert main(argv + [a for d in tiny_phantom for a in ("--data", str(d))]) == 0, capsys.readouterr().err
+    last = read_log(RunFolder(out).log)[-1]
+    assert 0.0 <= float(last["d_domain_acc_generated"]) <= 1.0 and float(last["loss_dis"]) > 0

@@ -91,3 +91,45 @@ def test_g_output_is_zero_outside_the_brain():
     m.set_input(x, y, mask, z)
     m.forward()
     assert float(m.x_hat[:, :, :4].abs().max()) == 0.0
+
+
+def _image_view(**over):
+    m = make("harmonized", **{"loss.adversary_view": "image", **over})
+    x, y, mask, z = batch()
+    profile = torch.sort(torch.randn(len(x), 32), dim=1).values
+    stats = torch.rand(len(x), m.nets.G.hyper[0].in_features)
+    m.set_input(x, y, mask, z, stats, profile)
+    return m, profile
+
+
+def test_image_view_shows_d_the_whole_images_profile_through_g():
+    m, profile = _image_view()
+    torch.nn.init.normal_(m.nets.G.hyper[-1].bias, std=0.1)  # G away from the identity
+    seen, seen_mask = m.adversary_input(torch.zeros(1))
+    assert seen.shape == (len(profile), 1, 32, 1, 1) and bool((seen_mask == 1).all())
+    expected = m.nets.G(profile[:, None, :, None, None], m.stats)
+    assert torch.allclose(seen, expected) and not torch.allclose(seen.flatten(1), profile)
+
+
+def test_image_view_trains_g_through_d_and_d_on_the_profiles():
+    m, _ = _image_view(**{"loss.adv_lambda": 1.0})
+    d0, g0 = snapshot(m.nets.D), snapshot(m.nets.G)
+    m.opt_GS.zero_grad()
+    m.forward()
+    m.backward_GS()
+    assert any(p.grad is not None and bool(p.grad.abs().sum() > 0) for p in m.nets.G.parameters())
+    m.opt_GS.step()
+    assert changed(m.nets.G, g0) and not changed(m.nets.D, d0)
+    g1 = snapshot(m.nets.G)
+    m.opt_D.zero_grad()
+    out = m.backward_D()
+    m.opt_D.step()
+    assert changed(m.nets.D, d0) and not changed(m.nets.G, g1) and torch.isfinite(out["loss_dis"])
+
+
+def test_image_view_without_profiles_fails_loudly():
+    m = make("harmonized", **{"loss.adversary_view": "image"})
+    m.set_input(*batch())
+    m.forward()
+    with pytest.raises(ValueError, match="intensity profile"):
+        m.backward_GS()

@@ -31,7 +31,7 @@ class _Oracle:
     def __init__(self, trainer, constant: int | None = None):
         self.nets, self.constant = trainer.nets, constant
 
-    def validation_batch(self, x, y, m, z, stats=None):
+    def validation_batch(self, x, y, m, z, stats=None, profile=None):
         pred = y.clone() if self.constant is None else torch.full_like(y, self.constant)
         return ValidationBatch(0.25, pred)
 

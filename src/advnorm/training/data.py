@@ -16,7 +16,7 @@ from advnorm.data.subject import Subject
 from advnorm.errors import AdvnormError
 from advnorm.labels import CLASS_NAMES
 from advnorm.methods import MethodSpec
-from advnorm.models.transfer import N_STATS, SCALE_RANGE, image_stats
+from advnorm.models.transfer import N_STATS, PROFILE_POINTS, SCALE_RANGE, image_stats, intensity_profile
 
 
 @dataclass
@@ -39,6 +39,9 @@ class TrainingData:
     """The range of the input transform (``advnorm.data.intensity.VALUE_RANGE``) the statistics are taken on."""
     subject_stats: torch.Tensor = field(init=False)
     """Per subject, the statistics of its whole (transformed) image: what a transfer-function G is conditioned on."""
+    subject_profiles: torch.Tensor = field(init=False)
+    """Per subject, :data:`PROFILE_POINTS` equally spaced quantiles of its brain intensities (transformed): the
+    whole image's distribution in equal-mass samples, which the ``image`` adversary view puts through G's curve."""
 
     def __post_init__(self) -> None:
         rows = [
@@ -46,6 +49,11 @@ class TrainingData:
             for x, m in zip(self.inputs, self.masks, strict=True)
         ]
         self.subject_stats = torch.cat(rows) if rows else torch.zeros(0, N_STATS)
+        profiles = [
+            intensity_profile(torch.from_numpy(x), torch.from_numpy(np.asarray(m)))
+            for x, m in zip(self.inputs, self.masks, strict=True)
+        ]
+        self.subject_profiles = torch.stack(profiles) if profiles else torch.zeros(0, PROFILE_POINTS)
 
     def batch(
         self, index: PatchIndex, rows: np.ndarray
@@ -60,6 +68,10 @@ class TrainingData:
     def stats(self, index: PatchIndex, rows: np.ndarray) -> torch.Tensor:
         """(B, N_STATS): the intensity statistics of the whole image each patch comes from (for a transfer G)."""
         return self.subject_stats[index.subjects[np.asarray(rows, dtype=np.int64)]]
+
+    def profiles(self, index: PatchIndex, rows: np.ndarray) -> torch.Tensor:
+        """(B, PROFILE_POINTS): the brain intensity profile of the whole image each patch comes from."""
+        return self.subject_profiles[index.subjects[np.asarray(rows, dtype=np.int64)]]
 
     def row_domains(self, index: PatchIndex) -> np.ndarray:
         return self.subject_domain[index.subjects]

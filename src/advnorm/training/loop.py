@@ -342,7 +342,8 @@ class TrainingRun:
 
     def training_batch(self, rows: np.ndarray) -> Callable[[], tuple]:
         """The trainer's input for training patches ``rows``, gathered when called."""
-        return lambda: (*self.data.batch(self.data.train, rows), self.data.stats(self.data.train, rows))
+        train = self.data.train
+        return lambda: (*self.data.batch(train, rows), self.data.stats(train, rows), self.data.profiles(train, rows))
 
     def end_epoch(self, row: Row) -> None:
         """Learning rates, plateau schedulers, the best checkpoint, the log and the training state."""

@@ -63,11 +63,19 @@ class Trainer:
 
     # -- the step -----------------------------------------------------------------------------
     def set_input(
-        self, x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor, z: torch.Tensor, stats: torch.Tensor | None = None
+        self,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        mask: torch.Tensor,
+        z: torch.Tensor,
+        stats: torch.Tensor | None = None,
+        profile: torch.Tensor | None = None,
     ) -> None:
         """Patches ``x`` (B,1,P,P,P) float, labels ``y`` (B,P,P,P) long, brain ``mask`` like ``x``,
-        domains ``z`` (B,), and the statistics of each patch's whole image (``stats``, for a transfer G)."""
+        domains ``z`` (B,), the statistics of each patch's whole image (``stats``, for a transfer G) and its
+        intensity profile (``profile`` (B, N), for the ``image`` adversary view)."""
         device, fmt = self.nets.device, self.nets.memory_format
+        self.profile = None if profile is None else profile.to(device, non_blocking=True)
         self.x = x.to(device, non_blocking=True).contiguous(memory_format=fmt)
         self.mask = mask.to(device, non_blocking=True).contiguous(memory_format=fmt)
         self.y = y.to(device, non_blocking=True)
@@ -80,6 +88,18 @@ class Trainer:
         with self.nets.autocast():
             self.x_hat = self.nets.normalize(self.x, self.mask, self.stats)
             self.logits = self.nets.segment(self.x_hat)
+
+    def adversary_input(self, x_hat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """What D judges, and its mask: G's output patches ``x_hat``, or with ``loss.adversary_view = "image"``
+        the whole image of each patch, as its intensity profile put through G's curve ((B, 1, N, 1, 1), no mask).
+        Differentiable in G either way."""
+        if self.cfg.loss.adversary_view == "patch":
+            return x_hat, self.mask
+        if self.profile is None:
+            raise ValueError("loss.adversary_view 'image' needs each patch's intensity profile (set_input's profile)")
+        values = self.profile[:, None, :, None, None]
+        ones = torch.ones_like(values)
+        return self.nets.normalize(values, ones, self.stats), ones
 
     def recalibrate_batchnorm(self, batches: Iterable[Callable[[], tuple]]) -> int:
         """Recompute BatchNorm's running statistics of G and S over ``batches`` (each returns set_input's
@@ -117,7 +137,7 @@ class Trainer:
         loss = loss_seg
         if self.nets.D is not None:
             with self.nets.autocast():  # D frozen: call the plain module, so DDP sees one D pass per step
-                logits_fake = self.nets.plain.get("D", self.nets.D)(self.x_hat, self.mask)
+                logits_fake = self.nets.plain.get("D", self.nets.D)(*self.adversary_input(self.x_hat))
             if self.nets.ingredients.adversary == "confusion":
                 loss_adv = confusion_loss(logits_fake)
             else:
@@ -133,8 +153,10 @@ class Trainer:
         assert self.nets.D is not None
         generated = (self.x_hat if x_hat is None else x_hat).detach()
         if self.nets.ingredients.adversary == "confusion":
+            with torch.no_grad():
+                seen, seen_mask = self.adversary_input(generated)
             with self.nets.autocast():
-                logits = self.nets.D(generated, self.mask)
+                logits = self.nets.D(seen.detach(), seen_mask)
             loss = F.cross_entropy(logits.float(), self.z)
             loss.backward()
             return {"loss_dis": loss.detach(), "d_acc_generated": (logits.argmax(1) == self.z).float().mean().detach()}
@@ -184,11 +206,17 @@ class Trainer:
 
     @torch.no_grad()
     def validation_batch(
-        self, x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor, z: torch.Tensor, stats: torch.Tensor | None = None
+        self,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        mask: torch.Tensor,
+        z: torch.Tensor,
+        stats: torch.Tensor | None = None,
+        profile: torch.Tensor | None = None,
     ) -> ValidationBatch:
         """L_seg of one batch of validation patches, S's labels for them and, with a D, D's logits for G's output
         (and, for the paper's D, for the real patches); networks in eval mode."""
-        self.set_input(x, y, mask, z, stats)
+        self.set_input(x, y, mask, z, stats, profile)
         self.forward()
         probs = torch.softmax(self.logits.float(), dim=1)
         out = ValidationBatch(float(self.segmentation_loss(probs, self.y)), probs.argmax(1))
@@ -197,7 +225,7 @@ class Trainer:
             return out
         with self.nets.autocast():
             if self.nets.ingredients.adversary == "confusion":
-                out.d_generated = d(self.x_hat, self.mask).float().cpu()
+                out.d_generated = d(*self.adversary_input(self.x_hat)).float().cpu()
             else:
                 logits = d(torch.cat([self.x, self.x_hat]), torch.cat([self.mask, self.mask]))
                 out.d_real, out.d_generated = logits[: len(self.x)].float().cpu(), logits[len(self.x) :].float().cpu()

@@ -32,8 +32,9 @@ def validate(trainer: Trainer, data: TrainingData, rows: np.ndarray, chunk: int 
     loss_sum, n = 0.0, 0
     d_real, d_generated, domains = [], [], []
     for start in range(0, len(rows), chunk):
-        x, y, m, z = data.batch(data.val, rows[start : start + chunk])
-        out = trainer.validation_batch(x, y, m, z, data.stats(data.val, rows[start : start + chunk]))
+        part = rows[start : start + chunk]
+        x, y, m, z = data.batch(data.val, part)
+        out = trainer.validation_batch(x, y, m, z, data.stats(data.val, part), data.profiles(data.val, part))
         loss_sum += out.loss * len(x)
         n += len(x)
         pred = out.pred.cpu()
