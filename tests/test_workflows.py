@@ -42,6 +42,30 @@ def test_a_run_of_the_same_config_and_data_is_reused(tiny_run, tiny_phantom):
     assert reuse_differences(tiny_run, cfg, datasets) == []
 
 
+@pytest.mark.parametrize("asked, reusable", [
+    ("patch", True),  # the setting's default: what the run did before the setting existed
+    ("image", False),  # another value: the old run did not train that way
+])
+def test_a_run_made_before_a_setting_existed_is_reused_only_for_its_default(
+    asked, reusable, tiny_run, tiny_phantom, tmp_path
+):
+    """Regression: adding a config key made every existing run folder "made with other settings"."""
+    import json
+
+    run = copy_run(tiny_run, tmp_path / "run")
+    stored = json.loads((run / "config.json").read_text())
+    del stored["loss"]["adversary_view"]  # as written by an advnorm without it
+    (run / "config.json").write_text(json.dumps(stored))
+    datasets = open_domains([str(p) for p in tiny_phantom])
+    cfg = resolve("quick", file=tiny_run / "config.json", overrides={"method": "harmonized",
+                                                                      "loss.adversary_view": asked})
+    cfg_same_method = resolve("quick", file=tiny_run / "config.json", overrides={"loss.adversary_view": "patch"})
+    diffs = reuse_differences(run, cfg_same_method if reusable else cfg, datasets)
+    assert (diffs == []) == reusable, diffs
+    if not reusable:
+        assert any("adversary_view is 'patch' there, 'image' now" in d for d in diffs), diffs
+
+
 @pytest.mark.parametrize("stored_version", [None, 1])
 def test_an_evaluation_of_another_version_is_recomputed_without_training(stored_version, tiny_run, tiny_phantom,
                                                                           tmp_path, monkeypatch):

@@ -122,9 +122,17 @@ class RunFolder:
 
 
 def config_differences(stored: dict[str, Any], cfg: Config, may_differ: tuple[str, ...] = ()) -> list[str]:
-    """What differs between a run's stored config.json and ``cfg``, but the dotted keys in ``may_differ``."""
+    """What differs between a run's stored config.json and ``cfg``, but the dotted keys in ``may_differ``.
+
+    A setting the stored file lacks was added to advnorm after the run was made; every new setting's profile
+    default keeps the behaviour from before it existed, so the run counts as made with that default (and stays
+    reusable), but not with any other value."""
     old = {k: v for k, v in stored.items() if k not in ("run", "versions")}
     new = cfg.to_dict()
+    defaults = PROFILES[cfg.profile]().to_dict() if cfg.profile in PROFILES else new
+    for head, section in new.items():
+        if isinstance(section, dict) and isinstance(old.get(head), dict):
+            old[head] = {**{k: defaults[head][k] for k in section if k not in old[head]}, **old[head]}
     for dotted in may_differ:
         head, key = dotted.split(".")
         for d in (old, new):
