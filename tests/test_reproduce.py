@@ -39,6 +39,8 @@ def test_reproduce_writes_tables_report_and_figures(tiny_phantom, tiny_config, t
     for fig in ("fig3.png", "fig4.png", "curves_adversarial.png", "tissue_overlap.png", "fig4_harmonized.png"):
         assert f"({fig})" in report and (out / fig).stat().st_size > 1000
     assert "The paper's Table 1" in report and "3.509" in report and " ± " in report
+    shown = [line for line in report.splitlines() if line.startswith("![")]
+    assert len(shown) == len(set(shown)), "a figure is listed twice"  # regression: adversarial's were
     assert "Paired comparisons" in report and "adversarial scores" in report and "95% CI" in report
     assert "every model got 9 updates of S" in report and "## The discriminator" in report
     assert "### Tissue overlap within each domain" in report and "| input |" in report

@@ -69,7 +69,11 @@ def write_report(
     write_csv(t2, TABLE2_COLUMNS, out / "table2.csv")
     try:
         figures = write_figures(
-            out, datasets, cells, run_dir, tuple(m for m in ("adversarial", *focus) if METHOD_SPECS[m].uses_generator)
+            out,
+            datasets,
+            cells,
+            run_dir,
+            tuple(m for m in dict.fromkeys(("adversarial", *focus)) if METHOD_SPECS[m].uses_generator),
         )
     except Exception as exc:  # noqa: BLE001 - a figure must never cost the tables
         log(f"figures failed: {type(exc).__name__}: {exc}")
