@@ -87,7 +87,8 @@ def write_report(
         "Dice is computed on the full test volumes on the 1 mm working grid (the paper averaged Dice over "
         "batches of test patches from a patch-level split).",
         "",
-        f"## Table 1: Dice on full test volumes (mean ± sd over {len(seeds)} seed{'s' * (len(seeds) > 1)})",
+        "## Table 1: Dice on full test volumes "
+        + (f"(mean ± sd over {len(seeds)} seeds)" if len(seeds) > 1 else "(one seed: no spread to show)"),
         "",
         markdown_table(with_sd(t1, classes), ["experiment", "method", "train", "test", *classes, "mean"]),
         "",
