@@ -165,3 +165,20 @@ def test_verdict_is_empty_without_the_method() -> None:
     from advnorm.evaluation.report import verdict
 
     assert verdict([_row("standardized", "A + B", "A", 0.9)], "harmonized") == ""
+
+
+def test_paired_comparisons_list_each_pair_once():
+    """Two focus methods (adversarial, harmonized): their pair once, each against every other method once."""
+    from advnorm.evaluation.report import _comparisons
+    from advnorm.evaluation.results import Cell
+
+    def cell(method: str, seed: int, dice: float) -> Cell:
+        case = {"domain": "A", "case": "s1", "dice": {"CSF": dice, "GM": dice, "WM": dice}}
+        return Cell(method, method, seed, {"cases": [case]})
+
+    cells = [cell(m, s, v + 0.01 * s) for m, v in (("adversarial", 0.6), ("harmonized", 0.8), ("nyul", 0.7))
+             for s in (0, 1)]
+    lines = [line for line in _comparisons(cells, ("adversarial", "harmonized")) if line.startswith("- ")]
+    assert len(lines) == 3, lines  # adversarial-harmonized, adversarial-nyul, harmonized-nyul
+    assert sum("harmonized" in line and "adversarial" in line for line in lines) == 1
+    assert "- harmonized scores 0.100 higher than nyul" in "\n".join(lines)

@@ -237,12 +237,14 @@ def _comparisons(cells: list[Cell], focus: tuple[str, ...]) -> list[str]:
         "",
         "Mean Dice over CSF/GM/WM of each test subject, paired by seed and subject; 95% t-interval over the pairs.",
     ]
+    done: set[frozenset[str]] = set()
     for a in focus:
         scores_a = case_scores(cells, a)
         if not scores_a:
             continue
         for b in methods:
-            if b != a:
+            if b != a and frozenset((a, b)) not in done:  # two focus methods: their pair once, not from both sides
+                done.add(frozenset((a, b)))
                 lines.append(f"- {paired_difference(scores_a, case_scores(cells, b)).words(a, b)}.")
     return lines if len(lines) > 3 else []
 
