@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from statistics import mean
 
-from advnorm.config import resolve
+from advnorm.config_file import resolve
 from advnorm.data.layouts import open_domains
 from advnorm.data.phantom.generate import PhantomSpec, write_phantom
 from advnorm.io_atomic import atomic_write_json

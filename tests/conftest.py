@@ -43,7 +43,7 @@ def flat(config: dict, prefix: str = "") -> dict:
 
 def tiny_cfg(method: str = "adversarial", **overrides):
     """The resolved tiny config for ``method`` (dotted ``overrides`` on top)."""
-    from advnorm.config import resolve
+    from advnorm.config_file import resolve
 
     return resolve("quick", overrides={**flat(TINY_CONFIG), "method": method, **overrides})
 

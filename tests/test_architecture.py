@@ -15,7 +15,7 @@ import pytest
 SRC = Path(__file__).resolve().parent.parent / "src"
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("core", ("advnorm", "advnorm.errors", "advnorm.paths", "advnorm.io_atomic", "advnorm.methods", "advnorm.labels",
-              "advnorm.config", "advnorm.config_doc", "advnorm.run_folder", "advnorm.plotting")),
+              "advnorm.config", "advnorm.config_file", "advnorm.config_doc", "advnorm.run_folder", "advnorm.plotting")),
     ("data", ("advnorm.data",)),
     ("models", ("advnorm.models",)),
     ("training", ("advnorm.training",)),

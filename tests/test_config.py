@@ -2,7 +2,8 @@ import json
 
 import pytest
 
-from advnorm.config import paper_profile, quick_profile, resolve
+from advnorm.config import paper_profile, quick_profile
+from advnorm.config_file import resolve
 from advnorm.errors import AdvnormError
 
 

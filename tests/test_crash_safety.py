@@ -239,7 +239,7 @@ def test_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(tiny_phantom
 
 
 def test_inf_and_divergence_checks_name_epoch_step_and_term():
-    from advnorm.training.loop import check_finite
+    from advnorm.training.divergence import check_finite
 
     history = [torch.tensor([0.7, 2.1]), torch.tensor([0.6, 80.0])]
     with pytest.raises(AdvnormError, match=r"loss_dis diverged \(80\) at epoch 4, step 12.*earlier epoch is kept"):

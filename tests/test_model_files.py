@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from advnorm.cli import main
-from advnorm.config import resolve
+from advnorm.config_file import resolve
 from advnorm.errors import AdvnormError
 from advnorm.models.networks import Networks
 from advnorm.models.weights import load_weights

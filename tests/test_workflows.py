@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from advnorm.config import resolve
+from advnorm.config_file import resolve
 from advnorm.data.layouts import open_domains
 from advnorm.workflows import reuse_differences, train_and_evaluate
 from tests.conftest import copy_run

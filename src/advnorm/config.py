@@ -1,19 +1,15 @@
 """Typed, frozen settings and the two profiles: ``quick`` (2 CPU cores, minutes) and ``paper`` (the authors' sizes).
 
-A configuration is a tree of frozen dataclasses. ``resolve`` starts from a profile,
-applies a user's JSON file (unknown keys and wrong types are errors naming the
-file and the key), then command-line overrides, and validates ranges.
+A configuration is a tree of frozen dataclasses; :func:`validate` checks its ranges and :func:`ingredients` says
+what its method is made of. Reading one (a profile, a user's JSON file, command-line overrides) is
+:mod:`advnorm.config_file`'s job.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
-import types
-import typing
-from dataclasses import dataclass, field, fields, replace
-from pathlib import Path
+from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 
 from advnorm.errors import AdvnormError
@@ -228,52 +224,6 @@ def paper_profile() -> Config:
 PROFILES = {"quick": quick_profile, "paper": paper_profile}
 
 
-def resolve(
-    profile: str = "quick", *, file: str | Path | None = None, overrides: dict[str, Any] | None = None
-) -> Config:
-    """Profile, then a JSON file, then ``overrides`` (``{"train.epochs": 3, "method": "single"}``)."""
-    if profile not in PROFILES:
-        raise AdvnormError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
-    cfg = PROFILES[profile]()
-    if file is not None:
-        path = Path(file)
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise AdvnormError("config file does not exist", path) from None
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise AdvnormError(f"config file is not valid JSON: {exc}", path) from None
-        if not isinstance(data, dict):
-            raise AdvnormError("config file must hold a JSON object", path)
-        data.pop("versions", None)
-        data.pop("run", None)
-        cfg = _merge(cfg, data, str(path), "")
-    from_file = cfg
-    for dotted, value in (overrides or {}).items():
-        if value is None:
-            continue
-        head, _, tail = dotted.rpartition(".")
-        nested: dict[str, Any] = {tail: value}
-        for part in reversed(head.split(".") if head else []):
-            nested = {part: nested}
-        cfg = _merge(cfg, nested, "command line", "")
-    try:
-        validate(cfg)
-    except AdvnormError as exc:
-        if file is not None and _invalid(replace(from_file, method=cfg.method)):
-            raise AdvnormError(exc.problem, file) from None  # the bad value is in the file: name it
-        raise
-    return cfg
-
-
-def _invalid(cfg: Config) -> bool:
-    try:
-        validate(cfg)
-    except AdvnormError:
-        return True
-    return False
-
-
 MAX_PATCH = 160
 """Training patches larger than this (160^3 voxels: more than a whole infant brain) are a typo, not a setting."""
 MAX_BATCH = 1024
@@ -356,85 +306,6 @@ def _numbers(obj: Any, prefix: str = "") -> list[tuple[str, float]]:
         elif isinstance(value, tuple):
             out += [(name, float(v)) for v in value if isinstance(v, float)]
     return out
-
-
-def _merge(obj: Any, data: dict[str, Any], source: str, prefix: str) -> Any:
-    known = {f.name: f for f in fields(obj)}
-    hints = typing.get_type_hints(type(obj))
-    changes: dict[str, Any] = {}
-    for key, value in data.items():
-        where = f"{prefix}{key}"
-        if key not in known:
-            raise AdvnormError(f"unknown configuration key {where!r} (known: {', '.join(known)})", source)
-        current = getattr(obj, key)
-        if dataclasses.is_dataclass(current):
-            if not isinstance(value, dict):
-                raise AdvnormError(f"configuration key {where!r} must be an object", source)
-            changes[key] = _merge(current, value, source, where + ".")
-        else:
-            changes[key] = _coerce(value, hints[key], where, source)
-    return replace(obj, **changes)
-
-
-def _coerce(value: Any, hint: Any, where: str, source: str) -> Any:  # noqa: PLR0911 - one return per kind of type
-    """Check ``value`` against a type hint; lists become tuples. Wrong types are errors."""
-    origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        errors = []
-        for arg in (a for a in args if a is not type(None)):
-            try:
-                return _coerce(value, arg, where, source)
-            except AdvnormError as exc:
-                errors.append(exc)
-        raise errors[0]
-    if origin is Literal:
-        if value not in args:
-            raise AdvnormError(
-                f"configuration key {where!r} must be one of {', '.join(map(repr, args))}, got {value!r}", source
-            )
-        return value
-    if origin is tuple:
-        if not isinstance(value, (list, tuple)):
-            raise AdvnormError(f"configuration key {where!r} must be a list, got {type(value).__name__}", source)
-        inner = args[0] if args else Any
-        if len(args) == 2 and args[1] is Ellipsis or len(args) == 1:
-            return tuple(_coerce(v, inner, where, source) for v in value)
-        if len(value) != len(args):
-            raise AdvnormError(f"configuration key {where!r} must have {len(args)} items", source)
-        return tuple(_coerce(v, a, where, source) for v, a in zip(value, args, strict=True))
-    check = _SCALARS.get(hint)
-    if check is None:
-        return value
-    ok, what = check
-    if not ok(value):
-        raise AdvnormError(f"configuration key {where!r} must be {what}, got {value!r}", source)
-    return float(value) if hint is float else value
-
-
-_SCALARS: dict[Any, tuple[Any, str]] = {
-    bool: (lambda v: isinstance(v, bool), "true or false"),
-    int: (lambda v: isinstance(v, int) and not isinstance(v, bool), "an integer"),
-    float: (lambda v: isinstance(v, (int, float)) and not isinstance(v, bool), "a number"),
-    str: (lambda v: isinstance(v, str), "a string"),
-}
-"""JSON scalar types of config values: the check and how the error names the expected type."""
-
-
-def differences(
-    stored: Any, expected: Any, *, there: str = "in the file", here: str = "in the config", where: str = ""
-) -> list[str]:
-    """Human-readable differences between two nested JSON-like values (lists and tuples compare alike):
-    ``"model.widths is [4, 8] in the file, [4, 16] in the config"``."""
-    if isinstance(stored, dict) and isinstance(expected, dict):
-        out = []
-        for key in sorted(set(stored) | set(expected)):
-            out += differences(stored.get(key), expected.get(key), there=there, here=here, where=f"{where}{key}.")
-        return out
-    if isinstance(stored, (list, tuple)) and isinstance(expected, (list, tuple)):
-        stored, expected = list(stored), list(expected)
-    return [] if stored == expected else [f"{where.rstrip('.')} is {stored!r} {there}, {expected!r} {here}"]
 
 
 @dataclass(frozen=True)

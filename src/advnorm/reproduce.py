@@ -15,7 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from advnorm.config import Config, resolve
+from advnorm.config import Config
+from advnorm.config_file import resolve
 from advnorm.data.layouts import Dataset, open_domains
 from advnorm.errors import AdvnormError
 from advnorm.evaluation.results import Cell

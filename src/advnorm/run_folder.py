@@ -18,7 +18,8 @@ import numpy as np
 import torch
 
 import advnorm
-from advnorm.config import PROFILES, Config, differences, resolve
+from advnorm.config import PROFILES, Config
+from advnorm.config_file import differences, resolve
 from advnorm.errors import AdvnormError
 from advnorm.io_atomic import atomic_write_json
 

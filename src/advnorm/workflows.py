@@ -10,7 +10,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from advnorm.config import Config, resolve
+from advnorm.config import Config
+from advnorm.config_file import resolve
 from advnorm.data.fingerprint import dataset_fingerprint, fingerprint_differences
 from advnorm.data.layouts import Dataset, enclosing_dataset, open_domains, open_input
 from advnorm.data.layouts.masks import attach_masks

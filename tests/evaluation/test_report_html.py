@@ -162,7 +162,7 @@ def _evaluation(dice: dict[str, float]) -> dict:
 @pytest.fixture(scope="module")
 def written_report(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """write_report on a small fake comparison (two domains, three models, two seeds) with learning-curve figures."""
-    from advnorm.config import resolve
+    from advnorm.config_file import resolve
     from advnorm.evaluation.report import write_report
     from advnorm.evaluation.results import Cell
     from advnorm.training.log import write_log

@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from advnorm.config import resolve
+from advnorm.config_file import resolve
 from advnorm.data.layouts import open_domains
 from advnorm.data.sampler import DomainBalancedSampler
 from advnorm.methods import METHOD_SPECS

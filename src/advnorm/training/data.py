@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from advnorm.config import Config
+from advnorm.config import Config, TrainConfig
 from advnorm.data.intensity import VALUE_RANGE, fit_nyul, input_histogram, raw_input_problem, transform_image
 from advnorm.data.layouts import Dataset, read_alike
 from advnorm.data.patches import PatchIndex, gather
@@ -188,3 +188,15 @@ def validation_rows(data: TrainingData, n: int, seed: int, index: PatchIndex | N
         for d in np.unique(doms)
     ]
     return np.sort(np.concatenate(rows))
+
+
+def batchnorm_batches(data: TrainingData, t: TrainConfig) -> list[np.ndarray]:
+    """The fixed training batches BatchNorm statistics are recomputed on: ``t.bn_recalibration_batches`` batches
+    of ``t.batch_size`` patches, domain-balanced overall and shuffled so every batch mixes domains as in training.
+    The same on every rank, so the statistics agree under torchrun."""
+    n = t.bn_recalibration_batches * t.batch_size
+    if n == 0:
+        return []
+    rows = validation_rows(data, n, t.seed + 7919, data.train)
+    rows = np.random.default_rng(t.seed + 7919).permutation(rows)
+    return [rows[i : i + t.batch_size] for i in range(0, len(rows), t.batch_size)]

@@ -107,3 +107,11 @@ def plot_learning_curves(log_csv: str | Path, out: str | Path) -> Path:
         ax.set_xlabel("epoch")
     fig.tight_layout()
     return save_figure(fig, out)
+
+
+def epoch_line(row: Row) -> str:
+    losses = " ".join(f"{k}={row[k]:.3f}" for k in row if k.startswith("loss"))
+    return (
+        f"epoch {row['epoch']} [{row['phase']}] {losses} val_loss={row['val_loss']:.3f} "
+        f"val_dice={row['val_dice_mean']:.3f} ({row['seconds']:.0f}s)"
+    )

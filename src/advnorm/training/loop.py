@@ -26,7 +26,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from advnorm.config import Config, TrainConfig, differences, ingredients
+from advnorm.config import Config, ingredients
+from advnorm.config_file import differences
 from advnorm.data.fingerprint import dataset_fingerprint, fingerprint_differences, refuse_duplicate_content
 from advnorm.data.layouts import Dataset
 from advnorm.data.sampler import DomainBalancedSampler
@@ -38,14 +39,13 @@ from advnorm.paths import probe_writable, top_missing
 from advnorm.run_folder import RunFolder, config_differences, pick_device
 from advnorm.training import distributed, tensorboard
 from advnorm.training.checkpoint import load_train_state, save_train_state
-from advnorm.training.data import TrainingData, prepare, validation_rows
-from advnorm.training.log import Row, plot_learning_curves, read_log, write_log
+from advnorm.training.data import batchnorm_batches, prepare, validation_rows
+from advnorm.training.divergence import check_finite
+from advnorm.training.log import Row, epoch_line, plot_learning_curves, read_log, write_log
 from advnorm.training.losses import default_dice_weights, ramp
 from advnorm.training.trainer import Trainer
 from advnorm.training.validation import validate
 
-DIVERGENCE_LIMIT = 50.0
-"""A discriminator loss above this (chance level is ~2 ln(K+1)) means D has diverged."""
 RESUME_MAY_CHANGE = ("train.epochs", "train.device")
 """What ``--resume`` may change: train longer, or on another device. Anything else would be another run."""
 CHECK_EVERY = 10
@@ -433,47 +433,5 @@ class TrainingRun:
         return summary
 
 
-def batchnorm_batches(data: TrainingData, t: TrainConfig) -> list[np.ndarray]:
-    """The fixed training batches BatchNorm statistics are recomputed on: ``t.bn_recalibration_batches`` batches
-    of ``t.batch_size`` patches, domain-balanced overall and shuffled so every batch mixes domains as in training.
-    The same on every rank, so the statistics agree under torchrun."""
-    n = t.bn_recalibration_batches * t.batch_size
-    if n == 0:
-        return []
-    rows = validation_rows(data, n, t.seed + 7919, data.train)
-    rows = np.random.default_rng(t.seed + 7919).permutation(rows)
-    return [rows[i : i + t.batch_size] for i in range(0, len(rows), t.batch_size)]
-
-
 def _steps(rows: list[Row], phase: str) -> int:
     return sum(int(r.get("steps", 0) or 0) for r in rows if r.get("phase") == phase)
-
-
-def check_finite(
-    history: list[torch.Tensor], names: list[str], epoch: int, first_step: int, has_checkpoint: bool
-) -> None:
-    """Stop with a one-line error naming the loss, epoch and step when a loss is NaN/Inf or D has diverged."""
-    block = torch.stack(history)
-    bad = ~torch.isfinite(block)
-    if "loss_dis" in names:
-        bad[:, names.index("loss_dis")] |= block[:, names.index("loss_dis")] > DIVERGENCE_LIMIT
-    if bool(bad.any()):
-        i, j = (int(t) for t in torch.nonzero(bad)[0])
-        what = "diverged" if torch.isfinite(block[i, j]) else "became NaN/Inf"
-        kept = (
-            "checkpoint_best.safetensors of an earlier epoch is kept"
-            if has_checkpoint
-            else "no checkpoint was written before it"
-        )
-        raise AdvnormError(
-            f"training stopped: {names[j]} {what} ({float(block[i, j]):.4g}) at epoch {epoch + 1}, "
-            f"step {first_step + i + 1}; {kept}"
-        )
-
-
-def epoch_line(row: Row) -> str:
-    losses = " ".join(f"{k}={row[k]:.3f}" for k in row if k.startswith("loss"))
-    return (
-        f"epoch {row['epoch']} [{row['phase']}] {losses} val_loss={row['val_loss']:.3f} "
-        f"val_dice={row['val_dice_mean']:.3f} ({row['seconds']:.0f}s)"
-    )

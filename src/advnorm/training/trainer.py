@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -205,18 +206,11 @@ class Trainer:
         return out
 
     @torch.no_grad()
-    def validation_batch(
-        self,
-        x: torch.Tensor,
-        y: torch.Tensor,
-        mask: torch.Tensor,
-        z: torch.Tensor,
-        stats: torch.Tensor | None = None,
-        profile: torch.Tensor | None = None,
-    ) -> ValidationBatch:
-        """L_seg of one batch of validation patches, S's labels for them and, with a D, D's logits for G's output
-        (and, for the paper's D, for the real patches); networks in eval mode."""
-        self.set_input(x, y, mask, z, stats, profile)
+    def validation_batch(self, *inputs: Any) -> ValidationBatch:
+        """L_seg of one batch of validation patches (``inputs``: :meth:`set_input`'s arguments), S's labels for
+        them and, with a D, D's logits for G's output (and, for the paper's D, for the real patches); networks in
+        eval mode."""
+        self.set_input(*inputs)
         self.forward()
         probs = torch.softmax(self.logits.float(), dim=1)
         out = ValidationBatch(float(self.segmentation_loss(probs, self.y)), probs.argmax(1))
