@@ -110,7 +110,11 @@ class TrainConfig:
     """The training budget, batches and patches, and where it runs."""
 
     epochs: int = 16
-    """Epochs that update S (the main phase): the same budget of S updates for every method."""
+    """Epochs that update S (the main phase): the same budget of S updates for every method (with
+    ``stop_patience``, the most it may take)."""
+    stop_patience: int = 0
+    """Stop the main phase after this many epochs without a lower validation loss (the rule ``checkpoint_best``
+    is chosen by); ``train.epochs`` stays the cap. 0: off, every method runs ``train.epochs`` (equal budgets)."""
     warmup_epochs: int = 1
     """Epochs before the main phase in which only G learns to reproduce its input (paper: 3). They come on top
     of ``epochs``, so every method gets the same S updates; methods without G have none."""
@@ -243,6 +247,7 @@ def validate(cfg: Config) -> None:
     need(cfg.profile in PROFILES, f"profile must be one of {', '.join(PROFILES)}")
     need(t.epochs >= 1, "train.epochs must be >= 1")
     need(t.warmup_epochs >= 0, "train.warmup_epochs must be >= 0")
+    need(t.stop_patience >= 0, "train.stop_patience must be >= 0 (0: off)")
     need(2 <= t.batch_size <= MAX_BATCH, f"train.batch_size must be in [2, {MAX_BATCH}]")
     need(
         8 <= t.patch_size <= MAX_PATCH and t.patch_size % 8 == 0,

@@ -13,7 +13,7 @@ from advnorm.data.layouts import open_domains
 from advnorm.methods import METHODS
 from advnorm.run_folder import RunFolder
 from advnorm.training.log import read_log
-from advnorm.training.loop import TrainingRun
+from advnorm.training.loop import TrainingRun, epochs_since_best, fit
 from tests.conftest import tiny_cfg
 
 pytestmark = pytest.mark.slow  # trains networks
@@ -37,7 +37,10 @@ def test_the_steps_one_by_one(tiny_phantom, tmp_path):
         row.update(run.validate())
         run.end_epoch(row)
     summary = run.finish()
-    assert summary["budget"] == {"batch_size": 4, "s_updates": 9, "main_epochs": 3, "warmup_steps": 2, "warmup_epochs": 1}
+    assert summary["budget"] == {
+        "batch_size": 4, "s_updates": 9, "main_epochs": 3, "max_main_epochs": 3, "stop_patience": 0,
+        "warmup_steps": 2, "warmup_epochs": 1,
+    }
     assert run.files.final.exists() and run.files.best.exists()
 
 
@@ -129,3 +132,54 @@ def test_harmonized_trains_with_the_whole_image_adversary_view(tiny_phantom, tin
     assert main(argv + [a for d in tiny_phantom for a in ("--data", str(d))]) == 0, capsys.readouterr().err
     last = read_log(RunFolder(out).log)[-1]
     assert 0.0 <= float(last["d_domain_acc_generated"]) <= 1.0 and float(last["loss_dis"]) > 0
+
+
+# validation losses of the main epochs -> main epochs since the lowest (the first of equals)
+SINCE_BEST = [
+    ([], 0),
+    ([0.5], 0),
+    ([0.5, 0.4, 0.45], 1),
+    ([0.5, 0.5, 0.5], 2),  # equal is not lower: the first one stays best
+    ([0.3, 0.4, 0.5, 0.6], 3),
+    ([float("nan"), 0.4], 0),
+    ([float("nan"), float("nan")], 2),
+]
+
+
+@pytest.mark.parametrize("losses,expected", SINCE_BEST)
+def test_epochs_since_best(losses, expected):
+    rows = [{"epoch": 0, "phase": "init", "val_loss": 0.0}, {"epoch": 1, "phase": "warmup", "val_loss": 0.0}]
+    rows += [{"epoch": i + 2, "phase": "main", "val_loss": v} for i, v in enumerate(losses)]
+    assert epochs_since_best(rows) == expected
+
+
+def test_stop_patience_ends_the_main_phase_and_a_resumed_run_stays_stopped(tiny_phantom, tmp_path, monkeypatch):
+    """Scripted validation losses: lowest at main epoch 2, patience 2 -> main epochs 3 and 4 run, then it stops
+    (train.epochs = 6 is only the cap); checkpoint_best is epoch 2's weights and the summary says what ran."""
+    scripted = iter([1.0, 0.9, 0.5, 0.6, 0.7, 0.2, 0.1])  # the first: the untrained row
+    real = TrainingRun.validate
+
+    def validate(self):
+        row = real(self)
+        row["val_loss"] = next(scripted)
+        return row
+
+    monkeypatch.setattr(TrainingRun, "validate", validate)
+    datasets = open_domains([str(p) for p in tiny_phantom])
+    cfg = tiny_cfg("single", **{"train.epochs": 6, "train.stop_patience": 2})
+    summary = fit(cfg, datasets, tmp_path / "run", progress=False, log=lambda m: None)
+    rows = read_log(RunFolder(tmp_path / "run").log)
+    assert [r["val_loss"] for r in rows if r["phase"] == "main"] == [0.9, 0.5, 0.6, 0.7]
+    budget = summary["budget"]
+    assert (budget["main_epochs"], budget["max_main_epochs"], budget["stop_patience"]) == (4, 6, 2)
+    assert budget["s_updates"] == 4 * cfg.train.steps_per_epoch and summary["best_val_loss"] == 0.5
+    again = fit(cfg, datasets, tmp_path / "run", resume=True, progress=False, log=lambda m: None)
+    assert again["budget"]["main_epochs"] == 4 and next(scripted) == 0.2  # nothing more was trained or validated
+
+
+def test_stop_patience_off_runs_every_epoch(tiny_phantom, tmp_path):
+    cfg = tiny_cfg("single", **{"train.epochs": 2})
+    assert cfg.train.stop_patience == 0
+    summary = fit(cfg, open_domains([str(p) for p in tiny_phantom]), tmp_path / "run", progress=False,
+                  log=lambda m: None)
+    assert summary["budget"]["main_epochs"] == 2

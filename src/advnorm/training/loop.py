@@ -3,7 +3,9 @@
     run = TrainingRun(cfg, datasets, run_dir)
     run.set_up()                       # folder, data, networks, optimizers; or the state of a killed run
     run.record_untrained()             # epoch 0 of the log: validation (and D's view) before any step
-    for epoch in run.epochs():
+    for epoch in run.epochs():         # up to train.epochs, or until train.stop_patience is spent
+        if run.patience_spent():
+            break
         row = run.train_one_epoch(epoch)
         row.update(run.validate())
         run.end_epoch(row)             # schedulers, best checkpoint, log, training state
@@ -46,7 +48,7 @@ from advnorm.training.losses import default_dice_weights, ramp
 from advnorm.training.trainer import Trainer
 from advnorm.training.validation import validate
 
-RESUME_MAY_CHANGE = ("train.epochs", "train.device")
+RESUME_MAY_CHANGE = ("train.epochs", "train.stop_patience", "train.device")
 """What ``--resume`` may change: train longer, or on another device. Anything else would be another run."""
 CHECK_EVERY = 10
 """Steps between checks that the losses are finite (each check waits for the device)."""
@@ -66,6 +68,8 @@ def fit(
     run.set_up()
     run.record_untrained()
     for epoch in run.epochs():
+        if run.patience_spent():
+            break
         row = run.train_one_epoch(epoch)
         row.update(run.validate())
         run.end_epoch(row)
@@ -295,6 +299,11 @@ class TrainingRun:
     def epochs(self) -> range:
         return range(self.start_epoch, self.warmup_epochs + self.cfg.train.epochs)
 
+    def patience_spent(self) -> bool:
+        """``train.stop_patience`` main epochs have passed without a lower validation loss. Read from the log, so a
+        resumed run that had stopped stays stopped."""
+        return epochs_since_best(self.rows) >= self.cfg.train.stop_patience > 0
+
     def is_warmup(self, epoch: int) -> bool:
         return epoch < self.warmup_epochs
 
@@ -402,7 +411,9 @@ class TrainingRun:
         return {
             "batch_size": self.cfg.train.batch_size,
             "s_updates": _steps(self.rows, "main"),
-            "main_epochs": self.cfg.train.epochs,
+            "main_epochs": sum(1 for r in self.rows if r.get("phase") == "main"),
+            "max_main_epochs": self.cfg.train.epochs,
+            "stop_patience": self.cfg.train.stop_patience,
             "warmup_steps": _steps(self.rows, "warmup"),
             "warmup_epochs": self.warmup_epochs,
         }
@@ -431,6 +442,17 @@ class TrainingRun:
         self.ctx.barrier()
         distributed.shutdown(self.ctx)
         return summary
+
+
+def epochs_since_best(rows: list[Row]) -> int:
+    """Main epochs logged after the one with the lowest validation loss (the first of equals, as ``end_epoch``
+    keeps it); all of them when none has a finite loss."""
+    losses = [float(r["val_loss"]) for r in rows if r.get("phase") == "main"]
+    finite = [i for i, v in enumerate(losses) if np.isfinite(v)]
+    if not finite:
+        return len(losses)
+    best = min(finite, key=lambda i: (losses[i], i))
+    return len(losses) - 1 - best
 
 
 def _steps(rows: list[Row], phase: str) -> int:
