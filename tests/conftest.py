@@ -8,6 +8,7 @@ treated as READ-ONLY: a test that needs to change a run copies it first
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -70,6 +71,19 @@ def copy_run(run: Path, dest: Path) -> Path:
     """A private, writable copy of a (session) run folder."""
     shutil.copytree(run, dest)
     return dest
+
+
+@pytest.fixture(scope="session", autouse=True)
+def working_grid_cache(tmp_path_factory):
+    """The session's working-grid cache (``ADVNORM_CACHE``): a fresh folder, never the user's ``~/.cache/advnorm``.
+    Every test that loads subjects goes through it, and subprocesses (CLI, torchrun) inherit it."""
+    before = os.environ.get("ADVNORM_CACHE")
+    os.environ["ADVNORM_CACHE"] = str(tmp_path_factory.mktemp("working_grid_cache"))
+    yield Path(os.environ["ADVNORM_CACHE"])
+    if before is None:
+        os.environ.pop("ADVNORM_CACHE", None)
+    else:
+        os.environ["ADVNORM_CACHE"] = before
 
 
 @pytest.fixture(scope="session")

@@ -144,7 +144,9 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # a usage error (one line already printed), or --help / --version
         return int(exc.code or 0)
-    with warnings.catch_warnings():  # the settings below last for this command only
+    from advnorm.data.cache import use_location
+
+    with warnings.catch_warnings(), use_location(getattr(args, "cache", None)):  # for this command only
         _configure_messages(args)
         return _run_reporting_errors(args)
 

@@ -12,6 +12,10 @@ from advnorm.config import PROFILES
 from advnorm.methods import METHODS
 
 EXIT_USER_ERROR = 2
+CACHE_HELP = (
+    "the working-grid cache of preprocessed subjects, or off (default: $ADVNORM_CACHE, else ~/.cache/advnorm); "
+    "shared by every run and process, safe to delete"
+)
 
 
 class Parser(argparse.ArgumentParser):
@@ -69,8 +73,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"advnorm {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
-    common = Parser(add_help=False)  # every verb also takes --debug
+    parser.add_argument("--cache", metavar="DIR|off", help=CACHE_HELP)
+    common = Parser(add_help=False)  # every verb also takes --debug and --cache
     common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
+    common.add_argument("--cache", metavar="DIR|off", default=argparse.SUPPRESS, help=CACHE_HELP)
     verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
     for add in (_inspect, _phantom, _train, _predict_and_normalize, _evaluate, _export, _reproduce, _demo):
         add(lambda name, **kw: verbs.add_parser(name, parents=[common], **kw))

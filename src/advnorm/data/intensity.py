@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -20,17 +21,78 @@ NYUL_PERCENTILES = (1.0, 10.0, 20.0, 30.0, 40.0, 50.0, 60.0, 70.0, 80.0, 90.0, 9
 NYUL_RANGE = (0.0, 1.0)
 
 
+@dataclass(frozen=True)
+class ImageTransform:
+    """One image's input transform with its per-image parameters fitted (``scale``: the brain's ``percentile``;
+    ``zscore``: its mean and divisor; ``nyul``: its landmarks and the standard ones).
+
+    Fitting needs the whole image, applying does not: every transform is voxel-wise, so :meth:`apply` gives a
+    patch exactly the values the whole transformed image has there. Training keeps only the raw images (memory-
+    mapped from the working-grid cache) and these few numbers per image, and transforms each patch as it is
+    gathered, instead of holding a transformed copy of every volume.
+    """
+
+    kind: str
+    params: tuple[float, ...]
+    targets: tuple[float, ...] = ()
+    """``nyul`` only: the standard landmarks ``params`` (the image's own) are mapped onto."""
+
+    def apply(self, image: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        """The transformed values of ``image`` (the whole image, or any block of it with ``mask``'s same block):
+        float32, 0 outside ``mask``."""
+        if self.kind == "scale":
+            (top,) = self.params
+            return np.where(mask, np.clip(image / top, 0.0, SCALE_TOP), 0.0).astype(np.float32)
+        if self.kind == "zscore":
+            mean, divisor = self.params
+            return np.where(mask, (image - mean) / divisor, 0.0).astype(np.float32)
+        if self.kind == "nyul":
+            lm, std = np.asarray(self.params), np.asarray(self.targets)
+            brain = image[mask]
+            out = np.interp(brain, lm, std)
+            lo_slope = (std[1] - std[0]) / (lm[1] - lm[0])
+            hi_slope = (std[-1] - std[-2]) / (lm[-1] - lm[-2])
+            out = np.where(brain < lm[0], std[0] + (brain - lm[0]) * lo_slope, out)
+            out = np.where(brain > lm[-1], std[-1] + (brain - lm[-1]) * hi_slope, out)
+            result = np.zeros_like(image, dtype=np.float32)
+            result[mask] = out
+            return result
+        raise ValueError(f"unknown input transform {self.kind!r}")
+
+
+def fit_transform(
+    kind: str, image: np.ndarray, mask: np.ndarray, *, percentile: float = 99.5, fitted: dict | None = None
+) -> ImageTransform:
+    """The named input transform (``scale`` | ``zscore`` | ``nyul``) fitted to one whole image."""
+    if kind == "scale":
+        brain = image[mask]
+        top = float(np.percentile(brain, percentile)) if brain.size else 1.0
+        top = top if top > 0 else float(brain.max(initial=1.0)) or 1.0
+        return ImageTransform(kind, (top,))
+    if kind == "zscore":
+        brain = image[mask]
+        mean, std = float(brain.mean()), float(brain.std())
+        return ImageTransform(kind, (mean, std if std > 0 else 1.0))
+    if kind == "nyul":
+        if fitted is None:
+            raise ValueError("nyul needs fitted landmarks")
+        lm = image_landmarks(image, mask, fitted["percentiles"])
+        lm = np.maximum.accumulate(lm + np.arange(len(lm)) * 1e-6)  # strictly increasing
+        return ImageTransform(kind, tuple(map(float, lm)), tuple(map(float, fitted["standard_landmarks"])))
+    raise ValueError(f"unknown input transform {kind!r}")
+
+
 def scale_image(image: np.ndarray, mask: np.ndarray, percentile: float = 99.5) -> np.ndarray:
-    brain = image[mask]
-    top = float(np.percentile(brain, percentile)) if brain.size else 1.0
-    top = top if top > 0 else float(brain.max(initial=1.0)) or 1.0
-    return np.where(mask, np.clip(image / top, 0.0, SCALE_TOP), 0.0).astype(np.float32)
+    return fit_transform("scale", image, mask, percentile=percentile).apply(image, mask)
 
 
 def zscore_image(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    brain = image[mask]
-    mean, std = float(brain.mean()), float(brain.std())
-    return np.where(mask, (image - mean) / (std if std > 0 else 1.0), 0.0).astype(np.float32)
+    return fit_transform("zscore", image, mask).apply(image, mask)
+
+
+def image_landmarks(image: np.ndarray, mask: np.ndarray, percentiles: Sequence[float]) -> np.ndarray:
+    """The brain's intensity percentiles: an image's Nyúl landmarks (float64)."""
+    return np.percentile(image[mask], percentiles)
 
 
 def fit_nyul(
@@ -38,9 +100,17 @@ def fit_nyul(
 ) -> dict:
     """Learn the standard scale: each image's landmarks mapped linearly so its 1st..99th percentiles
     span ``NYUL_RANGE``, then averaged over the training images."""
+    return nyul_standard(
+        [image_landmarks(image, mask, percentiles) for image, mask in zip(images, masks, strict=True)], percentiles
+    )
+
+
+def nyul_standard(landmarks: Sequence[np.ndarray], percentiles: Sequence[float] = NYUL_PERCENTILES) -> dict:
+    """:func:`fit_nyul` from the training images' landmarks (:func:`image_landmarks`), which a caller may have
+    kept from an earlier fit."""
     rows = []
-    for image, mask in zip(images, masks, strict=True):
-        lm = np.percentile(image[mask], percentiles)
+    for row in landmarks:
+        lm = np.asarray(row, dtype=np.float64)
         span = lm[-1] - lm[0]
         rows.append((lm - lm[0]) / (span if span > 0 else 1.0))
     standard = NYUL_RANGE[0] + np.mean(rows, axis=0) * (NYUL_RANGE[1] - NYUL_RANGE[0])
@@ -49,33 +119,14 @@ def fit_nyul(
 
 def nyul_image(image: np.ndarray, mask: np.ndarray, fitted: dict) -> np.ndarray:
     """Map the image's own landmarks onto the standard ones, piecewise linearly (linear extrapolation at the ends)."""
-    lm = np.percentile(image[mask], fitted["percentiles"])
-    std = np.asarray(fitted["standard_landmarks"])
-    lm = np.maximum.accumulate(lm + np.arange(len(lm)) * 1e-6)  # strictly increasing
-    brain = image[mask]
-    out = np.interp(brain, lm, std)
-    lo_slope = (std[1] - std[0]) / (lm[1] - lm[0])
-    hi_slope = (std[-1] - std[-2]) / (lm[-1] - lm[-2])
-    out = np.where(brain < lm[0], std[0] + (brain - lm[0]) * lo_slope, out)
-    out = np.where(brain > lm[-1], std[-1] + (brain - lm[-1]) * hi_slope, out)
-    result = np.zeros_like(image, dtype=np.float32)
-    result[mask] = out
-    return result
+    return fit_transform("nyul", image, mask, fitted=fitted).apply(image, mask)
 
 
 def transform_image(
     kind: str, image: np.ndarray, mask: np.ndarray, *, percentile: float = 99.5, fitted: dict | None = None
 ) -> np.ndarray:
     """Apply the named input transform (``scale`` | ``zscore`` | ``nyul``)."""
-    if kind == "scale":
-        return scale_image(image, mask, percentile)
-    if kind == "zscore":
-        return zscore_image(image, mask)
-    if kind == "nyul":
-        if fitted is None:
-            raise ValueError("nyul needs fitted landmarks")
-        return nyul_image(image, mask, fitted)
-    raise ValueError(f"unknown input transform {kind!r}")
+    return fit_transform(kind, image, mask, percentile=percentile, fitted=fitted).apply(image, mask)
 
 
 # -- is an input within what a run was trained on? ------------------------------------------------------------

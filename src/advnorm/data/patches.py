@@ -1,14 +1,14 @@
 """The patch index: (subject, centre) pairs on a stride grid over the brain, gathered on demand.
 
 No patch is ever written or stored: the index holds 4 int32 per patch and
-patches are sliced out of the in-memory volumes when a batch is drawn, so
-memory is the volumes' own size plus 16 bytes per patch (the paper wrote
-27,647 patch files).
+patches are sliced out of the volumes (memory-mapped from the working-grid
+cache, or in memory) when a batch is drawn, so memory is at most the volumes'
+own size plus 16 bytes per patch (the paper wrote 27,647 patch files).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -34,14 +34,16 @@ class PatchIndex:
     @classmethod
     def build(
         cls,
-        masks: Sequence[np.ndarray],
+        masks: Iterable[np.ndarray],
         *,
         patch_size: int = 32,
         stride: int = 8,
     ) -> PatchIndex:
-        """Centres on a ``stride`` grid (anchored at each volume's origin) where ``mask`` is true.
+        """Centres on a ``stride`` grid (anchored at each volume's origin) where ``mask`` is true (non-zero).
 
-        Pass the label map > 0 as mask to centre on labelled foreground, like the paper.
+        Pass the label map (or label map > 0) as mask to centre on labelled foreground, like the paper. Only the
+        grid's voxels are read, and ``masks`` may be a generator: each is used once, in turn, so they need not all
+        be in memory together.
         """
         parts = []
         for sid, mask in enumerate(masks):

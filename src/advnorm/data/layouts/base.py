@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from advnorm.data.cache import cached_subject
 from advnorm.data.subject import Subject, build_subject
 from advnorm.errors import AdvnormError
 from advnorm.labels import IDENTITY_TISSUES, LabelReading
@@ -83,6 +84,9 @@ class Dataset:
     def load_case(self, case: CaseRef, *, with_label: bool = True) -> Subject:
         """Load one case onto the 1 mm working grid with this layout's label map and mask rule.
 
+        Through the working-grid cache (:mod:`advnorm.data.cache`): a case preprocessed before, by any process, is
+        memory-mapped from there (read-only arrays) instead of being read and resampled again.
+
         Layouts that skull-strip with the label map (``mask_from="label"``, MRBrainS) still
         use the label file for the brain mask when ``with_label=False`` and then drop the
         label, so a case is preprocessed identically whether or not its label is wanted.
@@ -101,16 +105,32 @@ class Dataset:
                 drop_label = True
             else:
                 label = None
-        subject = build_subject(
-            case.image,
-            label,
-            domain=self.name,
+        label_map = self.label_map_for(case) if label is not None else None
+
+        def build() -> Subject:
+            return build_subject(
+                case.image,
+                label,
+                domain=self.name,
+                case_id=case.case_id,
+                layout=self.layout,
+                label_map=label_map,
+                mask_from=mask_from,
+                label_values=self.reading.values,
+                mask_path=case.mask,
+            )
+
+        subject = cached_subject(  # every argument of build_subject that shapes the arrays is in the key
+            build,
+            files={"image": case.image, "label": label, "mask": case.mask},
+            rules={
+                "layout": self.layout,
+                "label_map": None if label_map is None else sorted(label_map.items()),
+                "mask_from": mask_from,
+                "label_values": list(self.reading.values),
+            },
             case_id=case.case_id,
-            layout=self.layout,
-            label_map=self.label_map_for(case) if label is not None else None,
-            mask_from=mask_from,
-            label_values=self.reading.values,
-            mask_path=case.mask,
+            domain=self.name,
         )
         if drop_label:
             subject.label = None
