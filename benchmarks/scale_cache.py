@@ -169,7 +169,7 @@ def worker_prepare(args: dict) -> dict:
     """prepare() (twice with ``repeat``), then ``batches`` batches of this rank's share; memory sampled throughout."""
     import torch  # noqa: F401 - what a training process has loaded before its data
 
-    from advnorm.config import resolve
+    from advnorm.config_file import resolve
     from advnorm.data.sampler import DomainBalancedSampler
     from advnorm.methods import METHOD_SPECS
     from advnorm.training.data import prepare
@@ -225,7 +225,7 @@ def worker_epochs(args: dict) -> dict:
 
     import torch
 
-    from advnorm.config import resolve
+    from advnorm.config_file import resolve
     from advnorm.data.sampler import DomainBalancedSampler
     from advnorm.methods import METHOD_SPECS
     from advnorm.models.networks import Networks

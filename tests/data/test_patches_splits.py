@@ -65,7 +65,9 @@ def test_patch_split_warns_and_stratifies():
         assert np.sum(classes[tr] == c) == round(0.6 * n)
 
 
-@pytest.mark.parametrize("sizes, batch", [((100, 10), 12), ((5, 50, 500), 12), ((30, 30), 7)])
+@pytest.mark.parametrize(
+    "sizes, batch", [((100, 10), 12), ((5, 50, 500), 12), ((30, 30), 7), ((9,) * 17, 16), ((4, 40, 6, 12, 8), 3)]
+)
 def test_sampler_balances_domains(sizes, batch):
     doms = np.repeat(np.arange(len(sizes)), sizes)
     s = DomainBalancedSampler(doms, batch, seed=0)
@@ -73,6 +75,9 @@ def test_sampler_balances_domains(sizes, batch):
     for b in batches:
         counts = np.bincount(doms[b], minlength=len(sizes))
         assert len(b) == batch and counts.max() - counts.min() <= 1
+    # more domains than a batch holds (ABIDE's 17 sites, batch 16): each domain's turn comes round in turn
+    seen = np.bincount(doms[np.concatenate(batches)], minlength=len(sizes))
+    assert seen.max() - seen.min() <= 1
 
 
 def test_sampler_is_resumable_and_shardable():

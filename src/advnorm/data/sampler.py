@@ -43,7 +43,8 @@ class DomainBalancedSampler:
                     cursors[i] += len(got)
                     missing -= len(got)
                     take.append(got)
-                parts.append(np.concatenate(take))
+                if take:  # more domains than patches in a batch: this one's turn comes in another step
+                    parts.append(np.concatenate(take))
             batch = np.concatenate(parts)
             batch = batch[rng.permutation(len(batch))]
             if step >= start:
