@@ -171,15 +171,13 @@ def test_resume_refuses_another_number_of_domains(tiny_run, tiny_phantom, tmp_pa
 
 def test_training_state_of_another_k_is_refused(tiny_run, tiny_phantom):
     """Defence in depth below the data check: a training state made for K domains does not load into K + 1."""
-    from advnorm.data.layouts import open_domains
-    from advnorm.training.loop import TrainingRun
+    from advnorm.training.resume import restore_state
 
     cfg = resolve("quick", file=tiny_run / "config.json")
-    run = TrainingRun(cfg, open_domains([str(p) for p in tiny_phantom]), tiny_run)
-    run.data = type("D", (), {"domains": ["a", "b", "c"]})()
-    run.nets = Networks(cfg, 3)
+    nets = Networks(cfg, 3)
+    state = tiny_run / "train_state.pt"
     with pytest.raises(AdvnormError, match="n_domains is 2 in the file, 3 in the config"):
-        run._restore(load_train_state(tiny_run / "train_state.pt"))
+        restore_state(load_train_state(state), state, nets, None, {}, ["a", "b", "c"])  # fails before the trainer is needed
 
 
 def test_resume_refuses_a_training_state_of_another_architecture(tiny_run, tiny_phantom, tmp_path, capsys):

@@ -29,27 +29,23 @@ import torch
 from tqdm import tqdm
 
 from advnorm.config import Config, ingredients
-from advnorm.config_file import differences
-from advnorm.data.fingerprint import dataset_fingerprint, fingerprint_differences, refuse_duplicate_content
 from advnorm.data.layouts import Dataset
 from advnorm.data.sampler import DomainBalancedSampler
-from advnorm.errors import AdvnormError, one_line
+from advnorm.errors import AdvnormError
 from advnorm.methods import METHOD_SPECS
 from advnorm.models.networks import Networks
 from advnorm.models.weights import save_weights
-from advnorm.paths import probe_writable, top_missing
-from advnorm.run_folder import RunFolder, config_differences, pick_device
+from advnorm.run_folder import RunFolder, pick_device
 from advnorm.training import distributed, tensorboard
 from advnorm.training.checkpoint import load_train_state, save_train_state
 from advnorm.training.data import batchnorm_batches, prepare, validation_rows
 from advnorm.training.divergence import check_finite
 from advnorm.training.log import Row, epoch_line, plot_learning_curves, read_log, write_log
 from advnorm.training.losses import default_dice_weights, ramp
+from advnorm.training.resume import check_data, prepare_run_folder, restore_state
 from advnorm.training.trainer import Trainer
 from advnorm.training.validation import validate
 
-RESUME_MAY_CHANGE = ("train.epochs", "train.stop_patience", "train.device")
-"""What ``--resume`` may change: train longer, or on another device. Anything else would be another run."""
 CHECK_EVERY = 10
 """Steps between checks that the losses are finite (each check waits for the device)."""
 
@@ -111,11 +107,11 @@ class TrainingRun:
                 f"train.batch_size {cfg.train.batch_size} is not divisible by the {ctx.world_size} processes"
             )
         device = pick_device(cfg.train.device)  # a device that does not exist is refused before any folder is made
-        created = self._prepare_folder() if ctx.is_main else None
+        created = prepare_run_folder(self.files, resume=self.resume) if ctx.is_main else None
         device = distributed.init(ctx, device)
         ctx.barrier()
         try:
-            fingerprints = self._check_data()
+            fingerprints = check_data(self.datasets, self.files, cfg, resume=self.resume)
             state = load_train_state(self.files.state) if self.resume else None
             torch.manual_seed(cfg.train.seed)
             self.data = prepare(self.datasets, cfg, self.spec, log=self.log)
@@ -135,7 +131,10 @@ class TrainingRun:
                 if k != "G_warmup"
             }
             if state is not None:
-                self._restore(state)
+                self.start_epoch, self.best = restore_state(
+                    state, self.files.state, self.nets, self.trainer, self.schedulers, self.data.domains
+                )
+                self.rows = read_log(self.files.log)[: self.start_epoch + 1]  # row 0 is the untrained state
             if ctx.is_main:
                 self.files.write_config(cfg, self._run_info(fingerprints, weights, device))
         except BaseException:
@@ -157,67 +156,6 @@ class TrainingRun:
         self.tensorboard = tensorboard.open_log(self.files.root) if ctx.is_main else None
         self.t0 = time.perf_counter() - (float(self.rows[-1].get("seconds", 0) or 0) if self.rows else 0.0)
 
-    def _prepare_folder(self) -> Path | None:
-        """Check (and create) the run folder before any work; returns the top-most folder created here, if any."""
-        files, root = self.files, self.files.root
-        if root.exists() and not root.is_dir():
-            raise AdvnormError("run folder is a file, not a folder", root)
-        if self.resume:
-            if not files.state.exists():
-                raise AdvnormError("nothing to resume: no train_state.pt in the run folder", root)
-            probe_writable(root)
-            for stale in root.glob(".*.part*"):  # temporary files of writes a kill interrupted
-                stale.unlink(missing_ok=True)
-            return None
-        if files.final.exists() or files.state.exists():
-            raise AdvnormError("run folder already holds a training run; use --resume or another --out", root)
-        for folder in root.parents:
-            if folder.exists() and not folder.is_dir():
-                raise AdvnormError("cannot create the run folder: this is a file, not a folder", folder)
-        created = top_missing(root)
-        try:
-            root.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise AdvnormError(f"cannot create the run folder: {exc.strerror or exc}", root) from None
-        try:
-            probe_writable(root)
-        except BaseException:
-            if created is not None:
-                shutil.rmtree(created, ignore_errors=True)
-            raise
-        return created
-
-    def _check_data(self) -> list[dict[str, Any]]:
-        """Fingerprint the data; one dataset twice is refused, and so is ``--resume`` on other data."""
-        fingerprints = [dataset_fingerprint(d) for d in self.datasets]
-        refuse_duplicate_content(self.datasets, fingerprints)
-        if self.resume:
-            try:
-                raw = json.loads(self.files.config.read_text(encoding="utf-8"))
-                stored = raw["run"]["data"]
-            except (OSError, ValueError, KeyError, TypeError):
-                raise AdvnormError(
-                    "run config has no record of its training data; cannot check that --resume gets the "
-                    "same data (start a new run)",
-                    self.files.config,
-                ) from None
-            diffs = fingerprint_differences(stored, fingerprints)
-            if diffs:
-                raise AdvnormError(
-                    "--resume needs the data the run was started on; the --data folders differ: "
-                    + "; ".join(diffs[:3]),
-                    self.files.root,
-                )
-            changed = config_differences(raw, self.cfg, RESUME_MAY_CHANGE)
-            if changed:
-                raise AdvnormError(
-                    "--resume continues the run with its own settings; these differ: "
-                    + "; ".join(changed[:3])
-                    + " (only train.epochs may grow; start a new run instead)",
-                    self.files.root,
-                )
-        return fingerprints
-
     def _check_foreground(self) -> None:
         """Every training domain needs foreground (CSF/GM/WM) labels in its training subjects."""
         roots = {d.name: d.root for d in self.datasets}
@@ -229,39 +167,6 @@ class TrainingRun:
                     "subjects: their label maps hold only background; training needs labelled tissue in every domain",
                     roots.get(name, name),
                 )
-
-    def _restore(self, state: dict[str, Any]) -> None:
-        """Load a killed run's state into the fresh nets, optimizers and schedulers; refuse one made for another run."""
-        path = self.files.state
-        stored_arch = state.get("architecture")
-        if isinstance(stored_arch, str):
-            diffs = differences(json.loads(stored_arch), self.nets.architecture())
-            if diffs:
-                raise AdvnormError(
-                    "training state does not match this run's config and data: " + "; ".join(diffs[:4]), path
-                )
-        stored_domains = state.get("domains")
-        if stored_domains is not None and list(stored_domains) != list(self.data.domains):
-            raise AdvnormError(
-                f"training state was made for the domains {', '.join(stored_domains)}, "
-                f"the --data folders give {', '.join(self.data.domains)}",
-                path,
-            )
-        try:
-            for name, net in self.nets.unwrapped().items():
-                net.load_state_dict(state["networks"][name])
-            for k, opt in self.trainer.optimizers().items():
-                opt.load_state_dict(state["optimizers"][k])
-            for k, sch in self.schedulers.items():
-                sch.load_state_dict(state["schedulers"][k])
-            self.trainer.aug_gen.set_state(state["aug_rng"])
-            torch.set_rng_state(state["torch_rng"])
-            self.start_epoch, self.best = int(state["epoch"]) + 1, float(state["best"])
-        except (KeyError, TypeError, ValueError, RuntimeError) as exc:
-            raise AdvnormError(
-                f"training state does not fit this run's networks ({type(exc).__name__}: {one_line(exc)})", path
-            ) from None
-        self.rows = read_log(self.files.log)[: self.start_epoch + 1]  # row 0 is the untrained state
 
     def _run_info(
         self, fingerprints: list[dict[str, Any]], weights: torch.Tensor, device: torch.device
