@@ -4,7 +4,8 @@ An iSEG + MRBrainS-sized set held in memory: 10 volumes of 144 x 192 x 256 (iSEG
 and 5 of 230 x 230 x 144 (MRBrainS13's 240 x 240 x 48 at 0.958 x 0.958 x 3 mm resampled
 to 1 mm), each with a labelled brain of ~0.9 M voxels, so the stride-8 grid holds about
 27,000 patch centres. advnorm: ``DomainBalancedSampler`` + ``TrainingData.batch`` (the
-training loop's own calls). TorchIO: ``SubjectsDataset`` -> ``Queue`` (max_length 300,
+training loop's own calls: raw images, each patch z-scored with its image's fitted parameters as it is
+gathered; TorchIO gets no intensity transform). TorchIO: ``SubjectsDataset`` -> ``Queue`` (max_length 300,
 samples_per_volume 10, as in TorchIO's documentation) with a ``LabelSampler`` centring
 patches on labels 1-3 -> ``DataLoader``, one process (``num_workers=0``) like advnorm.
 
@@ -52,11 +53,14 @@ def synthetic_set(n_iseg: int = 10, n_mrbrains: int = 5, *, shape_scale: float =
 
 
 def _advnorm_pipeline(images, labels, domains, *, batch: int, n_batches: int, stride: int):
+    from advnorm.data.intensity import fit_transform
     from advnorm.data.patches import PatchIndex
     from advnorm.data.sampler import DomainBalancedSampler
     from advnorm.training.data import TrainingData
 
     masks = [(lab > 0).astype(np.uint8) for lab in labels]
+    # as training holds them: raw images and each one's fitted z-score, applied to every patch as it is gathered
+    transforms = [fit_transform("zscore", image, mask.view(bool)) for image, mask in zip(images, masks, strict=True)]
     index = PatchIndex.build([lab > 0 for lab in labels], patch_size=32, stride=stride)
     data = TrainingData(
         domains=["iSEG", "MRBrainS"],
@@ -68,6 +72,7 @@ def _advnorm_pipeline(images, labels, domains, *, batch: int, n_batches: int, st
         train=index,
         val=index,
         split={},
+        transforms=transforms,
     )
     sampler = DomainBalancedSampler(data.row_domains(index), batch, seed=0)
     it = sampler.epoch(0, n_batches + 1)
@@ -86,7 +91,7 @@ def _advnorm_pipeline(images, labels, domains, *, batch: int, n_batches: int, st
         "patch_centres": len(index),
         "index_bytes": int(index.entries.nbytes),
         "volumes_bytes": own,
-        "holds": "image float32 + label uint8 + mask uint8",
+        "holds": "raw image float32 + label uint8 + mask uint8; each patch z-scored as gathered",
     }
 
 

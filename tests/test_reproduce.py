@@ -107,6 +107,7 @@ def test_unseen_adds_leave_one_domain_out_runs_and_table3(tiny_phantom, tiny_con
     report = (out / "report.md").read_text()
     assert "## Table 3: a site never seen" in report and "harmonized unseen scores" in report
     assert "harmonized in-domain" in report and "target is" in report
+    assert "no second domain to align it with" in report  # K = 2: the adversary has nothing to do
 
 
 @pytest.mark.parametrize("argv, methods, seeds", [

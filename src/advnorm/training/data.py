@@ -44,9 +44,11 @@ from advnorm.labels import CLASS_NAMES
 from advnorm.methods import MethodSpec
 from advnorm.models.transfer import N_STATS, PROFILE_POINTS, SCALE_RANGE, image_stats, intensity_profile
 
-MAPPED_BUDGET = 256 * 2**20
+MAPPED_BUDGET = 64 * 2**20
 """Bytes of memory-mapped volume pages a process may hold mapped before :meth:`TrainingData.batch` unmaps them
-(:func:`advnorm.data.cache.release`); they stay in the page cache, so this bounds the resident size, not speed."""
+(:func:`advnorm.data.cache.release`); they stay in the page cache, so this bounds the resident size, not speed.
+The count is of the pages patches lie on; the kernel maps a few times more around each fault (fault-around, 64 KiB
+by default): 256 MiB here measured 0.8 GiB of mapped pages per process (benchmarks/scale_cache.py)."""
 PAGE = 4096
 T = TypeVar("T")
 
