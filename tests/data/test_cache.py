@@ -385,3 +385,33 @@ def test_training_batches_and_statistics_are_the_bits_of_the_in_memory_path(
         h = [input_histogram(spec.input_transform, today.inputs[i], off.subjects[i].mask) for i in members]
         hists[name] = [round(float(v), 6) for v in np.mean(h, axis=0)]
     assert off.input_histograms == hists
+
+
+def _truncate(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+# how an entry on disk is damaged after it was written (a disk error, a user's edit, a copy cut short)
+DAMAGE = [
+    ("image.npy cut in half", lambda folder: _truncate(folder / "image.npy")),
+    ("label.npy deleted", lambda folder: (folder / "label.npy").unlink()),
+    ("subject.json garbled", lambda folder: (folder / cache.ENTRY_FILE).write_text("{not json")),
+    ("subject.json names another shape", lambda folder: (folder / cache.ENTRY_FILE).write_text(
+        (folder / cache.ENTRY_FILE).read_text().replace('"image": [[', '"image": [[1, '))),
+]
+
+
+@pytest.mark.parametrize("how,damage", DAMAGE, ids=[d[0] for d in DAMAGE])
+def test_a_damaged_entry_is_built_again_not_trusted(layouts, cache_dir, monkeypatch, how, damage):
+    (ds,) = open_domains([f"nnunet:{layouts['nnunet']}"])
+    case = ds.cases[0]
+    ds.load_case(case)  # stored (not kept: cutting a file this process maps would kill it with SIGBUS)
+    monkeypatch.setenv(cache.ENV, "off")
+    first = ds.load_case(case)
+    monkeypatch.setenv(cache.ENV, str(cache_dir))
+    (folder,) = entries(cache_dir)
+    damage(folder)
+    again = ds.load_case(case)  # the damaged entry is moved away and the case built and stored again
+    same_subject(again, first)
+    (rebuilt,) = entries(cache_dir)
+    assert rebuilt == folder and ds.load_case(case).image.shape == first.image.shape
