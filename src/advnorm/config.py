@@ -136,6 +136,9 @@ class TrainConfig:
     training did. 0 keeps the exponential running averages (docs/method.md has the measurement)."""
     seed: int = 0
     """Seed of the initialisation, the batches and the augmentation (``reproduce --seeds N`` runs 0..N-1)."""
+    augment_bias: float = 0.3
+    """``augmented`` only: the bound of its random bias field's log-gain at 4^3 points across each patch (0: no
+    field). The default makes the field vary within a patch far faster than a scanner's does across a head."""
     d_steps: int = 1
     """Updates of D per update of G and S (n_critic)."""
     d_during_warmup: bool = False
@@ -248,6 +251,7 @@ def validate(cfg: Config) -> None:
     need(t.epochs >= 1, "train.epochs must be >= 1")
     need(t.warmup_epochs >= 0, "train.warmup_epochs must be >= 0")
     need(t.stop_patience >= 0, "train.stop_patience must be >= 0 (0: off)")
+    need(0 <= t.augment_bias <= 2, "train.augment_bias must be in [0, 2]")
     need(2 <= t.batch_size <= MAX_BATCH, f"train.batch_size must be in [2, {MAX_BATCH}]")
     need(
         8 <= t.patch_size <= MAX_PATCH and t.patch_size % 8 == 0,

@@ -45,3 +45,16 @@ def test_augmentation_changes_the_intensities_substantially():
     y = augment_intensity(x, mask, torch.Generator().manual_seed(6))
     rel = ((y - x).abs()[mask > 0].mean() / x[mask > 0].mean()).item()
     assert rel > 0.1
+
+
+def _field_spread(bias: float) -> float:
+    """The spread of log(y / x) within each patch with gamma, contrast and noise fixed out: a constant patch
+    (x = 1 gives x ** gamma = 1) whose affine stretch is about its own mean, so what varies inside is the field."""
+    mask = torch.ones(16, 1, 12, 12, 12)
+    y = augment_intensity(torch.ones(16, 1, 12, 12, 12), mask, torch.Generator().manual_seed(7), bias)
+    return float(torch.stack([p.log().std() for p in y.clamp_min(1e-3)]).mean())
+
+
+def test_augment_bias_sets_the_bias_fields_strength():
+    spreads = [_field_spread(b) for b in (0.0, 0.05, 0.3)]
+    assert spreads[0] < spreads[1] < spreads[2]

@@ -83,7 +83,7 @@ class Trainer:
         self.z = z.to(device, non_blocking=True)
         self.stats = None if stats is None else stats.to(device, non_blocking=True)
         if self.nets.spec.augment and self.nets.training:
-            self.x = augment_intensity(self.x, self.mask, self.aug_gen)
+            self.x = augment_intensity(self.x, self.mask, self.aug_gen, self.cfg.train.augment_bias)
 
     def forward(self) -> None:
         with self.nets.autocast():
