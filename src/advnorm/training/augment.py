@@ -30,8 +30,8 @@ def augment_intensity(
     y = x.clamp_min(0) ** gamma
     # a smooth multiplicative bias field: random coarse 4^3 grid upsampled trilinearly
     coarse = uniform(-bias, bias, 1, 4, 4, 4)
-    bias = torch.exp(F.interpolate(coarse, size=x.shape[2:], mode="trilinear", align_corners=True))
-    y = y * bias
+    field = torch.exp(F.interpolate(coarse, size=x.shape[2:], mode="trilinear", align_corners=True))
+    y = y * field
     # contrast: random affine stretch about the patch mean
     mean = (y * mask).sum(dim=(2, 3, 4), keepdim=True) / mask.sum(dim=(2, 3, 4), keepdim=True).clamp_min(1)
     y = (y - mean) * uniform(0.6, 1.5, 1, 1, 1, 1) + mean * uniform(0.7, 1.3, 1, 1, 1, 1)
