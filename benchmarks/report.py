@@ -484,12 +484,78 @@ def render(results: dict) -> str:
     add("* Not adopted: bf16 autocast and torch.compile (see the probes above); the runtime settings in the probes are")
     add("  process-wide and left to whoever launches training.")
     add("")
+    if "time_to_dice" in sec:
+        L += render_time_to_dice(sec["time_to_dice"])
     return "\n".join(L) + "\n"
+
+
+def _s(seconds: float | None) -> str:
+    return "never" if seconds is None else f"{seconds:,.0f} s"
+
+
+def render_time_to_dice(ttd: dict) -> list[str]:
+    """The time-to-accuracy section (issue 14): per method and threshold, each side's training seconds and the
+    ratio, the Dice at the marks, and the target said met or missed."""
+    marks = ttd["marks_seconds"]
+    L = [
+        "## Time to a good model (issue 14)",
+        "",
+        "```",
+        ".venv/bin/python benchmarks/run.py --only time_to_dice",
+        "```",
+        "",
+        f"Phantom {ttd['phantom']}, {ttd['threads']} threads, the `{ttd['profile']}` profile; each system trains for "
+        f"{ttd['budget_seconds']:.0f} s in a fresh process, in the order {', '.join('/'.join(o) for o in ttd['order'])} "
+        f"(ABBA), and is scored every {ttd['score_every_seconds']:.0f} s of training on the held-out test subjects' "
+        "full volumes by the same metric code (mean Dice over CSF, GM, WM); the clock stops while it is scored. "
+        "advnorm's times are rounded up to its epoch ends, the reference's only to its steps. The reference is the "
+        "loop a MONAI user writes from the tutorials (`benchmarks/reference.py`, `MonaiTutorialSegmentation`).",
+        "",
+        "| method | threshold | advnorm | reference | reference / advnorm | target (>= x"
+        f"{ttd['target_ratio']:.0f}) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for method, res in ttd["methods"].items():
+        for thr, row in res["thresholds"].items():
+            ratio = row["ratio"]
+            shown = "-" if ratio is None else f"x{ratio:.2f}" + {"lower": " or more", "upper": " or less"}.get(
+                row["bound"] or "", ""
+            )
+            met = row["target_met"]
+            L.append(
+                f"| {method} | {thr} | {_s(row['advnorm_seconds'])} | {_s(row['reference_seconds'])} | {shown} | "
+                f"{'not decided' if met is None else ('met' if met else 'missed')} |"
+            )
+    L += [
+        "",
+        "| method | system | " + " | ".join(f"mean Dice after {m:.0f} s" for m in marks) + " | set-up | final |",
+        "|---|---|" + "---|" * len(marks) + "---|---|",
+    ]
+    for method, res in ttd["methods"].items():
+        for system in ("advnorm", "reference"):
+            run = res["runs"][system]
+            at = [res["dice_at"][f"{m:.0f}"][system] for m in marks]
+            L.append(
+                f"| {method} | {system} | "
+                + " | ".join("-" if v is None else f"{v:.3f}" for v in at)
+                + f" | {run['phases'].get('set_up', 0.0):.0f} s | {run['curve'][-1]['mean_dice']:.3f} |"
+            )
+    L.append("")
+    return L
+
+
+KEPT = ("<!-- benchmarks/scale_cache.py: begin -->", "<!-- benchmarks/scale_cache.py: end -->")
+"""A section another script writes (``benchmarks/scale_cache.py --docs``): kept as it is when the rest is rewritten."""
 
 
 def write(results: dict, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(render(results))
+    text = render(results)
+    old = path.read_text() if path.exists() else ""
+    begin, end = KEPT
+    if begin in old and end in old:
+        text += "\n" + old[old.index(begin) : old.index(end) + len(end)] + "\n"
+    path.write_text(text)
 
 
 if __name__ == "__main__":
