@@ -468,7 +468,8 @@ def render(results: dict) -> str:
         "",
         f"on {results['date']}: {results['nproc']} CPU cores, {_gib(results['mem_total'])} of memory "
         f"(load average {la[0]:.2f} / {la[1]:.2f} / {la[2]:.2f} at the start, "
-        f"{results['load_average_at_end'][0]:.2f} at the end). Subjects are phantom-like working-grid volumes of "
+        f"{results['load_average_at_end'][0]:.2f} at the end; seconds grow with the load from other work, the memory "
+        "measures do not). Subjects are phantom-like working-grid volumes of "
         f"{' x '.join(map(str, results['shape']))} voxels (image float32, label and mask 1 byte: "
         f"{_mib(6 * np.prod(results['shape']))} each, as ABIDE's ~1,000 scans are ~28 GB on the 1 mm grid) made in "
         "memory instead of read from NIfTI files and resampled; they go through the cache's own write and read path "
