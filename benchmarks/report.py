@@ -511,6 +511,14 @@ def render_time_to_dice(ttd: dict) -> list[str]:
         "advnorm's times are rounded up to its epoch ends, the reference's only to its steps. The reference is the "
         "loop a MONAI user writes from the tutorials (`benchmarks/reference.py`, `MonaiTutorialSegmentation`).",
         "",
+        f"Measured {ttd.get('measured_at', '(date not recorded)')}"
+        + (
+            f" on {ttd['machine'].get('cpu_model')} ({ttd['machine'].get('torch_cpu_capability')}), load average "
+            f"{ttd['machine'].get('load_average_at_start', ['?'])[0]} at the start."
+            if "machine" in ttd
+            else "."
+        ),
+        "",
         f"| method | threshold | advnorm | reference | reference / advnorm | target (>= x{ttd['target_ratio']:.0f}) |",
         "|---|---|---|---|---|---|",
     ]

@@ -127,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
 
         torch.set_num_threads(1)  # tiny ops: thread hand-offs would be all there is to measure on a busy machine
     results: dict = {}
-    if out.exists() and args.only is not None:
+    if out.exists():  # sections not measured in this run keep their last results (each says when and where)
         try:
             results = json.loads(out.read_text())
         except json.JSONDecodeError:
@@ -144,6 +144,7 @@ def main(argv: list[str] | None = None) -> int:
         res["seconds_to_measure"] = time.perf_counter() - t
         res["measured_at"] = time.strftime("%Y-%m-%d %H:%M:%S %Z")
         res["load_average_after"] = list(os.getloadavg())
+        res["machine"] = results["machine"]
         results["sections"][name] = res
         out.write_text(json.dumps(results, indent=1, default=float))
     results["seconds_total_last_run"] = time.perf_counter() - t_all
