@@ -374,18 +374,52 @@ def render(results: dict) -> str:
             add(
                 f"| {rw['patches']} | 3 | {rw['steps']} | {_f(rw['seconds'], 1)} | {_f(rw['seconds_per_patch'], 3)} | {_pct(rw['data_fraction'], 2)} |"
             )
-        for rw in sc["epoch_vs_domains"]:
-            add(
-                f"| {rw['patches']} | {rw['n_domains']} | {rw['steps']} | {_f(rw['seconds'], 1)} | {_f(rw['seconds_per_patch'], 3)} | "
-                f"{_pct(rw['data_fraction'], 2)} |"
-            )
         fit = sc["epoch_vs_patches_fit"]
         add("")
         add(
-            f"Least-squares line through the first rows: {_f(fit['seconds_per_patch'], 3)} s per patch + {_f(fit['intercept_seconds'], 2)} s, "
-            f"R^2 = {fit['r2']:.4f}. K changes only D's last layer (K + 1 outputs) and the sampler's balancing."
+            f"Least-squares line: {_f(fit['seconds_per_patch'], 3)} s per patch + {_f(fit['intercept_seconds'], 2)} s, "
+            f"R^2 = {fit['r2']:.4f}."
         )
         add("")
+        ds = sc.get("domains_and_subjects")
+        if ds:
+            shape = " x ".join(map(str, ds["volume_shape"]))
+            add(
+                f"Against domains and subjects (issue 14): K domains of n subjects of {shape} voxels each, every point a "
+                "fresh process; its epoch is the quick profile's (25 steps, then the BatchNorm recalibration and the "
+                "validation), timed as a few steps (median) plus one recalibration and validation."
+            )
+            add("")
+            add(
+                "| K | subjects each | volumes | patch centres | set-up | seconds per step | epoch seconds "
+                "| volumes' own size | peak memory | peak / volumes |"
+            )
+            add("|---|---|---|---|---|---|---|---|---|---|")
+            for rw in ds["rows"]:
+                add(
+                    f"| {rw['n_domains']} | {rw['subjects_per_domain']} | {rw['volumes']} | {rw['patch_centres']:,} | "
+                    f"{_f(rw['set_up_seconds'], 2)} s | {_f(rw['seconds_per_step'], 3)} | {_f(rw['epoch_seconds'], 1)} | "
+                    f"{_mib(rw['volumes_bytes'])} | {_mib(rw['peak_above_baseline'])} | {_f(rw['peak_over_volumes'], 1)}x |"
+                )
+            lim = ds["linear_exponent"]
+            verdict = [
+                f"{name} ~ volumes^{_f(ds[key], 2)} ({'linear or better' if ds[key] <= lim else 'worse than linear'})"
+                for name, key in (
+                    ("epoch time", "epoch_exponent"),
+                    ("set-up time", "set_up_exponent"),
+                    ("peak memory", "memory_exponent"),
+                )
+            ]
+            mf = ds["memory_fit"]
+            add("")
+            add(
+                "Power laws fitted through the points (b <= "
+                f"{lim} counts as linear or better): {'; '.join(verdict)}. Peak memory is "
+                f"{_mib(mf['intercept_bytes'])} plus {_f(mf['bytes_per_volume_byte'], 2)} bytes per byte of volumes "
+                f"(R^2 {mf['r2']:.4f}): the epoch's cost does not grow with the data held, the memory grows with the "
+                "volumes themselves and nothing else."
+            )
+            add("")
         add("| patch grid stride | patch centres | index size | volumes' own size | peak memory | peak / volumes |")
         add("|---|---|---|---|---|---|")
         for mm in sc["memory_vs_patches"]:
@@ -405,8 +439,15 @@ def render(results: dict) -> str:
         b = pr["bf16"]
         add(
             f"* **bf16 autocast** (`train.amp`): the quick-profile step runs at x{_f(b['bf16_speed_over_float32'], 3)} the float32 speed "
-            f"(batch {b['batch']}). This CPU has no native bf16 arithmetic (AVX-512 bf16: {m.get('avx512_bf16')}, AMX: {m.get('amx')}), so "
-            "oneDNN falls back to slow reference kernels: keep `amp` off on such CPUs."
+            f"(batch {b['batch']}; AVX-512 bf16: {m.get('avx512_bf16')}, AMX: {m.get('amx')}). "
+            + (
+                "This CPU computes bf16 natively, so `--amp` pays here; the default stays off because on CPUs "
+                "without it (the AVX2 machine of 2026-11-25 ran the step at x0.054) oneDNN falls back to slow "
+                "reference kernels, and because bf16's effect on Dice was not measured."
+                if b["bf16_speed_over_float32"] > 1
+                else "This CPU has no native bf16 arithmetic, so oneDNN falls back to slow reference kernels: keep "
+                "`amp` off on such CPUs."
+            )
         )
         t = pr["threads"]
         names = {
@@ -448,7 +489,7 @@ def render(results: dict) -> str:
     add(
         "* **Convolution weight gradients split over the batch** (`advnorm.models.conv3d.Conv3d`, used by G, S and D; new"
     )
-    add("  with this benchmark suite). On this AVX2 CPU oneDNN computes a 3-D convolution's weight gradient with an")
+    add("  with this benchmark suite). On the AVX2 CPU it was found on, oneDNN computes a 3-D convolution's weight gradient with an")
     add("  im2col + GEMM kernel whose two-thread reduction stalls whenever the other core is busy for a moment; it")
     add(
         "  dominated the profile of the plain step. Each thread now computes the gradient of its share of the batch with"
