@@ -94,6 +94,16 @@ def median(xs: list[float]) -> float:
     return float(statistics.median(xs))
 
 
+def least_squares_line(xs: list[float], ys: list[float]) -> dict[str, float]:
+    """``slope`` and ``intercept`` of the least-squares line through (xs, ys), and its ``r2``."""
+    import numpy as np
+
+    slope, intercept = np.polyfit(xs, ys, 1)
+    residual = np.asarray(ys) - np.polyval([slope, intercept], xs)
+    ss_tot = float(np.sum((np.asarray(ys) - np.mean(ys)) ** 2)) or 1.0
+    return {"slope": float(slope), "intercept": float(intercept), "r2": 1.0 - float(np.sum(residual**2)) / ss_tot}
+
+
 def ratio_of_medians_per_round(num: list[float], den: list[float]) -> float:
     """Median over rounds of num[r] / den[r] (e.g. reference time / our time = speed-up)."""
     return float(statistics.median([a / b for a, b in zip(num, den, strict=True)]))

@@ -25,7 +25,7 @@ import time
 import numpy as np
 import torch
 
-from _common import log, run_worker
+from _common import least_squares_line, log, run_worker
 from bench_data import synthetic_set
 
 
@@ -95,14 +95,6 @@ def _model(n_domains: int, batch: int, profile: str):
     model = Trainer(Networks(cfg, n_domains), torch.tensor([0.1, 0.3, 0.3, 0.3]))
     model.nets.train()
     return model
-
-
-def _linear_fit(xs: list[float], ys: list[float]) -> dict:
-    a, b = np.polyfit(xs, ys, 1)
-    pred = np.polyval([a, b], xs)
-    ss_res = float(np.sum((np.asarray(ys) - pred) ** 2))
-    ss_tot = float(np.sum((np.asarray(ys) - np.mean(ys)) ** 2)) or 1.0
-    return {"seconds_per_patch": float(a), "intercept_seconds": float(b), "r2": 1.0 - ss_res / ss_tot}
 
 
 def power_law_exponent(xs: list[float], ys: list[float]) -> float:
@@ -197,7 +189,7 @@ def domains_and_subjects(smoke: bool, batch: int, profile: str) -> dict:
             f"peak {r['peak_above_baseline'] / 2**20:.0f} MiB for {r['volumes_bytes'] / 2**20:.0f} MiB of volumes"
         )
     vols = [r["volumes"] for r in rows]
-    memory = _linear_fit([r["volumes_bytes"] for r in rows], [r["peak_above_baseline"] for r in rows])
+    memory = least_squares_line([r["volumes_bytes"] for r in rows], [r["peak_above_baseline"] for r in rows])
     return {
         "rows": rows,
         "volume_shape": [round(s * args["shape_scale"]) for s in (144, 192, 256)],
@@ -205,8 +197,8 @@ def domains_and_subjects(smoke: bool, batch: int, profile: str) -> dict:
         "set_up_exponent": power_law_exponent(vols, [r["set_up_seconds"] for r in rows]),
         "memory_exponent": power_law_exponent(vols, [r["peak_above_baseline"] for r in rows]),
         "memory_fit": {
-            "bytes_per_volume_byte": memory["seconds_per_patch"],
-            "intercept_bytes": memory["intercept_seconds"],
+            "bytes_per_volume_byte": memory["slope"],
+            "intercept_bytes": memory["intercept"],
             "r2": memory["r2"],
         },
         "linear_exponent": LINEAR_EXPONENT,
@@ -230,7 +222,12 @@ def run(smoke: bool = False) -> dict:
         rows.append(_epoch(model, data, index, n, batch, seed=n))
         log(f"scaling: {n} patches: {rows[-1]['seconds']:.1f} s")
     out["epoch_vs_patches"] = rows
-    out["epoch_vs_patches_fit"] = _linear_fit([r["patches"] for r in rows], [r["seconds"] for r in rows])
+    line = least_squares_line([r["patches"] for r in rows], [r["seconds"] for r in rows])
+    out["epoch_vs_patches_fit"] = {
+        "seconds_per_patch": line["slope"],
+        "intercept_seconds": line["intercept"],
+        "r2": line["r2"],
+    }
 
     log("scaling: epoch time and peak memory against domains and subjects (fresh processes)")
     out["domains_and_subjects"] = grid = domains_and_subjects(smoke, batch, profile)

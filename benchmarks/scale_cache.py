@@ -316,15 +316,8 @@ def run_together(args: list[dict], env: dict[str, str]) -> dict:
     return {"workers": reports, "memory": memory, "total": {k: sum(m[k] for m in memory) for k in memory[0]}}
 
 
-def linear_fit(xs: list[float], ys: list[float]) -> dict:
-    a, b = np.polyfit(xs, ys, 1)
-    pred = np.polyval([a, b], xs)
-    ss_res = float(np.sum((np.asarray(ys) - pred) ** 2))
-    ss_tot = float(np.sum((np.asarray(ys) - np.mean(ys)) ** 2)) or 1.0
-    return {"per_patch": float(a), "intercept": float(b), "r2": 1.0 - ss_res / ss_tot}
-
-
 def measure(sizes: list[int], shape: tuple[int, int, int], work: Path, cache: Path, src: Path, smoke: bool) -> dict:
+    import _common  # here, not at the top: it imports torch, which the parent process does not otherwise need
     env = _env(cache, src)
     stubs = work / "stubs"
     patch = 16 if smoke else 32
@@ -379,7 +372,8 @@ def measure(sizes: list[int], shape: tuple[int, int, int], work: Path, cache: Pa
     )
     for part in ("train", "data"):
         rows = epochs[part]
-        epochs[f"{part}_fit"] = linear_fit([r["patches"] for r in rows], [r["seconds"] for r in rows])
+        line = _common.least_squares_line([r["patches"] for r in rows], [r["seconds"] for r in rows])
+        epochs[f"{part}_fit"] = {"per_patch": line["slope"], "intercept": line["intercept"], "r2": line["r2"]}
     results["epochs"] = epochs
     results["cache_bytes"] = sum(f.stat().st_size for f in cache.rglob("*") if f.is_file())
     results["load_average_at_end"] = list(os.getloadavg())

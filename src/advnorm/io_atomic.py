@@ -36,7 +36,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
         raise
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
 
 
 def _umask() -> int:
@@ -53,7 +53,7 @@ def _umask() -> int:
     return mask
 
 
-def _fsync_dir(folder: Path) -> None:
+def fsync_dir(folder: Path) -> None:
     """Make the rename itself durable (a power cut after it could otherwise lose it); best effort."""
     if os.name != "posix":
         return
@@ -99,7 +99,7 @@ def staged_folder(out_dir: str | Path) -> Iterator[Path]:
             for f in sorted(staging.iterdir()):
                 os.replace(f, out_dir / f.name)
             shutil.rmtree(root)
-        _fsync_dir(out_dir.parent)
+        fsync_dir(out_dir.parent)
     except BaseException:
         shutil.rmtree(root, ignore_errors=True)
         raise

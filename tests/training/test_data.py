@@ -88,3 +88,19 @@ def test_every_patch_carries_its_images_intensity_profile(datasets):
     rows = np.arange(min(6, len(data.train)))
     expected = data.subject_profiles[data.train.subjects[rows]]
     assert torch.equal(data.profiles(data.train, rows), expected)
+
+
+def test_the_papers_patch_split_stratifies_by_the_class_at_each_centre(datasets):
+    """``data.split = "patch"``: train and validation patches of the same subjects, each set holding every class at
+    its centre in about the proportion of the whole index (the paper's stratified split)."""
+    with pytest.warns(Warning):
+        data = _prepare(datasets, **{"data.split": "patch"})
+
+    def centre_classes(index):
+        return np.array([data.labels[s][x, y, z] for s, x, y, z in index.entries])
+
+    train, val = centre_classes(data.train), centre_classes(data.val)
+    assert set(np.unique(data.train.subjects)) == set(np.unique(data.val.subjects))
+    for c in (1, 2, 3):
+        share_train, share_val = np.mean(train == c), np.mean(val == c)
+        assert share_val > 0 and abs(share_train - share_val) < 0.05

@@ -47,6 +47,7 @@ import numpy as np
 
 from advnorm.data.subject import SourceGrid, Subject
 from advnorm.errors import AdvnormError, AdvnormWarning, one_line
+from advnorm.io_atomic import atomic_write_text, fsync_dir
 
 PREPROCESS_VERSION = 1
 """The version of what turns input files into a working-grid :class:`Subject`.
@@ -204,12 +205,7 @@ def _write(folder: Path, subject: Subject, key: dict[str, Any], told: list[Advno
             if not (folder / ENTRY_FILE).is_file():
                 raise
             shutil.rmtree(tmp, ignore_errors=True)  # another process wrote the same key first: same content
-        with contextlib.suppress(OSError):
-            fd = os.open(folder.parent, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+        fsync_dir(folder.parent)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -322,16 +318,9 @@ def derived(subject: Subject, name: str, params: Mapping[str, Any], compute: Cal
         if stored["params"] == json.loads(json.dumps(params)):
             return stored["value"]
     value = compute()
-    with contextlib.suppress(OSError):  # a read-only shared cache: computed each time
-        fd, tmp = tempfile.mkstemp(prefix=".derived-", dir=entry)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                json.dump({"params": params, "value": value}, fh)
-            os.replace(tmp, path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
+    if (Path(entry) / ENTRY_FILE).is_file():  # never recreate an entry folder someone removed meanwhile
+        with contextlib.suppress(OSError):  # a read-only shared cache: computed each time
+            atomic_write_text(path, json.dumps({"params": params, "value": value}))  # NaN stays NaN
     return value
 
 

@@ -257,8 +257,9 @@ def prepare(datasets: list[Dataset], cfg: Config, spec: MethodSpec, *, log=print
     index = PatchIndex.build(_foreground(labels), patch_size=cfg.train.patch_size, stride=cfg.train.patch_stride)
     if cfg.data.split == "patch":
         centre = np.zeros(len(index), dtype=np.int64)  # the class at each patch's centre, subject by subject
+        bounds = np.searchsorted(index.subjects, np.arange(len(labels) + 1))  # build() keeps subjects in order
         for sid, label in enumerate(labels):
-            rows = np.flatnonzero(index.subjects == sid)
+            rows = slice(bounds[sid], bounds[sid + 1])
             centre[rows] = label[tuple(index.entries[rows, 1:].T)]
             release(label)
         tr, va, _ = stratified_patch_split(centre, cfg.data.fractions, cfg.data.split_seed)
