@@ -545,7 +545,8 @@ def render_time_to_dice(ttd: dict) -> list[str]:
         ".venv/bin/python benchmarks/run.py --only time_to_dice",
         "```",
         "",
-        f"Phantom {ttd['phantom']}, {ttd['threads']} threads, the `{ttd['profile']}` profile; each system trains for "
+        f"Phantom {ttd['phantom']}, {ttd['threads']} threads, the `{ttd['profile']}` profile; one run per method and "
+        f"system (single measurements, no interval); each system trains for "
         f"{ttd['budget_seconds']:.0f} s in a fresh process, in the order {', '.join('/'.join(o) for o in ttd['order'])} "
         f"(ABBA), and is scored every {ttd['score_every_seconds']:.0f} s of training on the held-out test subjects' "
         "full volumes by the same metric code (mean Dice over CSF, GM, WM); the clock stops while it is scored. "
