@@ -133,3 +133,32 @@ def test_image_view_without_profiles_fails_loudly():
     m.forward()
     with pytest.raises(ValueError, match="intensity profile"):
         m.backward_GS()
+
+
+def _with_profile(m):
+    x, y, mask, z = batch()
+    profile = torch.sort(torch.randn(len(x), 32), dim=1).values
+    stats = torch.rand(len(x), m.nets.G.hyper[0].in_features)
+    return x, y, mask, z, stats, profile
+
+
+@pytest.mark.parametrize("training, changes", [(True, True), (False, False)])
+def test_contrast_randomisation_acts_in_training_only(training, changes):
+    """``train.contrast_randomisation`` randomises G's input and the statistics G is conditioned on in training;
+    validation, BatchNorm recalibration and inference (eval mode) see the images as they are."""
+    m = make("harmonized", **{"train.contrast_randomisation": 1.0})
+    m.nets.train(training)
+    x, y, mask, z, stats, profile = _with_profile(m)
+    m.set_input(x, y, mask, z, stats, profile)
+    assert (not torch.equal(m.x, x)) == changes and (not torch.equal(m.stats, stats)) == changes
+    assert (not torch.equal(m.profile, profile)) == changes
+
+
+def test_contrast_randomisation_off_by_default_and_loud_without_profiles():
+    m = make("harmonized")
+    x, y, mask, z, stats, profile = _with_profile(m)
+    m.set_input(x, y, mask, z, stats, profile)
+    assert torch.equal(m.x, x)
+    on = make("harmonized", **{"train.contrast_randomisation": 0.5})
+    with pytest.raises(ValueError, match="contrast_randomisation"):
+        on.set_input(x, y, mask, z)

@@ -307,6 +307,7 @@ class TrainingRun:
             "networks": {k: n.state_dict() for k, n in self.nets.unwrapped().items()},
             "torch_rng": torch.get_rng_state(),
             "aug_rng": self.trainer.aug_gen.get_state(),
+            "contrast_rng": self.trainer.contrast_gen.get_state(),
             "optimizers": {k: o.state_dict() for k, o in self.trainer.optimizers().items()},
             "schedulers": {k: s.state_dict() for k, s in self.schedulers.items()},
         }

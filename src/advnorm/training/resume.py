@@ -124,6 +124,8 @@ def restore_state(
         for k, sch in schedulers.items():
             sch.load_state_dict(state["schedulers"][k])
         trainer.aug_gen.set_state(state["aug_rng"])
+        if "contrast_rng" in state:  # states written before contrast randomisation existed lack it
+            trainer.contrast_gen.set_state(state["contrast_rng"])
         torch.set_rng_state(state["torch_rng"])
         return int(state["epoch"]) + 1, float(state["best"])
     except (KeyError, TypeError, ValueError, RuntimeError) as exc:

@@ -21,6 +21,7 @@ from torch import nn
 from advnorm.models.networks import Networks
 from advnorm.training.augment import augment_intensity
 from advnorm.training.batchnorm import recompute_batchnorm_statistics
+from advnorm.training.contrast import randomise_contrast
 from advnorm.training.losses import (
     confusion_loss,
     discriminator_loss,
@@ -48,6 +49,7 @@ class Trainer:
         self.opt_G_warmup = self._optimizer([(nets.G, o.lr_generator)]) if nets.G is not None else None
         self.opt_D = self._optimizer([(nets.D, o.lr_discriminator)]) if nets.D is not None else None
         self.aug_gen = torch.Generator().manual_seed(self.cfg.train.seed + 17)
+        self.contrast_gen = torch.Generator().manual_seed(self.cfg.train.seed + 29)
         self.adv_weight = self.cfg.loss.adv_lambda
         """lambda of eq. (1) in force (the training loop ramps it when ``loss.adv_ramp_epochs`` asks)."""
 
@@ -84,6 +86,14 @@ class Trainer:
         self.stats = None if stats is None else stats.to(device, non_blocking=True)
         if self.nets.spec.augment and self.nets.training:
             self.x = augment_intensity(self.x, self.mask, self.aug_gen, self.cfg.train.augment_bias)
+        share = self.cfg.train.contrast_randomisation
+        if share > 0 and self.nets.training:
+            if self.profile is None or self.stats is None:
+                raise ValueError("train.contrast_randomisation needs each patch's image profile and statistics")
+            randomised = randomise_contrast(
+                self.x, self.mask, self.profile, self.stats, self.nets.value_range, share, self.contrast_gen
+            )
+            self.x, self.profile, self.stats = randomised.x, randomised.profile, randomised.stats
 
     def forward(self) -> None:
         with self.nets.autocast():
