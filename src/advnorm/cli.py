@@ -120,6 +120,26 @@ def _demo(args: argparse.Namespace) -> None:
     demo(args.out, full=args.full, progress=not args.no_progress)
 
 
+def _cache(args: argparse.Namespace) -> None:
+    from advnorm.data import cache_admin
+    from advnorm.data.cache import ENV, cache_root
+
+    root = cache_root()
+    if root is None:
+        raise AdvnormError(f"the working-grid cache is off (--cache off or {ENV}=off): nothing to show")
+    if args.unused_days is not None and args.unused_days < 0:
+        raise AdvnormError("--unused-days must be >= 0")
+    max_bytes = None if args.max_size is None else cache_admin.parse_size(args.max_size)
+    found = cache_admin.entries(root)
+    print(cache_admin.describe(root, found))
+    if not (args.clear or args.unused_days is not None or max_bytes is not None):
+        return
+    chosen = cache_admin.choose(found, everything=args.clear, unused_days=args.unused_days, max_bytes=max_bytes)
+    freed = cache_admin.remove(chosen)
+    print(f"removed {len(chosen)} subject(s), {cache_admin.human(freed)}")
+    print(cache_admin.describe(root, cache_admin.entries(root)))
+
+
 VERBS: dict[str, Callable[[argparse.Namespace], None]] = {
     "inspect": _inspect,
     "phantom": _phantom,
@@ -130,6 +150,7 @@ VERBS: dict[str, Callable[[argparse.Namespace], None]] = {
     "export": _export,
     "reproduce": _reproduce,
     "demo": _demo,
+    "cache": _cache,
 }
 
 

@@ -78,7 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
     common.add_argument("--cache", metavar="DIR|off", default=argparse.SUPPRESS, help=CACHE_HELP)
     verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
-    for add in (_inspect, _phantom, _train, _predict_and_normalize, _evaluate, _export, _reproduce, _demo):
+    for add in (_inspect, _phantom, _train, _predict_and_normalize, _evaluate, _export, _reproduce, _demo, _cache):
         add(lambda name, **kw: verbs.add_parser(name, parents=[common], **kw))
     return parser
 
@@ -206,3 +206,17 @@ def _demo(add: AddVerb) -> None:
         help="every method (the single-domain models, all baselines), 3 seeds: the README's table (hours on a CPU)",
     )
     p.add_argument("--no-progress", action="store_true")
+
+
+def _cache(add: AddVerb) -> None:
+    p = add(
+        "cache",
+        help="what the working-grid cache holds; remove entries not used for N days, down to a size, or all",
+        description="Say where the working-grid cache is, how many subjects and bytes it holds and when its least "
+        "recently used entry was last read; with an option, remove entries (entries of an older preprocessing "
+        "version, which are never read, go with any option). Safe while other runs use the cache: a removed "
+        "subject is preprocessed again when a run needs it.",
+    )
+    p.add_argument("--unused-days", type=float, metavar="N", help="remove entries not read for N days")
+    p.add_argument("--max-size", metavar="SIZE", help="then remove the least recently used until the rest fit (50G)")
+    p.add_argument("--clear", action="store_true", help="remove every entry")

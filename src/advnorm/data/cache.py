@@ -239,7 +239,7 @@ def _read(
     except FileNotFoundError:
         return None
     except (OSError, ValueError):
-        _discard(folder)
+        discard(folder)
         return None
     try:
         arrays = {}
@@ -269,8 +269,10 @@ def _read(
         )
         told = [AdvnormWarning(w["problem"], image_path if w["of_image"] else None) for w in meta["warnings"]]
     except (OSError, ValueError, EOFError, KeyError, TypeError):
-        _discard(folder)
+        discard(folder)
         return None
+    with contextlib.suppress(OSError):  # mark it used, for advnorm cache's least-recently-used removal
+        os.utime(folder / ENTRY_FILE)
     if header is None:
         try:
             header = _source_header(image_path)
@@ -293,8 +295,9 @@ def _source_header(path: Path) -> Any:
         logger.setLevel(level)
 
 
-def _discard(folder: Path) -> None:
-    """Move a damaged entry out of the way (readers that mapped its files keep them) and delete it."""
+def discard(folder: Path) -> None:
+    """Move an entry out of the way (readers that mapped its files keep them) and delete it: a damaged one, or one
+    ``advnorm cache`` removes."""
     aside = folder.with_name(f".{folder.name}.damaged.{os.getpid()}")
     with contextlib.suppress(OSError):
         os.replace(folder, aside)
