@@ -489,7 +489,9 @@ def render(results: dict) -> str:
     add(
         "* **Convolution weight gradients split over the batch** (`advnorm.models.conv3d.Conv3d`, used by G, S and D; new"
     )
-    add("  with this benchmark suite). On the AVX2 CPU it was found on, oneDNN computes a 3-D convolution's weight gradient with an")
+    add(
+        "  with this benchmark suite). On the AVX2 CPU it was found on, oneDNN computes a 3-D convolution's weight gradient with an"
+    )
     add("  im2col + GEMM kernel whose two-thread reduction stalls whenever the other core is busy for a moment; it")
     add(
         "  dominated the profile of the plain step. Each thread now computes the gradient of its share of the batch with"

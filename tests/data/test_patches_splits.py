@@ -7,7 +7,9 @@ from advnorm.data.splits import split_subjects, stratified_patch_split
 from advnorm.errors import AdvnormError
 
 
-@pytest.mark.parametrize("shape, box, stride", [((40, 40, 40), (8, 30, 8, 30, 8, 30), 8), ((33, 50, 21), (5, 20, 0, 50, 3, 9), 4)])
+@pytest.mark.parametrize(
+    "shape, box, stride", [((40, 40, 40), (8, 30, 8, 30, 8, 30), 8), ((33, 50, 21), (5, 20, 0, 50, 3, 9), 4)]
+)
 def test_patch_index_counts_grid_points_inside_mask(shape, box, stride):
     mask = np.zeros(shape, bool)
     x0, x1, y0, y1, z0, z1 = box

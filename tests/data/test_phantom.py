@@ -162,7 +162,11 @@ def test_a_classifier_from_one_domain_fails_on_another(small):
         centres = np.array([z[lab == c].mean() for c in (1, 2, 3)])
         z2, lab2 = zscored(test, 1)
         pred = np.argmin(np.abs(z2[:, None] - centres[None]), axis=1) + 1
-        return float(np.mean([2 * np.sum((pred == c) & (lab2 == c)) / (np.sum(pred == c) + np.sum(lab2 == c)) for c in (1, 2, 3)]))
+        return float(
+            np.mean(
+                [2 * np.sum((pred == c) & (lab2 == c)) / (np.sum(pred == c) + np.sum(lab2 == c)) for c in (1, 2, 3)]
+            )
+        )
 
     adult_in, adult_to_t2, adult_to_infant = (mean_dice(folders[1], f) for f in (folders[1], folders[2], folders[0]))
     assert adult_in > 0.75
@@ -179,7 +183,9 @@ def test_thick_slices_blur_through_plane():
     def gradient_energy(image: np.ndarray) -> np.ndarray:
         out = []
         for axis in range(3):
-            inside = anatomy.mask.take(range(1, image.shape[axis]), axis=axis) & anatomy.mask.take(range(image.shape[axis] - 1), axis=axis)
+            inside = anatomy.mask.take(range(1, image.shape[axis]), axis=axis) & anatomy.mask.take(
+                range(image.shape[axis] - 1), axis=axis
+            )
             out.append(float(np.mean(np.diff(image, axis=axis)[inside] ** 2)))
         return np.array(out)
 

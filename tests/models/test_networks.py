@@ -65,6 +65,7 @@ def test_sigmoid_generator_does_not_start_as_the_identity():
 
 def test_generator_form_is_part_of_the_architecture():
     from advnorm.models.networks import architecture
+
     a = architecture(quick_profile(), 2)
     b = architecture(dataclasses.replace(quick_profile(), model=_model_cfg("residual")), 2)
     assert a != b  # weights trained as one form are refused by the other
