@@ -7,6 +7,7 @@ treated as READ-ONLY: a test that needs to change a run copies it first
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import shutil
@@ -81,6 +82,12 @@ def write_config(path: Path, config: dict | None = None) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(TINY_CONFIG if config is None else config))
     return path
+
+
+def read_csv_rows(path: Path) -> list[dict[str, str]]:
+    """The rows of a CSV file with a header line (a training log, a table), as dicts."""
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh))
 
 
 def copy_run(run: Path, dest: Path) -> Path:

@@ -45,8 +45,10 @@ def brain_phantom(
     rng = np.random.default_rng(seed)
     ext = np.array(shape) * np.array(zooms)
     radii = ext * (0.40 if skull else 0.46) * (1 + rng.uniform(-0.04, 0.04, 3))
-    grids = np.meshgrid(*[(np.arange(n) + 0.5) * z - e / 2 for n, z, e in zip(shape, zooms, ext)], indexing="ij")
-    x, y, z = (g / r for g, r in zip(grids, radii))
+    grids = np.meshgrid(
+        *[(np.arange(n) + 0.5) * z - e / 2 for n, z, e in zip(shape, zooms, ext, strict=True)], indexing="ij"
+    )
+    x, y, z = (g / r for g, r in zip(grids, radii, strict=True))
     r = np.sqrt(x**2 + y**2 + z**2)
 
     def blob(cx, cy, cz, rad):

@@ -1,8 +1,8 @@
 """A corpus of bad inputs for every verb, through ``advnorm.cli.main`` in-process.
 
 For each case: a non-zero exit, exactly one stderr line ``advnorm: error: ...`` naming the
-offending file, folder or config key (warnings, one line each, may come before it), no traceback, and no partial output (every output
-path is absent afterwards, or byte-for-byte unchanged if it existed before).
+offending file, folder or config key (warnings, one line each, may come before it), no traceback, and no partial
+output (every output path is absent afterwards, or byte-for-byte unchanged if it existed before).
 """
 
 from __future__ import annotations
@@ -288,7 +288,10 @@ def train_corrupt_nifti(env):
 
 
 def _split_case(env, k: int, role: str) -> str:
-    """A case id of ``role`` ("train", "val", "test") in phantom domain ``k`` (the split is a function of the ids and seed)."""
+    """A case id of ``role`` ("train", "val", "test") in phantom domain ``k``.
+
+    The split is a function of the ids and the seed.
+    """
     run = json.loads((env.run / "config.json").read_text())["run"]
     return run["split"][run["domains"][k]][role][0]
 
@@ -325,7 +328,7 @@ def train_background_only_domain(env):
 @case
 def train_domain_with_one_subject(env):
     d, out = env.domain(1), env.tmp / "run"
-    for k in (2, 3):
+    for _ in range(2):  # cases 2 and 3: the second case, then the one that has become the second
         _image(d, 2).unlink()
         _label(d, 2).unlink()
     return Built(_train(env, [env.phantom[0], d], out), str(d), [out])

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import os
 import re
@@ -21,10 +20,10 @@ from safetensors.torch import load_file
 from advnorm.cli import main
 from advnorm.errors import AdvnormError
 from advnorm.io_atomic import atomic_path, atomic_write_text
-from advnorm.training import checkpoint
 from advnorm.models import weights as model_weights
 from advnorm.models.networks import Networks
-from tests.conftest import TINY_CONFIG, tiny_cfg, write_config
+from advnorm.training import checkpoint
+from tests.conftest import TINY_CONFIG, read_csv_rows, tiny_cfg, write_config
 
 # epoch 1 is the identity warm-up (2 steps); epochs 2-3 are adversarial (6 steps each): 2 main epochs on top of it
 RESUME_CONFIG = {"model": TINY_CONFIG["model"], "train": {**TINY_CONFIG["train"], "epochs": 2, "steps_per_epoch": 6}}
@@ -36,8 +35,7 @@ def _sha(path: Path) -> str:
 
 
 def _log_rows(run: Path) -> list[dict]:
-    with open(run / "training_log.csv", newline="") as fh:
-        return list(csv.DictReader(fh))
+    return read_csv_rows(run / "training_log.csv")
 
 
 def _one_error_line(err: str) -> str:
@@ -120,6 +118,7 @@ def test_kill_9_then_resume_ends_like_an_uninterrupted_run(tiny_phantom, tmp_pat
             capture_output=True,
             text=True,
             timeout=SUBPROCESS_LIMIT,
+            check=False,  # the return code is asserted next, with stderr as the message
         )
         assert resumed.returncode == 0, resumed.stderr
         assert "resuming" in resumed.stdout and "after epoch 1" in resumed.stdout
@@ -135,7 +134,7 @@ def test_kill_9_then_resume_ends_like_an_uninterrupted_run(tiny_phantom, tmp_pat
     ref_rows, res_rows = _log_rows(ref_dir), _log_rows(killed_dir)
     assert [r["epoch"] for r in res_rows] == ["0", "1", "2", "3"]
     assert list(ref_rows[0]) == list(res_rows[0])
-    for a, b in zip(ref_rows, res_rows):
+    for a, b in zip(ref_rows, res_rows, strict=True):
         for key in a:
             if key == "seconds":
                 continue
@@ -155,24 +154,22 @@ def test_kill_9_then_resume_ends_like_an_uninterrupted_run(tiny_phantom, tmp_pat
 # ------------------------------------------------------------------ (b) interrupted writes
 
 
-class _Crash(Exception):
+class _CrashError(Exception):
     pass
 
 
 def test_atomic_path_exception_mid_write_keeps_the_old_file(tmp_path):
     target = tmp_path / "checkpoint_best.safetensors"
     target.write_bytes(b"the previous good checkpoint")
-    with pytest.raises(_Crash):
-        with atomic_path(target) as tmp:
-            with open(tmp, "wb") as fh:
-                fh.write(b"half of a new che")
-                fh.flush()
-                raise _Crash
+    with pytest.raises(_CrashError), atomic_path(target) as tmp, open(tmp, "wb") as fh:
+        fh.write(b"half of a new che")
+        fh.flush()
+        raise _CrashError
     assert target.read_bytes() == b"the previous good checkpoint"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint_best.safetensors"]
 
 
-@pytest.mark.parametrize("interrupt", [_Crash, KeyboardInterrupt])
+@pytest.mark.parametrize("interrupt", [_CrashError, KeyboardInterrupt])
 def test_checkpoint_writers_interrupted_mid_write_keep_the_previous_files(tmp_path, monkeypatch, interrupt):
     nets = Networks(tiny_cfg("single"), 2)
     weights, state = tmp_path / "checkpoint_best.safetensors", tmp_path / "train_state.pt"

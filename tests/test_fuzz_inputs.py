@@ -34,10 +34,10 @@ from tests.fixtures import brain_phantom, nifti_affine, t1_image
 SHAPE = (12, 14, 10)
 HEADER_BYTES = 348
 # per format; ~30-100 ms each. ADVNORM_FUZZ_EXAMPLES=5000 fuzzes deeper (and lifts the time budget).
-EXAMPLES = int(os.environ.get("ADVNORM_FUZZ_EXAMPLES", 90))
+EXAMPLES = int(os.environ.get("ADVNORM_FUZZ_EXAMPLES", "90"))
 BUDGET_SECONDS = 7.0 if "ADVNORM_FUZZ_EXAMPLES" not in os.environ else float("inf")
 """Per format: on a loaded machine the remaining examples pass without running (the suite's time limit)."""
-FUZZ_SEED = int(os.environ.get("ADVNORM_FUZZ_SEED", 0))
+FUZZ_SEED = int(os.environ.get("ADVNORM_FUZZ_SEED", "0"))
 PER_EXAMPLE_SECONDS = 5
 MAX_TRACED_BYTES = 64 * 1024**2
 

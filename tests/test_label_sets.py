@@ -64,7 +64,8 @@ def test_a_five_label_dataset_trains_evaluates_and_predicts_with_its_own_classes
     assert main(argv + [a for p in five for a in ("--data", str(p))]) == 0
     run = json.loads((out / "runs" / "adversarial" / "seed0" / "config.json").read_text())
     assert run["run"]["classes"] == list(FIVE) and len(run["run"]["dice_weights"]) == 5
-    header = next(csv.reader(open(out / "table1.csv")))
+    with open(out / "table1.csv") as fh:
+        header = next(csv.reader(fh))
     assert header[5:10] == ["CSF", "GM", "WM", "GM_left", "mean"] and "GM_left_sd" in header
     evaluation = json.loads((out / "runs" / "adversarial" / "seed0" / "evaluation.json").read_text())
     assert set(evaluation["cases"][0]["dice"]) == {"CSF", "GM", "WM", "GM_left"}

@@ -149,7 +149,7 @@ def test_generator_terms(k, p_fake):
     assert float(generator_adversarial_loss(logits, "non_saturating")) == pytest.approx(-math.log(1 - p_fake), rel=1e-5)
 
 
-def test_saturating_gradient_vanishes_when_D_is_confident():
+def test_saturating_gradient_vanishes_when_the_discriminator_is_confident():
     logits = torch.tensor([[0.0, 0.0, 12.0]], requires_grad=True)  # D sure it's generated
     for form, small in (("saturating", True), ("non_saturating", False)):
         logits.grad = None

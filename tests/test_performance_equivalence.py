@@ -20,10 +20,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-import advnorm.models.conv3d as conv3d
 from advnorm.config import quick_profile
 from advnorm.data.patches import PatchIndex, gather, patch_corner
-from advnorm.models import build_discriminator, build_generator, build_segmenter
+from advnorm.models import build_discriminator, build_generator, build_segmenter, conv3d
 from advnorm.models.conv3d import Conv3d, conv3d_weight_grad, fast_weight_grad
 from advnorm.training.trainer import Trainer
 from tests.conftest import make_trainer
@@ -214,7 +213,7 @@ def test_foreach_optimizer_matches_per_parameter_loop(kind):
             opt.zero_grad()
             net(x).square().mean().backward()
             opt.step()
-    for pa, pb in zip(a.parameters(), b.parameters()):
+    for pa, pb in zip(a.parameters(), b.parameters(), strict=True):
         assert torch.allclose(pa, pb, rtol=1e-5, atol=1e-6)
 
 

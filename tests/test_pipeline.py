@@ -11,7 +11,7 @@ import torch
 from advnorm.cli import main
 from advnorm.data.layouts import open_domains
 from advnorm.data.phantom.generate import PhantomSpec, write_phantom
-from tests.conftest import LEARNING_CONFIG
+from tests.conftest import LEARNING_CONFIG, read_csv_rows
 
 pytestmark = pytest.mark.slow  # trains networks
 
@@ -77,9 +77,7 @@ def test_train_writes_the_run_folder(run):
 
 
 def test_adversarial_training_raises_validation_dice(run):
-    import csv
-
-    rows = list(csv.DictReader(open(run / "training_log.csv")))
+    rows = read_csv_rows(run / "training_log.csv")
     start = float(rows[0]["val_dice_mean"])  # after warm-up only: S untrained
     best = max(float(r["val_dice_mean"]) for r in rows)
     assert best > start + 0.1, (start, best)

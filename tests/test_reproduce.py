@@ -1,6 +1,5 @@
 """`advnorm reproduce` on a tiny phantom: both tables, the report and its figures, and resumability."""
 
-import csv
 import json
 import shutil
 from pathlib import Path
@@ -10,6 +9,7 @@ import pytest
 from advnorm.cli import main
 from advnorm.evaluation.tables import PER_SEED_COLUMNS, TABLE1_COLUMNS, TABLE2_COLUMNS
 from advnorm.methods import METHODS
+from tests.conftest import read_csv_rows
 
 pytestmark = pytest.mark.slow  # trains networks
 
@@ -20,13 +20,13 @@ def test_reproduce_writes_tables_report_and_figures(tiny_phantom, tiny_config, t
     for d in tiny_phantom:
         argv += ["--data", str(d)]
     assert main(argv) == 0
-    rows = list(csv.DictReader(open(out / "table1.csv")))
+    rows = read_csv_rows(out / "table1.csv")
     assert list(rows[0]) == TABLE1_COLUMNS
     # two domains: the paper's numbering 1-7, the two extra baselines and harmonized; one row per model and test domain
     assert sorted({r["experiment"] for r in rows}, key=int) == [str(i) for i in range(1, 11)]
     assert len(rows) == 2 * 2 + 6 * 2  # 2 single models x 2 test domains + 6 multi-domain models x 2
     assert {r["method_id"] for r in rows} == set(METHODS) and {r["seeds"] for r in rows} == {"2"}
-    per_seed = list(csv.DictReader(open(out / "table1_per_seed.csv")))
+    per_seed = read_csv_rows(out / "table1_per_seed.csv")
     assert list(per_seed[0]) == PER_SEED_COLUMNS and len(per_seed) == 2 * len(rows)
     for r in rows:  # the table is the mean of the per-seed rows, and sd their spread
         mine = [
@@ -38,7 +38,7 @@ def test_reproduce_writes_tables_report_and_figures(tiny_phantom, tiny_config, t
             abs(mine[0] - mine[1]) / 2**0.5
         )
         assert 0.0 <= float(r["mean"]) <= 1.0
-    t2 = list(csv.DictReader(open(out / "table2.csv")))
+    t2 = read_csv_rows(out / "table2.csv")
     assert list(t2[0]) == TABLE2_COLUMNS
     assert {r["method"] for r in t2} >= {"adversarial", "unconstrained", "standardized", "nyul", "harmonized"}
     report = (out / "report.md").read_text()
@@ -120,17 +120,17 @@ def test_unseen_adds_leave_one_domain_out_runs_and_table3(tiny_phantom, tiny_con
             run = out / "runs" / f"{method}-without-{d}" / "seed1"
             cfg = json.loads((run / "config.json").read_text())
             assert cfg["data"]["left_out_domain"] == d and cfg["run"]["domains"] == [x for x in domains[0] if x != d]
-    rows = list(csv.DictReader(open(out / "table3.csv")))
+    rows = read_csv_rows(out / "table3.csv")
     assert list(rows[0]) == TABLE1_COLUMNS
     # one row per method and left-out domain, tested on that domain, trained on the other
     assert sorted((r["method_id"], r["test"]) for r in rows) == sorted(
         (m, d) for m in ("standardized", "harmonized") for d in domains[0]
     )
     assert all(r["train"] != r["test"] and r["seeds"] == "2" for r in rows)
-    per_seed = list(csv.DictReader(open(out / "table3_per_seed.csv")))
+    per_seed = read_csv_rows(out / "table3_per_seed.csv")
     assert len(per_seed) == 2 * len(rows)
     # table 1 keeps only the models trained on every domain
-    t1 = list(csv.DictReader(open(out / "table1.csv")))
+    t1 = read_csv_rows(out / "table1.csv")
     assert {r["train"] for r in t1} == {" + ".join(domains[0])}
     report = (out / "report.md").read_text()
     assert "## Table 3: a site never seen" in report and "harmonized unseen scores" in report

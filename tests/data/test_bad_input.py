@@ -137,6 +137,19 @@ def _garbage(path: Path) -> Path:
     return path
 
 
+def _nnunet_label(tmp, fn):
+    root = _nnunet(tmp)
+    return root, _rewrite_nifti(root / "labelsTr" / "case_001.nii.gz", fn)
+
+
+def _nnunet_image_label_shift(tmp):
+    def shift(data, affine):
+        affine[:3, 3] += (2.0, 0.0, 0.0)
+        return data, affine
+
+    return _nnunet_label(tmp, shift)
+
+
 # name -> builder(tmp) returning (spec, offending path); the error is raised by open_domains or by loading
 CASES = {
     "missing_folder": lambda t: (t / "no_such_dataset", t / "no_such_dataset"),
@@ -178,7 +191,7 @@ CASES = {
     ),
     "iseg_header_without_img": lambda t: (_iseg(t), _remove(t / "iseg" / "subject-1-T1.img").with_suffix(".hdr")),
     "shape_mismatch": lambda t: _iseg_label(t, lambda d: d[:, :, :-2]),
-    "affine_mismatch": lambda t: _nnunet_image_label_shift(t),
+    "affine_mismatch": _nnunet_image_label_shift,
     "label_values_outside_map": lambda t: _iseg_label(t, _iseg_add_77),
     "nnunet_label_not_in_dataset_json": lambda t: _nnunet_label(
         t, lambda d, a: (np.where(d == 3, 7, d).astype(np.uint8), a)
@@ -198,19 +211,6 @@ CASES = {
     "empty_label_file": lambda t: (_nnunet(t), _write(t / "Dataset001_Bad" / "labelsTr" / "case_001.nii.gz", b"")),
     "all_zero_image": lambda t: _nnunet_image(t, lambda d, a: (np.zeros_like(d), a)),
 }
-
-
-def _nnunet_label(tmp, fn):
-    root = _nnunet(tmp)
-    return root, _rewrite_nifti(root / "labelsTr" / "case_001.nii.gz", fn)
-
-
-def _nnunet_image_label_shift(tmp):
-    def shift(data, affine):
-        affine[:3, 3] += (2.0, 0.0, 0.0)
-        return data, affine
-
-    return _nnunet_label(tmp, shift)
 
 
 def _open_and_load(spec: str) -> None:

@@ -18,7 +18,7 @@ from scipy import ndimage as ndi
 from advnorm.data.grid import _signed_permutation, crop_box, resample, shift_affine, working_affine
 
 ORIENTATIONS = [
-    np.array([[p, s] for p, s in zip(perm, signs)])
+    np.array([[p, s] for p, s in zip(perm, signs, strict=True)])
     for perm in itertools.permutations(range(3))
     for signs in itertools.product((1, -1), repeat=3)
 ]

@@ -50,7 +50,7 @@ def test_domain_entries(report_and_datasets, index, name, layout, n_lab, n_unlab
     assert (dom["name"], dom["layout"], dom["n_labelled"], dom["n_unlabelled"]) == (name, layout, n_lab, n_unlab)
     assert dom["root"] == str(datasets[index].root)
     assert [c["case_id"] for c in dom["cases"]] == [c.case_id for c in datasets[index].cases]
-    for case, ref in zip(dom["cases"], datasets[index].cases):
+    for case, ref in zip(dom["cases"], datasets[index].cases, strict=True):
         assert case["source_shape"] == shape
         assert np.allclose(case["source_spacing"], spacing, atol=1e-3)
         assert case["working_spacing"] == [1.0, 1.0, 1.0] and len(case["working_shape"]) == 3

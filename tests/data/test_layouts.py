@@ -13,8 +13,8 @@ import pytest
 from advnorm.data.grid import resample
 from advnorm.data.layouts import LAYOUTS, CaseRef, Dataset, open_domains, open_input, read_alike
 from advnorm.data.layouts.nnunet import readings_from
-from advnorm.labels import CLASS_NAMES
 from advnorm.errors import AdvnormError
+from advnorm.labels import CLASS_NAMES
 from tests.fixtures import make_iseg2017, make_mrbrains13, make_mrbrains18, make_nnunet
 
 ISEG_MAP = {0: 0, 10: 1, 150: 2, 250: 3}
@@ -106,7 +106,7 @@ def test_mrbrains13_training_labels_give_same_classes_as_testing_labels(roots):
 def test_nnunet_label_order_does_not_matter(roots):
     (a,) = open_domains([str(roots["nnunet"])])
     (b,) = open_domains([str(roots["nnunet_reordered"])])
-    for ca, cb in zip(a.labelled(), b.labelled()):
+    for ca, cb in zip(a.labelled(), b.labelled(), strict=True):
         np.testing.assert_array_equal(a.load_case(ca).label, b.load_case(cb).label)
 
 
@@ -301,7 +301,7 @@ def test_open_input_single_file(roots, key, relative, layout, values, case_id):
 def test_layout_registry():
     assert set(LAYOUTS) == {"iseg2017", "mrbrains13", "mrbrains18", "nnunet"}
     for name, mod in LAYOUTS.items():
-        assert mod.NAME == name and callable(mod.detect) and callable(mod.open_dataset) and mod.SIGNATURE
+        assert name == mod.NAME and callable(mod.detect) and callable(mod.open_dataset) and mod.SIGNATURE
 
 
 def _duplicate_iseg_subject(root):

@@ -86,7 +86,7 @@ def test_sampler_is_resumable_and_shardable():
     doms = np.repeat([0, 1], [40, 60])
     s = DomainBalancedSampler(doms, 8, seed=5)
     full = list(s.epoch(2, 10))
-    assert all(np.array_equal(a, b) for a, b in zip(full[4:], s.epoch(2, 10, start=4)))
+    assert all(np.array_equal(a, b) for a, b in zip(full[4:], s.epoch(2, 10, start=4), strict=True))
     shards = [list(DomainBalancedSampler(doms, 8, seed=5, rank=r, world_size=2).epoch(2, 10)) for r in (0, 1)]
     for step in range(10):
         assert sorted(np.concatenate([shards[0][step], shards[1][step]])) == sorted(full[step])

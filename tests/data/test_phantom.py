@@ -44,7 +44,7 @@ def test_template_is_package_data():
     tpl = load_template()
     assert tpl.probs.shape == (3, 107, 131, 109)
     assert np.allclose(tpl.spacing, 1.5)
-    assert 0.0 <= tpl.probs.min() and tpl.probs.max() <= 1.0
+    assert tpl.probs.min() >= 0.0 and tpl.probs.max() <= 1.0
 
 
 def test_layout_is_nnunet_v2_raw(small):
@@ -94,8 +94,8 @@ def test_labels_and_skull_stripping(small):
 def test_deterministic_by_seed(small, tmp_path):
     _, folders = small
     again = write_phantom(tmp_path / "again", SMALL)
-    for a, b in zip(folders, again):
-        for (ia, la, _), (ib, lb, _) in zip(_cases(a), _cases(b)):
+    for a, b in zip(folders, again, strict=True):
+        for (ia, la, _), (ib, lb, _) in zip(_cases(a), _cases(b), strict=True):
             assert ia.tobytes() == ib.tobytes() and la.tobytes() == lb.tobytes()
     other_image, other_label = make_case(PhantomSpec(domains=3, subjects=2, seed=1, scale=0.35), 1, 1)
     image, label, _ = _cases(folders[0])[0]
@@ -132,7 +132,7 @@ def test_domains_have_different_contrast(small):
     assert t2["CSF"] > t2["GM"] > t2["WM"]
     # global intensity ranges differ
     maxima = [max(float(image.max()) for image, _, _ in _cases(f)) for f in folders]
-    assert maxima[0] < 400 < 600 < maxima[1] < maxima[2]
+    assert maxima[0] < 400 and 600 < maxima[1] < maxima[2]
 
 
 def test_gm_wm_overlap_is_strong_only_in_infant(small):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import math
 from pathlib import Path
 
@@ -10,17 +9,18 @@ import numpy as np
 import pytest
 
 from advnorm.evaluation import figures
-from advnorm.training.log import plot_learning_curves
 from advnorm.evaluation.tables import (
+    PAPER_COLUMNS,
     PAPER_TABLE1,
     PAPER_TABLE2,
-    PAPER_COLUMNS,
     TABLE1_COLUMNS,
     TABLE2_COLUMNS,
     markdown_table,
     with_mean,
     write_csv,
 )
+from advnorm.training.log import plot_learning_curves
+from tests.conftest import read_csv_rows
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -52,7 +52,7 @@ def test_fig3(tmp_path: Path) -> None:
 def test_fig4(tmp_path: Path) -> None:
     rng = np.random.default_rng(0)
     before = {
-        d: {t: rng.normal(mu * s, 30 * s, 2000) for t, mu in zip(("CSF", "GM", "WM"), (300, 600, 800))}
+        d: {t: rng.normal(mu * s, 30 * s, 2000) for t, mu in zip(("CSF", "GM", "WM"), (300, 600, 800), strict=True)}
         for d, s in (("iSEG", 1.0), ("MRBrainS", 4.0))
     }
     after = {d: {t: v / v.max() for t, v in tissues.items()} for d, tissues in before.items()}
@@ -81,11 +81,6 @@ def test_learning_curves(tmp_path: Path, log_text: str) -> None:
     _assert_png(plot_learning_curves(log, tmp_path / "curves" / "progress.png"))
 
 
-def _read_csv(path: Path) -> list[dict[str, str]]:
-    with open(path, newline="") as fh:
-        return list(csv.DictReader(fh))
-
-
 def test_write_csv_writes_exactly_the_columns(tmp_path: Path) -> None:
     rows = [
         {
@@ -106,7 +101,7 @@ def test_write_csv_writes_exactly_the_columns(tmp_path: Path) -> None:
     header = out.read_text().splitlines()[0].split(",")
     assert header == TABLE1_COLUMNS
     assert header[:3] == ["experiment", "method", "method_id"] and "mean_sd" in header
-    got = _read_csv(out)
+    got = read_csv_rows(out)
     assert float(got[0]["WM"]) == pytest.approx(0.7) and got[0]["CSF_sd"] == "" and "extra" not in got[0]
     assert TABLE2_COLUMNS[:4] == ["method", "tissue", "jsd_input", "jsd_normalized"]
 

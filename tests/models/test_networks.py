@@ -41,7 +41,7 @@ def test_generator_range_same_in_train_and_eval(form):
     for mode in (g.train, g.eval):
         mode()
         y = g(x)
-        assert 0 <= float(y.min()) and float(y.max()) <= SCALE_TOP
+        assert float(y.min()) >= 0 and float(y.max()) <= SCALE_TOP
 
 
 def test_residual_generator_starts_as_the_identity_on_the_input_range():
