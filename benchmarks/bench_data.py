@@ -31,11 +31,11 @@ def synthetic_set(n_iseg: int = 10, n_mrbrains: int = 5, *, shape_scale: float =
     rng = np.random.default_rng(seed)
     images, labels, domains = [], [], []
     specs = [(ISEG_SHAPE, (50, 62, 70), 0)] * n_iseg + [(MRBRAINS_SHAPE, (62, 62, 56), 1)] * n_mrbrains
-    for shape, radii, dom in specs:
-        shape = tuple(max(8, int(round(s * shape_scale))) for s in shape)
-        radii = tuple(r * shape_scale for r in radii)
+    for base_shape, base_radii, dom in specs:
+        shape = tuple(max(8, int(round(s * shape_scale))) for s in base_shape)
+        radii = tuple(r * shape_scale for r in base_radii)
         r = np.zeros(shape, np.float32)
-        for ax, (n, rad) in enumerate(zip(shape, radii)):
+        for ax, (n, rad) in enumerate(zip(shape, radii, strict=True)):
             c = (np.arange(n, dtype=np.float32) - n / 2 + rng.uniform(-3, 3) * shape_scale) / rad
             r += (c**2).reshape([-1 if i == ax else 1 for i in range(3)])
         lab = np.zeros(shape, np.uint8)
@@ -106,7 +106,7 @@ def _torchio_pipeline(images, labels, domains, *, batch: int, n_batches: int, **
             label=tio.LabelMap(tensor=torch.from_numpy(lab)[None]),
             domain=int(d),
         )
-        for img, lab, d in zip(images, labels, domains)
+        for img, lab, d in zip(images, labels, domains, strict=True)
     ]
     dataset = tio.SubjectsDataset(subjects)
     sampler = tio.LabelSampler(32, label_name="label", label_probabilities={0: 0, 1: 1, 2: 1, 3: 1})
@@ -210,7 +210,8 @@ def run(smoke: bool = False) -> dict:
         out[name] = best
     out["speedup_vs_reference"] = out["advnorm"]["patches_per_s"] / out[ref_name]["patches_per_s"]
     log(
-        f"data: advnorm {out['advnorm']['patches_per_s']:.0f} patches/s vs {ref_name} {out[ref_name]['patches_per_s']:.0f} "
+        f"data: advnorm {out['advnorm']['patches_per_s']:.0f} patches/s "
+        f"vs {ref_name} {out[ref_name]['patches_per_s']:.0f} "
         f"(x{out['speedup_vs_reference']:.1f}); peak {out['advnorm']['peak_over_volumes']:.2f}x the volumes"
     )
     return out

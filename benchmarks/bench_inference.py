@@ -36,7 +36,7 @@ def _canvas(a: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     """Centre ``a`` in a zero array of ``shape`` (cropping where it is larger)."""
     out = np.zeros(shape, a.dtype)
     src, dst = [], []
-    for n, m in zip(a.shape, shape):
+    for n, m in zip(a.shape, shape, strict=True):
         if n <= m:
             lo = (m - n) // 2
             src.append(slice(0, n))
@@ -55,14 +55,20 @@ PHANTOM_SCALE = 0.8
 def phantom_subject(
     domain: int, subject: int, shape=VOLUME_SHAPE, scale: float = PHANTOM_SCALE, synthetic: bool = False
 ):
-    """A phantom subject (``advnorm.data.phantom``) centred in ``shape``; ``synthetic``: nested ellipsoids (fast, smoke runs)."""
+    """A phantom subject (``advnorm.data.phantom``) centred in ``shape``.
+
+    ``synthetic``: nested ellipsoids instead (fast, for smoke runs).
+    """
     from advnorm.data.subject import SourceGrid, Subject
 
     if synthetic:
         from bench_data import synthetic_set
 
         imgs, labs, _ = synthetic_set(
-            1, 0, shape_scale=min(s / t for s, t in zip(shape, (144, 192, 256))), seed=10 * domain + subject
+            1,
+            0,
+            shape_scale=min(s / t for s, t in zip(shape, (144, 192, 256), strict=True)),
+            seed=10 * domain + subject,
         )
         img, lab = imgs[0] * domain, labs[0]
     else:
@@ -243,7 +249,8 @@ def run(smoke: bool = False, retrain: bool = False) -> dict:
     if smoke:
         shutil.rmtree(run_dir.parent, ignore_errors=True)
     log(
-        f"inference: advnorm {res['advnorm']['median_seconds']:.1f} s vs reference {res['reference']['median_seconds']:.1f} s "
-        f"(x{res['speedup_vs_reference']:.1f}); mean Dice {res['advnorm']['mean_dice']:.4f} vs {res['reference']['mean_dice']:.4f}"
+        f"inference: advnorm {res['advnorm']['median_seconds']:.1f} s "
+        f"vs reference {res['reference']['median_seconds']:.1f} s (x{res['speedup_vs_reference']:.1f}); "
+        f"mean Dice {res['advnorm']['mean_dice']:.4f} vs {res['reference']['mean_dice']:.4f}"
     )
     return res

@@ -81,7 +81,7 @@ def _thread_worker(args: dict) -> dict:
 
 def threads_probe(profile: str, batch: int, steps: int, rounds: int, configs=tuple(THREAD_CONFIGS)) -> dict:
     res: dict = {k: [] for k in configs}
-    for r in range(rounds):
+    for _ in range(rounds):
         for name in configs:
             env, threads, which = THREAD_CONFIGS[name]
             e = dict(os.environ)
@@ -97,7 +97,8 @@ def threads_probe(profile: str, batch: int, steps: int, rounds: int, configs=tup
                 "--worker",
                 json.dumps({"profile": profile, "batch": batch, "steps": steps, "threads": threads, "step": which}),
             ]
-            p = subprocess.run(cmd, capture_output=True, text=True, env=e, timeout=900)
+            # check=False: a failed worker is raised below with its stderr
+            p = subprocess.run(cmd, capture_output=True, text=True, env=e, timeout=900, check=False)
             if p.returncode != 0:
                 raise RuntimeError(p.stderr[-2000:])
             res[name] += json.loads(p.stdout.strip().splitlines()[-1])["seconds"]

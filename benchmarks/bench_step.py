@@ -63,6 +63,19 @@ def count_flops(step, batch_for_count: int, batch: int) -> float:
     return fc.get_total_flops() * batch / batch_for_count
 
 
+def same_work(cfg, small: tuple[torch.Tensor, ...], count_batch: int, batch: int) -> tuple[dict, float]:
+    """One step of advnorm and of the reference, from the same weights on the batch ``small`` (of ``count_batch``
+    patches): their losses side by side, and the reference's FLOPs of one step at ``batch``."""
+    ours = build_ours(cfg, count_batch)
+    ref = ReferenceGAN(cfg, N_DOMAINS, DICE_WEIGHTS)
+    ref.load_from(ours.nets.G, ours.nets.S, ours.nets.D)
+    ours.set_input(*small)
+    a = ours.optimize_parameters()
+    b = ref.step(*small)
+    same_losses = {k: [float(a[k]), float(b[k])] for k in b}
+    return same_losses, count_flops(lambda: ref.step(*small), count_batch, batch)
+
+
 def measure_profile(
     name: str,
     *,
@@ -85,16 +98,8 @@ def measure_profile(
     small = make_batch(count_batch, patch, seed=1)
     ours.set_input(*small)
     with fast_weight_grad(False):
-        flops_model = count_flops(lambda: ours.optimize_parameters(), count_batch, batch)
-    ref_check = build_ours(cfg, count_batch)
-    ref_small = ReferenceGAN(cfg, N_DOMAINS, DICE_WEIGHTS)
-    ref_small.load_from(ref_check.nets.G, ref_check.nets.S, ref_check.nets.D)
-    ref_check.set_input(*small)
-    a = ref_check.optimize_parameters()
-    b = ref_small.step(*small)
-    same_losses = {k: [float(a[k]), float(b[k])] for k in b}
-    ref_flops = count_flops(lambda: ref_small.step(*small), count_batch, batch)
-    del ref_check, ref_small
+        flops_model = count_flops(ours.optimize_parameters, count_batch, batch)
+    same_losses, ref_flops = same_work(cfg, small, count_batch, batch)
 
     steps = {"reference": lambda b: ref.step(*b), "advnorm": ours_step(ours)}
     extra: dict[str, dict] = {}
@@ -149,7 +154,7 @@ def measure_profile(
             "gflop_per_patch": fl / batch / 1e9,
             "achieved_gflops": fl / median(ts) / 1e9,
             # per round: FLOP rate over the matmul peak measured just before that round
-            "fraction_of_matmul_peak": median([fl / t / p for t, p in zip(ts, peaks)]),
+            "fraction_of_matmul_peak": median([fl / t / p for t, p in zip(ts, peaks, strict=True)]),
             "speedup_vs_reference": ratio_of_medians_per_round(times["reference"], ts),
         }
     log(

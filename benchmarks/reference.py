@@ -110,10 +110,10 @@ class RefDiscriminator(nn.Module):
 
 def _copy_state(dst: nn.Module, src: nn.Module) -> None:
     a, b = list(dst.state_dict().values()), list(src.state_dict().values())
-    if len(a) != len(b) or any(x.shape != y.shape for x, y in zip(a, b)):
+    if len(a) != len(b) or any(x.shape != y.shape for x, y in zip(a, b, strict=True)):
         raise ValueError("reference and advnorm networks differ in structure")
     with torch.no_grad():
-        for x, y in zip(a, b):
+        for x, y in zip(a, b, strict=True):
             x.copy_(y)
 
 
@@ -203,7 +203,7 @@ class MonaiClassGAN(ReferenceGAN):
             no_max_pool=True,
             num_classes=n_domains + 1,
             act=LEAKY,
-            norm=("group", {"num_groups": min(8, min(m.discriminator_widths))}),
+            norm=("group", {"num_groups": min(8, *m.discriminator_widths)}),
         )
         self.make_optimizers(cfg.optim)
         for net in (self.G, self.S, self.D):

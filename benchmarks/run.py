@@ -86,7 +86,7 @@ def run_section(name: str, *, smoke: bool, retrain: bool) -> dict:
     return module.run(smoke=smoke)
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--smoke", action="store_true", help="tiny sizes: checks every code path in well under a minute")
     ap.add_argument("--only", default=None, help=f"comma-separated sections of {', '.join(SECTIONS + OPTIONAL)}")
@@ -107,6 +107,22 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="leave OMP_WAIT_POLICY unset (default: PASSIVE, unless already set in the environment)",
     )
+    return ap
+
+
+def _previous_results(out: Path) -> dict:
+    """What ``out`` holds, or nothing: sections not measured in this run keep their last results (each says when and
+    where)."""
+    if out.exists():
+        try:
+            return json.loads(out.read_text())
+        except json.JSONDecodeError:
+            return {}
+    return {}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = _parser()
     args = ap.parse_args(argv)
 
     default = list(SECTIONS) + (list(SMOKE_ALSO) if args.smoke else [])
@@ -126,12 +142,7 @@ def main(argv: list[str] | None = None) -> int:
         import torch
 
         torch.set_num_threads(1)  # tiny ops: thread hand-offs would be all there is to measure on a busy machine
-    results: dict = {}
-    if out.exists():  # sections not measured in this run keep their last results (each says when and where)
-        try:
-            results = json.loads(out.read_text())
-        except json.JSONDecodeError:
-            results = {}
+    results = _previous_results(out)
     results.setdefault("sections", {})
     results["machine"] = machine()
     results["smoke"] = args.smoke

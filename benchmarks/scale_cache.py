@@ -318,6 +318,7 @@ def run_together(args: list[dict], env: dict[str, str]) -> dict:
 
 def measure(sizes: list[int], shape: tuple[int, int, int], work: Path, cache: Path, src: Path, smoke: bool) -> dict:
     import _common  # here, not at the top: it imports torch, which the parent process does not otherwise need
+
     env = _env(cache, src)
     stubs = work / "stubs"
     patch = 16 if smoke else 32

@@ -7,6 +7,7 @@ treated as READ-ONLY: a test that needs to change a run copies it first
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import shutil
@@ -20,16 +21,32 @@ settings.load_profile("advnorm")  # the same examples on every run: a property t
 
 TINY_CONFIG = {
     "model": {"generator_widths": [4, 8], "segmenter_widths": [4, 8], "discriminator_widths": [4, 8]},
-    "train": {"epochs": 3, "warmup_epochs": 1, "steps_per_epoch": 3, "warmup_steps_per_epoch": 2,
-              "batch_size": 4, "patch_size": 16, "val_patches": 8, "device": "cpu"},
+    "train": {
+        "epochs": 3,
+        "warmup_epochs": 1,
+        "steps_per_epoch": 3,
+        "warmup_steps_per_epoch": 2,
+        "batch_size": 4,
+        "patch_size": 16,
+        "val_patches": 8,
+        "device": "cpu",
+    },
 }
 
 
 LEARNING_CONFIG = {
     "model": {"generator_widths": [4, 8], "segmenter_widths": [8, 16], "discriminator_widths": [4, 8]},
     "optim": {"lr_segmenter": 0.01, "lr_generator": 0.003},
-    "train": {"epochs": 5, "warmup_epochs": 1, "steps_per_epoch": 8, "warmup_steps_per_epoch": 3,
-              "batch_size": 4, "patch_size": 16, "val_patches": 16, "channels_last": False},
+    "train": {
+        "epochs": 5,
+        "warmup_epochs": 1,
+        "steps_per_epoch": 8,
+        "warmup_steps_per_epoch": 3,
+        "batch_size": 4,
+        "patch_size": 16,
+        "val_patches": 16,
+        "channels_last": False,
+    },
 }
 """Still tiny, but S learns something within seconds: for tests that check that training improves a model."""
 
@@ -65,6 +82,12 @@ def write_config(path: Path, config: dict | None = None) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(TINY_CONFIG if config is None else config))
     return path
+
+
+def read_csv_rows(path: Path) -> list[dict[str, str]]:
+    """The rows of a CSV file with a header line (a training log, a table), as dicts."""
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh))
 
 
 def copy_run(run: Path, dest: Path) -> Path:
@@ -107,8 +130,14 @@ def tiny_run(tiny_phantom, tiny_config, tmp_path_factory) -> Path:
     from advnorm.workflows import train
 
     out = tmp_path_factory.mktemp("tiny_run") / "run"
-    train([str(p) for p in tiny_phantom], out, method="adversarial", config_file=str(tiny_config),
-          progress=False, log=lambda _msg: None)
+    train(
+        [str(p) for p in tiny_phantom],
+        out,
+        method="adversarial",
+        config_file=str(tiny_config),
+        progress=False,
+        log=lambda _msg: None,
+    )
     return out
 
 
@@ -123,8 +152,14 @@ def tiny_method_run(tiny_phantom, tiny_config, tmp_path_factory):
     def get(method: str) -> Path:
         if method not in runs:
             out = tmp_path_factory.mktemp(f"tiny_{method}_run") / "run"
-            train([str(p) for p in tiny_phantom], out, method=method, config_file=str(tiny_config),
-                  progress=False, log=lambda _msg: None)
+            train(
+                [str(p) for p in tiny_phantom],
+                out,
+                method=method,
+                config_file=str(tiny_config),
+                progress=False,
+                log=lambda _msg: None,
+            )
             runs[method] = out
         return runs[method]
 

@@ -21,17 +21,34 @@ MRBRAINS_SHAPE = (36, 36, 10)
 # detailed (MRBrainS18-style) label id -> class 0-3
 DETAIL_TO_CLASS = {0: 0, 1: 2, 2: 2, 3: 3, 4: 3, 5: 1, 6: 1, 7: 0, 8: 0, 9: 0, 10: 0}
 # T1 intensity per detailed label (adult contrast); 11 = skull/scalp
-ADULT_T1 = {0: 0.0, 1: 70.0, 2: 80.0, 3: 110.0, 4: 60.0, 5: 30.0, 6: 25.0, 7: 85.0, 8: 100.0, 9: 45.0, 10: 55.0, 11: 150.0}
+ADULT_T1 = {
+    0: 0.0,
+    1: 70.0,
+    2: 80.0,
+    3: 110.0,
+    4: 60.0,
+    5: 30.0,
+    6: 25.0,
+    7: 85.0,
+    8: 100.0,
+    9: 45.0,
+    10: 55.0,
+    11: 150.0,
+}
 SKULL = 11
 
 
-def brain_phantom(shape: tuple[int, int, int], zooms: tuple[float, float, float], seed: int = 0, *, skull: bool = False) -> np.ndarray:
+def brain_phantom(
+    shape: tuple[int, int, int], zooms: tuple[float, float, float], seed: int = 0, *, skull: bool = False
+) -> np.ndarray:
     """Detailed labels 0-10 (MRBrainS18 ids) and, with ``skull``, 11 for a skull shell."""
     rng = np.random.default_rng(seed)
     ext = np.array(shape) * np.array(zooms)
     radii = ext * (0.40 if skull else 0.46) * (1 + rng.uniform(-0.04, 0.04, 3))
-    grids = np.meshgrid(*[(np.arange(n) + 0.5) * z - e / 2 for n, z, e in zip(shape, zooms, ext)], indexing="ij")
-    x, y, z = (g / r for g, r in zip(grids, radii))
+    grids = np.meshgrid(
+        *[(np.arange(n) + 0.5) * z - e / 2 for n, z, e in zip(shape, zooms, ext, strict=True)], indexing="ij"
+    )
+    x, y, z = (g / r for g, r in zip(grids, radii, strict=True))
     r = np.sqrt(x**2 + y**2 + z**2)
 
     def blob(cx, cy, cz, rad):
@@ -53,7 +70,14 @@ def brain_phantom(shape: tuple[int, int, int], zooms: tuple[float, float, float]
     return out
 
 
-def t1_image(detail: np.ndarray, seed: int, *, contrast: dict[int, float] = ADULT_T1, noise: float = 3.0, background_noise: bool = False) -> np.ndarray:
+def t1_image(
+    detail: np.ndarray,
+    seed: int,
+    *,
+    contrast: dict[int, float] = ADULT_T1,
+    noise: float = 3.0,
+    background_noise: bool = False,
+) -> np.ndarray:
     """A float32 T1 from detailed labels; background stays exactly 0 unless ``background_noise``."""
     rng = np.random.default_rng(1000 + seed)
     lut = np.array([contrast.get(i, 0.0) for i in range(SKULL + 1)], dtype=np.float32)
@@ -121,7 +145,9 @@ def make_mrbrains13(root, n: int = 2, training_labels: bool = False, n_test: int
     (non-zero skull shell in T1, noisy background).
     """
     base = Path(root) / "MRBrainS13DataNii"
-    subjects = [("TrainingData", i, True) for i in range(1, n + 1)] + [("TestData", i, False) for i in range(1, n_test + 1)]
+    subjects = [("TrainingData", i, True) for i in range(1, n + 1)] + [
+        ("TestData", i, False) for i in range(1, n_test + 1)
+    ]
     aff = nifti_affine(MRBRAINS_ZOOMS, flip=True)
     for part, i, labelled in subjects:
         folder = base / part / str(i)
@@ -157,7 +183,11 @@ def make_mrbrains18(root, n: int = 2) -> Path:
     return root
 
 
-_CLASS_SYNONYMS = {1: ("csf", "cerebrospinal fluid"), 2: ("gm", "gray matter", "grey matter", "cortical gray matter"), 3: ("wm", "white matter")}
+_CLASS_SYNONYMS = {
+    1: ("csf", "cerebrospinal fluid"),
+    2: ("gm", "gray matter", "grey matter", "cortical gray matter"),
+    3: ("wm", "white matter"),
+}
 
 
 def make_nnunet(

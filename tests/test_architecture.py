@@ -14,8 +14,22 @@ import pytest
 
 SRC = Path(__file__).resolve().parent.parent / "src"
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
-    ("core", ("advnorm", "advnorm.errors", "advnorm.paths", "advnorm.io_atomic", "advnorm.methods", "advnorm.labels",
-              "advnorm.config", "advnorm.config_file", "advnorm.config_doc", "advnorm.run_folder", "advnorm.plotting")),
+    (
+        "core",
+        (
+            "advnorm",
+            "advnorm.errors",
+            "advnorm.paths",
+            "advnorm.io_atomic",
+            "advnorm.methods",
+            "advnorm.labels",
+            "advnorm.config",
+            "advnorm.config_file",
+            "advnorm.config_doc",
+            "advnorm.run_folder",
+            "advnorm.plotting",
+        ),
+    ),
     ("data", ("advnorm.data",)),
     ("models", ("advnorm.models",)),
     ("training", ("advnorm.training",)),
@@ -35,7 +49,9 @@ def layer_of(module: str) -> int:
             if (module == p or module.startswith(p + ".")) and len(p) > best_len and (p != "advnorm" or module == p):
                 best, best_len = i, len(p)
     if best is None:
-        raise AssertionError(f"{module} is in no layer of tests/test_architecture.py: add it (and to docs/architecture.md)")
+        raise AssertionError(
+            f"{module} is in no layer of tests/test_architecture.py: add it (and to docs/architecture.md)"
+        )
     return best
 
 
@@ -59,7 +75,9 @@ def imports(path: Path, name: str) -> list[tuple[str, str, int]]:
         elif isinstance(node, ast.ImportFrom):
             base = node.module or ""
             if node.level:
-                base = ".".join(package.split(".")[: len(package.split(".")) - node.level + 1] + ([base] if base else []))
+                base = ".".join(
+                    package.split(".")[: len(package.split(".")) - node.level + 1] + ([base] if base else [])
+                )
             if base.split(".")[0] == "advnorm":
                 found += [(base, a.name, node.lineno) for a in node.names]
     return found
@@ -78,7 +96,9 @@ def violations(name: str, path: Path) -> list[str]:
     for target, what, line in imports(path, name):
         full = f"{target}.{what}" if what and f"{target}.{what}" in MODULES else target
         if layer_of(full) > own:
-            out.append(f"{name}:{line} imports {full} ({LAYERS[layer_of(full)][0]}), a later layer than {LAYERS[own][0]}")
+            out.append(
+                f"{name}:{line} imports {full} ({LAYERS[layer_of(full)][0]}), a later layer than {LAYERS[own][0]}"
+            )
         if what.startswith("_") and not what.startswith("__"):
             out.append(f"{name}:{line} imports the private {target}.{what}")
     return out
@@ -89,14 +109,17 @@ def test_no_module_imports_a_later_layer_or_a_private_name(name):
     assert violations(name, MODULES[name]) == []
 
 
-@pytest.mark.parametrize("source,found", [
-    ("from advnorm.cli import main", "a later layer"),
-    ("def f():\n    from advnorm.training.loop import fit", "a later layer"),
-    ("import advnorm.workflows", "a later layer"),
-    ("from advnorm.data.grid import _signed_permutation", "private"),
-    ("from advnorm.data import grid", None),
-    ("from advnorm.config import SCALE_TOP", None),
-])
+@pytest.mark.parametrize(
+    "source,found",
+    [
+        ("from advnorm.cli import main", "a later layer"),
+        ("def f():\n    from advnorm.training.loop import fit", "a later layer"),
+        ("import advnorm.workflows", "a later layer"),
+        ("from advnorm.data.grid import _signed_permutation", "private"),
+        ("from advnorm.data import grid", None),
+        ("from advnorm.config import SCALE_TOP", None),
+    ],
+)
 def test_the_check_finds_what_it_should(tmp_path, source, found):
     path = tmp_path / "fake.py"
     path.write_text(source + "\n")

@@ -1,8 +1,8 @@
 """A corpus of bad inputs for every verb, through ``advnorm.cli.main`` in-process.
 
 For each case: a non-zero exit, exactly one stderr line ``advnorm: error: ...`` naming the
-offending file, folder or config key (warnings, one line each, may come before it), no traceback, and no partial output (every output
-path is absent afterwards, or byte-for-byte unchanged if it existed before).
+offending file, folder or config key (warnings, one line each, may come before it), no traceback, and no partial
+output (every output path is absent afterwards, or byte-for-byte unchanged if it existed before).
 """
 
 from __future__ import annotations
@@ -95,6 +95,7 @@ def _set_voxel(value: float):
         c = tuple(s // 2 for s in data.shape)
         data[c] = value
         return data, affine
+
     return fn
 
 
@@ -147,6 +148,7 @@ def case(fn: Callable[[Env], Built]) -> Callable[[Env], Built]:
 
 
 # -- inspect
+
 
 @case
 def inspect_missing_folder(env):
@@ -224,19 +226,23 @@ def inspect_label_grid_mismatch(env):
 @case
 def inspect_label_affine_mismatch(env):
     d = env.domain()
+
     def shift(a, aff):
         aff[:3, 3] += 7.0
         return a, aff
+
     return Built(_inspect(d), str(_rewrite(_label(d), shift)), [])
 
 
 @case
 def inspect_label_value_outside_map(env):
     d = env.domain()
+
     def seven(a, aff):
         a = a.copy()
         a[np.nonzero(a)[0][0], np.nonzero(a)[1][0], np.nonzero(a)[2][0]] = 7
         return a, aff
+
     return Built(_inspect(d), str(_rewrite(_label(d), seven)), [])
 
 
@@ -267,6 +273,7 @@ def inspect_broken_dataset_json(env):
 
 # -- train
 
+
 @case
 def train_missing_data_folder(env):
     out = env.tmp / "run"
@@ -281,7 +288,10 @@ def train_corrupt_nifti(env):
 
 
 def _split_case(env, k: int, role: str) -> str:
-    """A case id of ``role`` ("train", "val", "test") in phantom domain ``k`` (the split is a function of the ids and seed)."""
+    """A case id of ``role`` ("train", "val", "test") in phantom domain ``k``.
+
+    The split is a function of the ids and the seed.
+    """
     run = json.loads((env.run / "config.json").read_text())["run"]
     return run["split"][run["domains"][k]][role][0]
 
@@ -318,7 +328,7 @@ def train_background_only_domain(env):
 @case
 def train_domain_with_one_subject(env):
     d, out = env.domain(1), env.tmp / "run"
-    for k in (2, 3):
+    for _ in range(2):  # cases 2 and 3: the second case, then the one that has become the second
         _image(d, 2).unlink()
         _label(d, 2).unlink()
     return Built(_train(env, [env.phantom[0], d], out), str(d), [out])
@@ -425,6 +435,7 @@ def train_single_domain_for_adversarial(env):
 
 # -- predict
 
+
 def _other_k_run(env) -> Path:
     run = env.run_copy()
     cfg = json.loads((run / "config.json").read_text())
@@ -486,8 +497,9 @@ def predict_missing_input(env):
 
 @case
 def predict_2d_input(env):
-    img = _rewrite(Path(shutil.copy(_image(Path(env.phantom[0])), env.tmp / "slice.nii.gz")),
-                   lambda a, aff: (a[:, :, 5], aff))
+    img = _rewrite(
+        Path(shutil.copy(_image(Path(env.phantom[0])), env.tmp / "slice.nii.gz")), lambda a, aff: (a[:, :, 5], aff)
+    )
     out = env.tmp / "pred"
     return Built(_predict(env.run, [img], out), str(img), [out])
 
@@ -503,7 +515,11 @@ def predict_bad_case_into_an_existing_folder(env):
     d, out = env.domain(0), env.tmp / "pred"
     out.mkdir()
     (out / "notes.txt").write_text("keep me")
-    return Built(_predict(env.run, [_image(Path(env.phantom[1])), d], out), str(_rewrite(_image(d, 2), _set_voxel(np.inf))), [out])
+    return Built(
+        _predict(env.run, [_image(Path(env.phantom[1])), d], out),
+        str(_rewrite(_image(d, 2), _set_voxel(np.inf))),
+        [out],
+    )
 
 
 @case
@@ -521,6 +537,7 @@ def predict_output_is_a_file(env):
 
 
 # -- evaluate
+
 
 @case
 def evaluate_model_not_a_run(env):
@@ -563,6 +580,7 @@ def evaluate_model_of_another_k(env):
 
 
 # -- regressions of issue 15: each of these once gave a wrong result, a traceback or a misleading line
+
 
 @case
 def train_the_same_folder_twice(env):
@@ -616,7 +634,10 @@ def train_cuda_on_a_cpu_only_build(env):
 
 @case
 def train_infinite_learning_rate_in_the_config(env):
-    cfg, out = env.config_file(text=json.dumps({**json.loads(env.config.read_text()), "optim": {"lr_segmenter": 1e999}})), env.tmp / "run"
+    cfg, out = (
+        env.config_file(text=json.dumps({**json.loads(env.config.read_text()), "optim": {"lr_segmenter": 1e999}})),
+        env.tmp / "run",
+    )
     assert "Infinity" in cfg.read_text()
     return Built(_train(env, env.phantom, out, config=cfg), f"{cfg}: invalid configuration: optim.lr_segmenter", [out])
 
@@ -639,7 +660,9 @@ def train_mrbrains_label_map_all_background(env):
     mrb, out = make_mrbrains13(env.tmp / "mrb", n=3), env.tmp / "run"
     for k in (1, 2, 3):
         _rewrite(mrb / "TrainingData" / str(k) / "LabelsForTesting.nii", lambda a, aff: (np.zeros_like(a), aff))
-    return Built(_train(env, [env.phantom[0], mrb], out), "LabelsForTesting.nii: label map holds only background", [out])
+    return Built(
+        _train(env, [env.phantom[0], mrb], out), "LabelsForTesting.nii: label map holds only background", [out]
+    )
 
 
 @case
@@ -714,6 +737,7 @@ def reproduce_the_same_folder_twice(env):
 
 
 # -- regressions of the second hostile round (issue 15): each once gave a wrong result or an unclean exit
+
 
 @case
 def evaluate_output_inside_an_input_dataset(env):
@@ -811,7 +835,6 @@ def inspect_nnunet_with_an_ignore_label(env):
     return Built(_inspect(d), '"ignore" label', [])
 
 
-
 @case
 def predict_output_on_a_file_system_that_takes_no_files(env):
     """Once named a hidden staging path, and only after all the work."""
@@ -838,8 +861,10 @@ def _state(path: Path):
         return None
     if path.is_file():
         return hashlib.sha256(path.read_bytes()).hexdigest()
-    return {str(p.relative_to(path)): (hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else "<dir>")
-            for p in sorted(path.rglob("*"))}
+    return {
+        str(p.relative_to(path)): (hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else "<dir>")
+        for p in sorted(path.rglob("*"))
+    }
 
 
 def test_the_corpus_is_large_and_covers_every_verb():
@@ -856,7 +881,9 @@ def test_bad_input_is_one_clean_error_line(name, tiny_phantom, tiny_run, tiny_co
     err = capsys.readouterr().err
     assert code != 0
     assert code != 1, f"internal error instead of a clean one: {err}"
-    lines = [line for line in err.strip("\n").splitlines() if not line.startswith("advnorm: warning: ")]  # one line each
+    lines = [
+        line for line in err.strip("\n").splitlines() if not line.startswith("advnorm: warning: ")
+    ]  # one line each
     assert len(lines) == 1, err
     assert lines[0].startswith("advnorm: error: "), err
     assert "Traceback" not in err

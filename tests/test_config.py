@@ -1,3 +1,4 @@
+import dataclasses
 import json
 
 import pytest
@@ -18,7 +19,7 @@ def test_paper_profile_matches_the_paper():
 
 
 def test_profiles_are_frozen():
-    with pytest.raises(Exception):
+    with pytest.raises(dataclasses.FrozenInstanceError):
         quick_profile().train.epochs = 3  # type: ignore[misc]
 
 

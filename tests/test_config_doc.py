@@ -13,7 +13,8 @@ DOC = Path(__file__).resolve().parent.parent / "docs" / "configuration.md"
 
 def test_the_committed_page_is_what_the_code_generates():
     assert DOC.read_text(encoding="utf-8") == config_doc.render(), (
-        "docs/configuration.md is stale: run `python -m advnorm.config_doc > docs/configuration.md`")
+        "docs/configuration.md is stale: run `python -m advnorm.config_doc > docs/configuration.md`"
+    )
 
 
 def _leaves(obj, prefix=""):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import os
 import re
@@ -21,14 +20,13 @@ from safetensors.torch import load_file
 from advnorm.cli import main
 from advnorm.errors import AdvnormError
 from advnorm.io_atomic import atomic_path, atomic_write_text
-from advnorm.training import checkpoint
 from advnorm.models import weights as model_weights
 from advnorm.models.networks import Networks
-from tests.conftest import TINY_CONFIG, tiny_cfg, write_config
+from advnorm.training import checkpoint
+from tests.conftest import TINY_CONFIG, read_csv_rows, tiny_cfg, write_config
 
 # epoch 1 is the identity warm-up (2 steps); epochs 2-3 are adversarial (6 steps each): 2 main epochs on top of it
-RESUME_CONFIG = {"model": TINY_CONFIG["model"],
-                 "train": {**TINY_CONFIG["train"], "epochs": 2, "steps_per_epoch": 6}}
+RESUME_CONFIG = {"model": TINY_CONFIG["model"], "train": {**TINY_CONFIG["train"], "epochs": 2, "steps_per_epoch": 6}}
 SUBPROCESS_LIMIT = 150.0
 
 
@@ -37,8 +35,7 @@ def _sha(path: Path) -> str:
 
 
 def _log_rows(run: Path) -> list[dict]:
-    with open(run / "training_log.csv", newline="") as fh:
-        return list(csv.DictReader(fh))
+    return read_csv_rows(run / "training_log.csv")
 
 
 def _one_error_line(err: str) -> str:
@@ -77,12 +74,23 @@ class _Drain(threading.Thread):
 def test_kill_9_then_resume_ends_like_an_uninterrupted_run(tiny_phantom, tmp_path):
     config = write_config(tmp_path / "resume.json", RESUME_CONFIG)
     # one thread each (the two runs overlap); TQDM_MININTERVAL=0: the progress bar shows every step
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1", "TQDM_MININTERVAL": "0"}
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": "1",
+        "MKL_NUM_THREADS": "1",
+        "PYTHONUNBUFFERED": "1",
+        "TQDM_MININTERVAL": "0",
+    }
     ref_dir, killed_dir = tmp_path / "uninterrupted", tmp_path / "killed"
-    ref = subprocess.Popen(_train_cmd(tiny_phantom, ref_dir, config, "--no-progress"), env=env,
-                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    victim = subprocess.Popen(_train_cmd(tiny_phantom, killed_dir, config), env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    ref = subprocess.Popen(
+        _train_cmd(tiny_phantom, ref_dir, config, "--no-progress"),
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    victim = subprocess.Popen(
+        _train_cmd(tiny_phantom, killed_dir, config), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
     progress = _Drain(victim.stderr)
     progress.start()
     try:
@@ -104,8 +112,14 @@ def test_kill_9_then_resume_ends_like_an_uninterrupted_run(tiny_phantom, tmp_pat
         assert [r["epoch"] for r in _log_rows(killed_dir)] == ["0", "1"]
         assert not (killed_dir / "checkpoint_final.safetensors").exists()
 
-        resumed = subprocess.run(_train_cmd(tiny_phantom, killed_dir, config, "--no-progress", "--resume"), env=env,
-                                 capture_output=True, text=True, timeout=SUBPROCESS_LIMIT)
+        resumed = subprocess.run(
+            _train_cmd(tiny_phantom, killed_dir, config, "--no-progress", "--resume"),
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=SUBPROCESS_LIMIT,
+            check=False,  # the return code is asserted next, with stderr as the message
+        )
         assert resumed.returncode == 0, resumed.stderr
         assert "resuming" in resumed.stdout and "after epoch 1" in resumed.stdout
         _, ref_err = ref.communicate(timeout=SUBPROCESS_LIMIT)
@@ -120,7 +134,7 @@ def test_kill_9_then_resume_ends_like_an_uninterrupted_run(tiny_phantom, tmp_pat
     ref_rows, res_rows = _log_rows(ref_dir), _log_rows(killed_dir)
     assert [r["epoch"] for r in res_rows] == ["0", "1", "2", "3"]
     assert list(ref_rows[0]) == list(res_rows[0])
-    for a, b in zip(ref_rows, res_rows):
+    for a, b in zip(ref_rows, res_rows, strict=True):
         for key in a:
             if key == "seconds":
                 continue
@@ -140,24 +154,22 @@ def test_kill_9_then_resume_ends_like_an_uninterrupted_run(tiny_phantom, tmp_pat
 # ------------------------------------------------------------------ (b) interrupted writes
 
 
-class _Crash(Exception):
+class _CrashError(Exception):
     pass
 
 
 def test_atomic_path_exception_mid_write_keeps_the_old_file(tmp_path):
     target = tmp_path / "checkpoint_best.safetensors"
     target.write_bytes(b"the previous good checkpoint")
-    with pytest.raises(_Crash):
-        with atomic_path(target) as tmp:
-            with open(tmp, "wb") as fh:
-                fh.write(b"half of a new che")
-                fh.flush()
-                raise _Crash
+    with pytest.raises(_CrashError), atomic_path(target) as tmp, open(tmp, "wb") as fh:
+        fh.write(b"half of a new che")
+        fh.flush()
+        raise _CrashError
     assert target.read_bytes() == b"the previous good checkpoint"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint_best.safetensors"]
 
 
-@pytest.mark.parametrize("interrupt", [_Crash, KeyboardInterrupt])
+@pytest.mark.parametrize("interrupt", [_CrashError, KeyboardInterrupt])
 def test_checkpoint_writers_interrupted_mid_write_keep_the_previous_files(tmp_path, monkeypatch, interrupt):
     nets = Networks(tiny_cfg("single"), 2)
     weights, state = tmp_path / "checkpoint_best.safetensors", tmp_path / "train_state.pt"
@@ -201,7 +213,9 @@ def test_atomic_files_respect_the_umask(tmp_path):
 
 
 @pytest.mark.slow
-def test_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(tiny_phantom, tiny_config, tmp_path, monkeypatch, capsys):
+def test_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(
+    tiny_phantom, tiny_config, tmp_path, monkeypatch, capsys
+):
     from advnorm.training import loop, trainer
 
     real_loss, calls = trainer.segmentation_loss, [0]
@@ -218,7 +232,9 @@ def test_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(tiny_phantom
 
     def recording_save(path, state):
         real_save(path, state)
-        saved[int(state["epoch"])] = {p.name: _sha(p) for p in Path(path).parent.glob("*.*") if p.suffix in (".pt", ".safetensors")}
+        saved[int(state["epoch"])] = {
+            p.name: _sha(p) for p in Path(path).parent.glob("*.*") if p.suffix in (".pt", ".safetensors")
+        }
 
     monkeypatch.setattr(trainer, "segmentation_loss", poisoned)
     monkeypatch.setattr(loop, "save_train_state", recording_save)
@@ -245,7 +261,9 @@ def test_inf_and_divergence_checks_name_epoch_step_and_term():
     with pytest.raises(AdvnormError, match=r"loss_dis diverged \(80\) at epoch 4, step 12.*earlier epoch is kept"):
         check_finite(history, ["loss_seg", "loss_dis"], epoch=3, first_step=10, has_checkpoint=True)
     history = [torch.tensor([0.7, 2.1]), torch.tensor([0.6, 2.0]), torch.tensor([float("inf"), 2.0])]
-    with pytest.raises(AdvnormError, match=r"loss_seg became NaN/Inf \(inf\) at epoch 2, step 3.*no checkpoint was written"):
+    with pytest.raises(
+        AdvnormError, match=r"loss_seg became NaN/Inf \(inf\) at epoch 2, step 3.*no checkpoint was written"
+    ):
         check_finite(history, ["loss_seg", "loss_dis"], epoch=1, first_step=0, has_checkpoint=False)
 
 

@@ -126,8 +126,9 @@ EXPORT_CASES = [  # method, format, segmenter_only
 ]
 
 
-@pytest.mark.parametrize("method,fmt,segmenter_only", EXPORT_CASES,
-                         ids=[f"{m}-{f}-{'S' if s else 'G+S'}" for m, f, s in EXPORT_CASES])
+@pytest.mark.parametrize(
+    "method,fmt,segmenter_only", EXPORT_CASES, ids=[f"{m}-{f}-{'S' if s else 'G+S'}" for m, f, s in EXPORT_CASES]
+)
 def test_export_gives_pytorchs_outputs_on_any_shape(runs, exported, models, method, fmt, segmenter_only):
     run = runs(method)
     model_file, meta_file = exported(run, fmt, segmenter_only)
@@ -165,8 +166,19 @@ def test_the_json_documents_the_export(runs, exported, method, fmt, segmenter_on
     assert [model_file.name, meta_file.name] == [stem + suffix, stem + ".json"]
     meta = json.loads(meta_file.read_text())
     raw = json.loads((run / "config.json").read_text())
-    for key in ("format", "files", "method", "axes", "preprocessing", "input_transform", "stats", "labels",
-                "versions", "how_to_use", "check"):
+    for key in (
+        "format",
+        "files",
+        "method",
+        "axes",
+        "preprocessing",
+        "input_transform",
+        "stats",
+        "labels",
+        "versions",
+        "how_to_use",
+        "check",
+    ):
         assert key in meta, key
     assert meta["format"] == fmt and meta["method"] == method and meta["has_generator"]
     (entry,) = meta["files"]
@@ -238,8 +250,9 @@ def test_the_numpy_stats_snippet_is_image_stats(name, value_range, shape, share,
     exec(stats_code(value_range), namespace)  # the text written into model.json
     image, mask = volume(shape, value_range, share, seed=len(name), on_edges=on_edges)
     got = namespace["image_stats"](image, mask)
-    expected = image_stats(torch.from_numpy(image)[None, None], torch.from_numpy(mask.astype(np.float32))[None, None],
-                           value_range)[0].numpy()
+    expected = image_stats(
+        torch.from_numpy(image)[None, None], torch.from_numpy(mask.astype(np.float32))[None, None], value_range
+    )[0].numpy()
     assert got.dtype == np.float32 and got.shape == (N_STATS,)
     assert float(np.abs(got - expected).max()) <= 1e-6
 

@@ -34,41 +34,77 @@ from tests.fixtures import brain_phantom, nifti_affine, t1_image
 SHAPE = (12, 14, 10)
 HEADER_BYTES = 348
 # per format; ~30-100 ms each. ADVNORM_FUZZ_EXAMPLES=5000 fuzzes deeper (and lifts the time budget).
-EXAMPLES = int(os.environ.get("ADVNORM_FUZZ_EXAMPLES", 90))
+EXAMPLES = int(os.environ.get("ADVNORM_FUZZ_EXAMPLES", "90"))
 BUDGET_SECONDS = 7.0 if "ADVNORM_FUZZ_EXAMPLES" not in os.environ else float("inf")
 """Per format: on a loaded machine the remaining examples pass without running (the suite's time limit)."""
-FUZZ_SEED = int(os.environ.get("ADVNORM_FUZZ_SEED", 0))
+FUZZ_SEED = int(os.environ.get("ADVNORM_FUZZ_SEED", "0"))
 PER_EXAMPLE_SECONDS = 5
 MAX_TRACED_BYTES = 64 * 1024**2
 
 # (offset, struct format) of the header fields worth hitting with extreme values (NIfTI-1 / Analyze 7.5 share them)
 FIELDS = {
-    "sizeof_hdr": (0, "<i"), "dim0": (40, "<h"), "dim1": (42, "<h"), "dim2": (44, "<h"), "dim3": (46, "<h"),
-    "dim4": (48, "<h"), "datatype": (70, "<h"), "bitpix": (72, "<h"), "pixdim0": (76, "<f"), "pixdim1": (80, "<f"),
-    "pixdim2": (84, "<f"), "pixdim3": (88, "<f"), "vox_offset": (108, "<f"), "scl_slope": (112, "<f"),
-    "scl_inter": (116, "<f"), "qform_code": (252, "<h"), "sform_code": (254, "<h"), "quatern_b": (256, "<f"),
-    "qoffset_x": (268, "<f"), "srow_x0": (280, "<f"), "srow_y1": (300, "<f"), "srow_z2": (320, "<f"),
+    "sizeof_hdr": (0, "<i"),
+    "dim0": (40, "<h"),
+    "dim1": (42, "<h"),
+    "dim2": (44, "<h"),
+    "dim3": (46, "<h"),
+    "dim4": (48, "<h"),
+    "datatype": (70, "<h"),
+    "bitpix": (72, "<h"),
+    "pixdim0": (76, "<f"),
+    "pixdim1": (80, "<f"),
+    "pixdim2": (84, "<f"),
+    "pixdim3": (88, "<f"),
+    "vox_offset": (108, "<f"),
+    "scl_slope": (112, "<f"),
+    "scl_inter": (116, "<f"),
+    "qform_code": (252, "<h"),
+    "sform_code": (254, "<h"),
+    "quatern_b": (256, "<f"),
+    "qoffset_x": (268, "<f"),
+    "srow_x0": (280, "<f"),
+    "srow_y1": (300, "<f"),
+    "srow_z2": (320, "<f"),
 }
 INTS = [-32768, -1, 0, 1, 2, 3, 4, 5, 7, 16, 64, 255, 256, 512, 768, 1024, 2048, 2304, 30000, 32767]
-FLOATS = [0.0, -1.0, 1e-30, 1e-6, 0.5, 1.0, 3.0, 352.0, 353.0, 1e6, 1e30, 3.4e38, float("nan"), float("inf"), -float("inf")]
+FLOATS = [
+    0.0,
+    -1.0,
+    1e-30,
+    1e-6,
+    0.5,
+    1.0,
+    3.0,
+    352.0,
+    353.0,
+    1e6,
+    1e30,
+    3.4e38,
+    float("nan"),
+    float("inf"),
+    -float("inf"),
+]
 
 
 def _value(fmt: str):
     return st.sampled_from(INTS if fmt in ("<h", "<i") else FLOATS)
 
 
-field_edits = st.lists(st.sampled_from(sorted(FIELDS)).flatmap(lambda name: st.tuples(st.just(name), _value(FIELDS[name][1]))),
-                       max_size=4)
+field_edits = st.lists(
+    st.sampled_from(sorted(FIELDS)).flatmap(lambda name: st.tuples(st.just(name), _value(FIELDS[name][1]))), max_size=4
+)
 byte_edits = st.lists(st.tuples(st.floats(0, 1, exclude_max=True), st.integers(0, 255)), max_size=6)
 dim = st.sampled_from([0, 1, 2, 12, 14, 100, 255, 1024, 2048, 32767])
-mutation = st.fixed_dictionaries({
-    "dims": st.one_of(st.none(), st.tuples(dim, dim, dim)),  # shapes from empty to petabytes
-    "fields": field_edits,
-    "header_bytes": byte_edits,
-    "data_bytes": byte_edits,
-    "truncate": st.one_of(st.none(), st.floats(0, 1, exclude_max=True)),
-    "append": st.binary(max_size=64),
-})
+mutation = st.fixed_dictionaries(
+    {
+        "dims": st.one_of(st.none(), st.tuples(dim, dim, dim)),  # shapes from empty to petabytes
+        "fields": field_edits,
+        "header_bytes": byte_edits,
+        "data_bytes": byte_edits,
+        "truncate": st.one_of(st.none(), st.floats(0, 1, exclude_max=True)),
+        "append": st.binary(max_size=64),
+    }
+)
 
 
 def _apply(raw: bytes, m: dict, data_start: int) -> bytes:
@@ -93,6 +129,7 @@ def _apply(raw: bytes, m: dict, data_start: int) -> bytes:
 @contextlib.contextmanager
 def _guarded():
     """Fail on a hang (SIGALRM) or on a big allocation (tracemalloc peak; numpy's buffers are traced)."""
+
     def hang(*_):
         raise TimeoutError(f"no result within {PER_EXAMPLE_SECONDS} s: a hang")
 
@@ -186,8 +223,13 @@ def analyze_case(tmp_path_factory) -> dict:
     root.mkdir()
     img = nib.AnalyzeImage(np.round(_volume()).astype(np.int16)[..., None], np.eye(4))
     nib.save(img, str(root / "subject-1-T1.hdr"))
-    return _Case(root=root, hdr=root / "subject-1-T1.hdr", img=root / "subject-1-T1.img",
-                 raw_hdr=(root / "subject-1-T1.hdr").read_bytes(), raw_img=(root / "subject-1-T1.img").read_bytes())
+    return _Case(
+        root=root,
+        hdr=root / "subject-1-T1.hdr",
+        img=root / "subject-1-T1.img",
+        raw_hdr=(root / "subject-1-T1.hdr").read_bytes(),
+        raw_img=(root / "subject-1-T1.img").read_bytes(),
+    )
 
 
 class _Budget:
@@ -201,8 +243,14 @@ class _Budget:
 
 BUDGET = _Budget()
 
-FUZZ = settings(max_examples=EXAMPLES, deadline=None, derandomize=FUZZ_SEED == 0, database=None, print_blob=True,
-                suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+FUZZ = settings(
+    max_examples=EXAMPLES,
+    deadline=None,
+    derandomize=FUZZ_SEED == 0,
+    database=None,
+    print_blob=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 
 
 @FUZZ
@@ -224,7 +272,8 @@ def test_mutated_nifti_is_read_or_cleanly_refused(nifti_case, traced, m, compres
         image = nifti_case["image"].with_name("case_001_0000.nii")
         image.write_bytes(mutated)
         (nifti_case["root"] / "dataset.json").write_text(
-            '{"labels": {"background": 0, "CSF": 1, "GM": 2, "WM": 3}, "file_ending": ".nii"}')
+            '{"labels": {"background": 0, "CSF": 1, "GM": 2, "WM": 3}, "file_ending": ".nii"}'
+        )
     try:
         _exercise(image, nifti_case["root"])
     finally:
@@ -312,4 +361,3 @@ def test_nibabel_header_fixups_do_not_reach_stderr(tmp_path):
     finally:
         logger.removeHandler(nib_log)
         logger.setLevel(level)
-

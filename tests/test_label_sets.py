@@ -49,20 +49,44 @@ def test_a_five_label_dataset_trains_evaluates_and_predicts_with_its_own_classes
     assert [d.classes for d in open_domains([str(p) for p in five])] == [tuple(FIVE)] * 2
     config = write_config(tmp_path / "c.json", {**TINY_CONFIG, "train": {**TINY_CONFIG["train"], "epochs": 2}})
     out = tmp_path / "repro"
-    argv = ["reproduce", "--out", str(out), "--config", str(config), "--no-progress", "--seeds", "1",
-            "--methods", "standardized,adversarial"]
+    argv = [
+        "reproduce",
+        "--out",
+        str(out),
+        "--config",
+        str(config),
+        "--no-progress",
+        "--seeds",
+        "1",
+        "--methods",
+        "standardized,adversarial",
+    ]
     assert main(argv + [a for p in five for a in ("--data", str(p))]) == 0
     run = json.loads((out / "runs" / "adversarial" / "seed0" / "config.json").read_text())
     assert run["run"]["classes"] == list(FIVE) and len(run["run"]["dice_weights"]) == 5
-    header = next(csv.reader(open(out / "table1.csv")))
+    with open(out / "table1.csv") as fh:
+        header = next(csv.reader(fh))
     assert header[5:10] == ["CSF", "GM", "WM", "GM_left", "mean"] and "GM_left_sd" in header
     evaluation = json.loads((out / "runs" / "adversarial" / "seed0" / "evaluation.json").read_text())
     assert set(evaluation["cases"][0]["dice"]) == {"CSF", "GM", "WM", "GM_left"}
     assert "GM_left" in (out / "report.md").read_text()
     pred = tmp_path / "pred"
     image = sorted((five[0] / "imagesTr").glob("*.nii.gz"))[0]
-    assert main(["predict", "--model", str(out / "runs" / "adversarial" / "seed0"), "-i", str(image), "-o", str(pred),
-                 "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "predict",
+                "--model",
+                str(out / "runs" / "adversarial" / "seed0"),
+                "-i",
+                str(image),
+                "-o",
+                str(pred),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     seg = np.asarray(nib.load(next(pred.glob("*_seg.nii.gz"))).dataobj)
     assert set(np.unique(seg)) <= {0, 1, 2, 3, 4}
 

@@ -94,7 +94,7 @@ def _dead_class_state(form: str, gap: float) -> tuple[float, float]:
     sits ``gap`` below, shifted by a shared offset b_CSF. Realistic class shares (70/5/15/10 %), each form
     with its default weights. A negative derivative: gradient descent raises CSF again."""
     torch.manual_seed(0)
-    y = torch.multinomial(torch.tensor([0.7, 0.05, 0.15, 0.1]), 2 * 16 ** 3, replacement=True).view(2, 16, 16, 16)
+    y = torch.multinomial(torch.tensor([0.7, 0.05, 0.15, 0.1]), 2 * 16**3, replacement=True).view(2, 16, 16, 16)
     w = default_dice_weights(form, torch.bincount(y.ravel(), minlength=4)).double()
     offset = torch.zeros(4, dtype=torch.float64, requires_grad=True)
     shift = offset - torch.tensor([0.0, gap, 0.0, 0.0], dtype=torch.float64)
@@ -149,7 +149,7 @@ def test_generator_terms(k, p_fake):
     assert float(generator_adversarial_loss(logits, "non_saturating")) == pytest.approx(-math.log(1 - p_fake), rel=1e-5)
 
 
-def test_saturating_gradient_vanishes_when_D_is_confident():
+def test_saturating_gradient_vanishes_when_the_discriminator_is_confident():
     logits = torch.tensor([[0.0, 0.0, 12.0]], requires_grad=True)  # D sure it's generated
     for form, small in (("saturating", True), ("non_saturating", False)):
         logits.grad = None
@@ -186,7 +186,15 @@ def test_confusion_loss_is_least_when_d_is_uniform():
         assert float(confusion_loss(logits)) >= math.log(3) - 1e-6
 
 
-@pytest.mark.parametrize("progress, expected", [(0.0, 0.0), (-1.0, 0.0), (0.1, 2 / (1 + math.exp(-1)) - 1),
-                                                (1.0, 2 / (1 + math.exp(-10)) - 1), (3.0, 2 / (1 + math.exp(-10)) - 1)])
+@pytest.mark.parametrize(
+    "progress, expected",
+    [
+        (0.0, 0.0),
+        (-1.0, 0.0),
+        (0.1, 2 / (1 + math.exp(-1)) - 1),
+        (1.0, 2 / (1 + math.exp(-10)) - 1),
+        (3.0, 2 / (1 + math.exp(-10)) - 1),
+    ],
+)
 def test_dann_ramp(progress, expected):
     assert ramp(progress) == pytest.approx(expected)

@@ -40,8 +40,11 @@ def _torch_zip_pickle(path: Path, marker: Path) -> None:
 
 
 def _snapshot(folder: Path) -> dict[str, str]:
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 def _one_error_line(err: str) -> str:
@@ -103,9 +106,14 @@ def test_load_train_state_refuses_pickles_directly(tmp_path):
 
 
 def _networks(cfg_dict: dict, k: int):
-    cfg = resolve("quick", overrides={"model.generator_widths": cfg_dict["model"]["generator_widths"],
-                                      "model.segmenter_widths": cfg_dict["model"]["segmenter_widths"],
-                                      "model.discriminator_widths": cfg_dict["model"]["discriminator_widths"]})
+    cfg = resolve(
+        "quick",
+        overrides={
+            "model.generator_widths": cfg_dict["model"]["generator_widths"],
+            "model.segmenter_widths": cfg_dict["model"]["segmenter_widths"],
+            "model.discriminator_widths": cfg_dict["model"]["discriminator_widths"],
+        },
+    )
     return cfg, Networks(cfg, k)
 
 
@@ -139,12 +147,20 @@ def _metadata(path: Path) -> dict:
         return fh.metadata()
 
 
-@pytest.mark.parametrize("change, expected", [
-    (lambda c: c["run"]["domains"].append("ThirdSite"), "n_domains is 2 in the file, 3 in the config"),
-    (lambda c: c["model"].update(discriminator_widths=[4, 8, 16]),
-     "model.discriminator_widths is [4, 8] in the file, [4, 8, 16] in the config"),
-], ids=["another-K", "another-architecture"])
-def test_predict_refuses_weights_of_another_k_or_architecture(tiny_run, tiny_phantom, tmp_path, capsys, change, expected):
+@pytest.mark.parametrize(
+    "change, expected",
+    [
+        (lambda c: c["run"]["domains"].append("ThirdSite"), "n_domains is 2 in the file, 3 in the config"),
+        (
+            lambda c: c["model"].update(discriminator_widths=[4, 8, 16]),
+            "model.discriminator_widths is [4, 8] in the file, [4, 8, 16] in the config",
+        ),
+    ],
+    ids=["another-K", "another-architecture"],
+)
+def test_predict_refuses_weights_of_another_k_or_architecture(
+    tiny_run, tiny_phantom, tmp_path, capsys, change, expected
+):
     run = copy_run(tiny_run, tmp_path / "run")
     cfg = json.loads((run / "config.json").read_text())
     change(cfg)
@@ -177,7 +193,9 @@ def test_training_state_of_another_k_is_refused(tiny_run, tiny_phantom):
     nets = Networks(cfg, 3)
     state = tiny_run / "train_state.pt"
     with pytest.raises(AdvnormError, match="n_domains is 2 in the file, 3 in the config"):
-        restore_state(load_train_state(state), state, nets, None, {}, ["a", "b", "c"])  # fails before the trainer is needed
+        restore_state(
+            load_train_state(state), state, nets, None, {}, ["a", "b", "c"]
+        )  # fails before the trainer is needed
 
 
 def test_resume_refuses_a_training_state_of_another_architecture(tiny_run, tiny_phantom, tmp_path, capsys):
@@ -186,8 +204,15 @@ def test_resume_refuses_a_training_state_of_another_architecture(tiny_run, tiny_
     cfg = json.loads((run / "config.json").read_text())
     other = tmp_path / "wider.json"
     other.write_text(json.dumps({"model": {**cfg["model"], "generator_widths": [8, 8]}, "train": cfg["train"]}))
-    assert main(["train", "--out", str(run), "--resume", "--config", str(other), "--no-progress",
-                 *_data_args(tiny_phantom)]) == 2
+    assert (
+        main(
+            ["train", "--out", str(run), "--resume", "--config", str(other), "--no-progress", *_data_args(tiny_phantom)]
+        )
+        == 2
+    )
     line = _one_error_line(capsys.readouterr().err)
-    assert "--resume continues the run with its own settings" in line and "model.generator_widths is [4, 8] there, [8, 8] now" in line, line
+    assert (
+        "--resume continues the run with its own settings" in line
+        and "model.generator_widths is [4, 8] there, [8, 8] now" in line
+    ), line
     assert _snapshot(run) == before

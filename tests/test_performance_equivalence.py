@@ -20,10 +20,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-import advnorm.models.conv3d as conv3d
 from advnorm.config import quick_profile
 from advnorm.data.patches import PatchIndex, gather, patch_corner
-from advnorm.models import build_discriminator, build_generator, build_segmenter
+from advnorm.models import build_discriminator, build_generator, build_segmenter, conv3d
 from advnorm.models.conv3d import Conv3d, conv3d_weight_grad, fast_weight_grad
 from advnorm.training.trainer import Trainer
 from tests.conftest import make_trainer
@@ -45,20 +44,22 @@ def split_in_two_or_three(monkeypatch):
     monkeypatch.setattr(conv3d, "WEIGHT_GRAD_SHARES", 3)
 
 
-@pytest.mark.parametrize("cin,cout,k,stride,pad,bias,batch,fmt,size", [
-    (6, 8, 3, 1, 1, False, 5, CL, (12, 10, 14)),                      # U-Net conv, odd batch over 3 shares
-    (1, 8, 3, 1, 1, False, 4, CL, (12, 10, 14)),                      # first layer: one input channel
-    (8, 16, 3, 2, 1, False, 3, CL, (12, 10, 14)),                     # D's strided conv
-    (8, 4, 1, 1, 0, True, 4, CL, (12, 10, 14)),                       # 1x1x1 head with bias
-    (8, 16, 1, 2, 0, False, 2, CL, (12, 10, 14)),                     # D's strided 1x1x1 skip
-    (6, 8, 3, 1, 1, True, 4, torch.contiguous_format, (12, 10, 14)),  # default memory format
-    (6, 8, 3, 1, 1, False, 1, CL, (12, 10, 14)),                      # batch of one: nothing to split
-    (16, 12, 3, 1, 1, True, 3, CL, (8, 6, 7)),                        # deep layer: as a forward conv
-    (16, 12, 3, 1, 1, False, 2, torch.contiguous_format, (4, 4, 4)),  # deep layer, default format
-    (5, 7, 3, 1, 0, False, 3, CL, (7, 8, 6)),                         # deep layer without padding
-])
-def test_conv3d_gradients_match_pytorch(split_in_two_or_three, cin, cout, k, stride, pad, bias, batch, fmt,
-                                        size):
+@pytest.mark.parametrize(
+    "cin,cout,k,stride,pad,bias,batch,fmt,size",
+    [
+        (6, 8, 3, 1, 1, False, 5, CL, (12, 10, 14)),  # U-Net conv, odd batch over 3 shares
+        (1, 8, 3, 1, 1, False, 4, CL, (12, 10, 14)),  # first layer: one input channel
+        (8, 16, 3, 2, 1, False, 3, CL, (12, 10, 14)),  # D's strided conv
+        (8, 4, 1, 1, 0, True, 4, CL, (12, 10, 14)),  # 1x1x1 head with bias
+        (8, 16, 1, 2, 0, False, 2, CL, (12, 10, 14)),  # D's strided 1x1x1 skip
+        (6, 8, 3, 1, 1, True, 4, torch.contiguous_format, (12, 10, 14)),  # default memory format
+        (6, 8, 3, 1, 1, False, 1, CL, (12, 10, 14)),  # batch of one: nothing to split
+        (16, 12, 3, 1, 1, True, 3, CL, (8, 6, 7)),  # deep layer: as a forward conv
+        (16, 12, 3, 1, 1, False, 2, torch.contiguous_format, (4, 4, 4)),  # deep layer, default format
+        (5, 7, 3, 1, 0, False, 3, CL, (7, 8, 6)),  # deep layer without padding
+    ],
+)
+def test_conv3d_gradients_match_pytorch(split_in_two_or_three, cin, cout, k, stride, pad, bias, batch, fmt, size):
     torch.manual_seed(0)
     fast = Conv3d(cin, cout, k, stride=stride, padding=pad, bias=bias).to(memory_format=fmt)
     plain = nn.Conv3d(cin, cout, k, stride=stride, padding=pad, bias=bias).to(memory_format=fmt)
@@ -84,8 +85,9 @@ def test_conv3d_weight_grad_with_a_non_contiguous_gradient(split_in_two_or_three
     w = torch.randn(8, 6, 3, 3, 3).contiguous(memory_format=CL)
     g = torch.randn(4, 12, 8, 8, 8).contiguous(memory_format=CL)[:, 2:10]
     assert not g.is_contiguous(memory_format=CL)
-    ref = torch.ops.aten.convolution_backward(g.contiguous(), x, w, None, [1] * 3, [1] * 3, [1] * 3, False, [0] * 3, 1,
-                                              [False, True, False])[1]
+    ref = torch.ops.aten.convolution_backward(
+        g.contiguous(), x, w, None, [1] * 3, [1] * 3, [1] * 3, False, [0] * 3, 1, [False, True, False]
+    )[1]
     assert _close(conv3d_weight_grad(g, x, w, (1, 1, 1), (1, 1, 1), (1, 1, 1)), ref)
 
 
@@ -110,8 +112,12 @@ GRAD_REL = 5e-3
 
 def _tiny_cfg(**train):
     cfg = quick_profile()
-    model = dataclasses.replace(cfg.model, generator_widths=(4, 8), segmenter_widths=(4, 8, 8), discriminator_widths=(4, 8))
-    return dataclasses.replace(cfg, model=model, train=dataclasses.replace(cfg.train, batch_size=4, patch_size=16, **train))
+    model = dataclasses.replace(
+        cfg.model, generator_widths=(4, 8), segmenter_widths=(4, 8, 8), discriminator_widths=(4, 8)
+    )
+    return dataclasses.replace(
+        cfg, model=model, train=dataclasses.replace(cfg.train, batch_size=4, patch_size=16, **train)
+    )
 
 
 def _batch(b: int = 4, p: int = 16, seed: int = 0):
@@ -136,7 +142,9 @@ def _grads_of_one_step(m: Trainer, batch) -> tuple[dict, dict]:
         p.requires_grad_(False)
     m.forward()
     out = m.backward_GS()
-    grads = {f"{n}.{k}": p.grad.clone() for n, net in (("G", m.nets.G), ("S", m.nets.S)) for k, p in net.named_parameters()}
+    grads = {
+        f"{n}.{k}": p.grad.clone() for n, net in (("G", m.nets.G), ("S", m.nets.S)) for k, p in net.named_parameters()
+    }
     for p in m.nets.D.parameters():
         p.requires_grad_(True)
     out.update(m.backward_D())
@@ -193,8 +201,11 @@ def test_foreach_optimizer_matches_per_parameter_loop(kind):
     a = build_segmenter(_tiny_cfg().model, 4)
     b = build_segmenter(_tiny_cfg().model, 4)
     b.load_state_dict(a.state_dict())
-    mk = (lambda ps, fe: torch.optim.Adam(ps, lr=1e-3, foreach=fe)) if kind == "adam" else \
-        (lambda ps, fe: torch.optim.SGD(ps, lr=1e-2, momentum=0.9, weight_decay=0.1, foreach=fe))
+    mk = (
+        (lambda ps, fe: torch.optim.Adam(ps, lr=1e-3, foreach=fe))
+        if kind == "adam"
+        else (lambda ps, fe: torch.optim.SGD(ps, lr=1e-2, momentum=0.9, weight_decay=0.1, foreach=fe))
+    )
     oa, ob = mk(a.parameters(), True), mk(b.parameters(), False)
     x = torch.rand(2, 1, 16, 16, 16)
     for _ in range(3):
@@ -202,7 +213,7 @@ def test_foreach_optimizer_matches_per_parameter_loop(kind):
             opt.zero_grad()
             net(x).square().mean().backward()
             opt.step()
-    for pa, pb in zip(a.parameters(), b.parameters()):
+    for pa, pb in zip(a.parameters(), b.parameters(), strict=True):
         assert torch.allclose(pa, pb, rtol=1e-5, atol=1e-6)
 
 
@@ -213,7 +224,7 @@ def _gather_loop(volumes, index, rows):
         sid, x, y, z = index.entries[row]
         vol = volumes[sid]
         cx, cy, cz = patch_corner(np.array((x, y, z)), vol.shape, s)
-        block = vol[cx:cx + s, cy:cy + s, cz:cz + s]
+        block = vol[cx : cx + s, cy : cy + s, cz : cz + s]
         out[k, : block.shape[0], : block.shape[1], : block.shape[2]] = block
     return out
 
@@ -248,5 +259,5 @@ def test_whole_volume_inference_matches_a_window_away_from_its_border():
         whole = s(g(x))
         window = s(g(x[:, :, 8:56, 4:52, 6:54].contiguous(memory_format=CL)))
     m = 20
-    assert _close(whole[:, :, 8 + m:56 - m, 4 + m:52 - m, 6 + m:54 - m], window[:, :, m:-m, m:-m, m:-m], 1e-5)
+    assert _close(whole[:, :, 8 + m : 56 - m, 4 + m : 52 - m, 6 + m : 54 - m], window[:, :, m:-m, m:-m, m:-m], 1e-5)
     assert not _close(whole[:, :, 8:56, 4:52, 6:54], window, 1e-5)  # near the window's border they differ

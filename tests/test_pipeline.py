@@ -11,9 +11,10 @@ import torch
 from advnorm.cli import main
 from advnorm.data.layouts import open_domains
 from advnorm.data.phantom.generate import PhantomSpec, write_phantom
-from tests.conftest import LEARNING_CONFIG
+from tests.conftest import LEARNING_CONFIG, read_csv_rows
 
 pytestmark = pytest.mark.slow  # trains networks
+
 
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory) -> Path:
@@ -31,7 +32,16 @@ def domains(workdir) -> list[str]:
 @pytest.fixture(scope="module")
 def run(workdir, domains) -> Path:
     out = workdir / "run"
-    argv = ["train", "--method", "adversarial", "--out", str(out), "--config", str(workdir / "tiny.json"), "--no-progress"]
+    argv = [
+        "train",
+        "--method",
+        "adversarial",
+        "--out",
+        str(out),
+        "--config",
+        str(workdir / "tiny.json"),
+        "--no-progress",
+    ]
     for d in domains:
         argv += ["--data", d]
     assert main(argv) == 0
@@ -39,21 +49,35 @@ def run(workdir, domains) -> Path:
 
 
 def test_train_writes_the_run_folder(run):
-    for name in ("config.json", "checkpoint_best.safetensors", "checkpoint_final.safetensors", "training_log.csv",
-                 "progress.png", "summary.json", "train_state.pt"):
+    for name in (
+        "config.json",
+        "checkpoint_best.safetensors",
+        "checkpoint_final.safetensors",
+        "training_log.csv",
+        "progress.png",
+        "summary.json",
+        "train_state.pt",
+    ):
         assert (run / name).exists(), name
     cfg = json.loads((run / "config.json").read_text())
     assert cfg["method"] == "adversarial" and cfg["versions"]["torch"] == torch.__version__
     assert set(cfg["run"]["split"]) == {"InfantT1", "AdultT1Thick"}
     header = (run / "training_log.csv").read_text().splitlines()[0].split(",")
-    for col in ("loss_seg", "loss_adv", "loss_dis", "d_acc_real", "d_acc_fake", "val_dice_InfantT1_GM", "lr_GS", "lr_D"):
+    for col in (
+        "loss_seg",
+        "loss_adv",
+        "loss_dis",
+        "d_acc_real",
+        "d_acc_fake",
+        "val_dice_InfantT1_GM",
+        "lr_GS",
+        "lr_D",
+    ):
         assert col in header, col
 
 
 def test_adversarial_training_raises_validation_dice(run):
-    import csv
-
-    rows = list(csv.DictReader(open(run / "training_log.csv")))
+    rows = read_csv_rows(run / "training_log.csv")
     start = float(rows[0]["val_dice_mean"])  # after warm-up only: S untrained
     best = max(float(r["val_dice_mean"]) for r in rows)
     assert best > start + 0.1, (start, best)
@@ -150,7 +174,9 @@ def test_predict_does_not_depend_on_the_stored_orientation(run, domains, tmp_pat
     where the axial copy gave 0.68 / 0.79 / 0.73. The same scan in any axis order must give the same labels."""
     image = sorted(Path(domains[0], "imagesTr").glob("*.nii.gz"))[0]
     src = nib.load(image)
-    ornt = nib.orientations.ornt_transform(nib.orientations.io_orientation(src.affine), nib.orientations.axcodes2ornt(code))
+    ornt = nib.orientations.ornt_transform(
+        nib.orientations.io_orientation(src.affine), nib.orientations.axcodes2ornt(code)
+    )
     moved = src.as_reoriented(ornt)
     copy = tmp_path / f"scan_{code}.nii.gz"
     nib.save(nib.Nifti1Image(np.asarray(moved.dataobj), moved.affine), copy)
@@ -158,8 +184,11 @@ def test_predict_does_not_depend_on_the_stored_orientation(run, domains, tmp_pat
     ref = nib.load(tmp_path / "out" / f"{image.name[:-7]}_seg.nii.gz")
     got = nib.load(tmp_path / "out" / f"scan_{code}_seg.nii.gz")
     assert got.shape == moved.shape and np.allclose(got.affine, moved.affine)
-    back = got.as_reoriented(nib.orientations.ornt_transform(nib.orientations.axcodes2ornt(code),
-                                                             nib.orientations.io_orientation(src.affine)))
+    back = got.as_reoriented(
+        nib.orientations.ornt_transform(
+            nib.orientations.axcodes2ornt(code), nib.orientations.io_orientation(src.affine)
+        )
+    )
     np.testing.assert_array_equal(np.asarray(back.dataobj), np.asarray(ref.dataobj))
 
 
@@ -172,7 +201,9 @@ def test_an_input_unlike_every_training_domain_gets_one_warning_line(run, domain
     capsys.readouterr()
     assert main(["predict", "--model", str(run), "-i", str(scan), "-o", str(tmp_path / "out")]) == 0
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith(f"advnorm: warning: {scan}: intensities unlike every training domain"), err
+    assert len(err) == 1 and err[0].startswith(f"advnorm: warning: {scan}: intensities unlike every training domain"), (
+        err
+    )
 
 
 def test_normalize_writes_only_the_harmonized_image_on_the_input_grid(run, domains, tmp_path):
@@ -191,10 +222,26 @@ def test_normalize_writes_only_the_harmonized_image_on_the_input_grid(run, domai
 def test_a_config_files_method_is_used_unless_the_command_line_says_otherwise(domains, tmp_path):
     """Regression (issue 15, second round): the CLI's default silently replaced the file's method."""
     config = tmp_path / "single.json"
-    config.write_text(json.dumps({**LEARNING_CONFIG, "method": "single", "train": {**LEARNING_CONFIG["train"], "epochs": 1}}))
+    config.write_text(
+        json.dumps({**LEARNING_CONFIG, "method": "single", "train": {**LEARNING_CONFIG["train"], "epochs": 1}})
+    )
     data = [a for d in domains for a in ("--data", d)]
     assert main(["train", "--out", str(tmp_path / "a"), "--config", str(config), "--no-progress", *data]) == 0
     assert json.loads((tmp_path / "a" / "config.json").read_text())["method"] == "single"
-    assert main(["train", "--out", str(tmp_path / "b"), "--config", str(config), "--method", "standardized",
-                 "--no-progress", *data]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--out",
+                str(tmp_path / "b"),
+                "--config",
+                str(config),
+                "--method",
+                "standardized",
+                "--no-progress",
+                *data,
+            ]
+        )
+        == 0
+    )
     assert json.loads((tmp_path / "b" / "config.json").read_text())["method"] == "standardized"

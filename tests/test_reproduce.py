@@ -1,6 +1,5 @@
 """`advnorm reproduce` on a tiny phantom: both tables, the report and its figures, and resumability."""
 
-import csv
 import json
 import shutil
 from pathlib import Path
@@ -10,6 +9,7 @@ import pytest
 from advnorm.cli import main
 from advnorm.evaluation.tables import PER_SEED_COLUMNS, TABLE1_COLUMNS, TABLE2_COLUMNS
 from advnorm.methods import METHODS
+from tests.conftest import read_csv_rows
 
 pytestmark = pytest.mark.slow  # trains networks
 
@@ -20,19 +20,25 @@ def test_reproduce_writes_tables_report_and_figures(tiny_phantom, tiny_config, t
     for d in tiny_phantom:
         argv += ["--data", str(d)]
     assert main(argv) == 0
-    rows = list(csv.DictReader(open(out / "table1.csv")))
+    rows = read_csv_rows(out / "table1.csv")
     assert list(rows[0]) == TABLE1_COLUMNS
     # two domains: the paper's numbering 1-7, the two extra baselines and harmonized; one row per model and test domain
     assert sorted({r["experiment"] for r in rows}, key=int) == [str(i) for i in range(1, 11)]
     assert len(rows) == 2 * 2 + 6 * 2  # 2 single models x 2 test domains + 6 multi-domain models x 2
     assert {r["method_id"] for r in rows} == set(METHODS) and {r["seeds"] for r in rows} == {"2"}
-    per_seed = list(csv.DictReader(open(out / "table1_per_seed.csv")))
+    per_seed = read_csv_rows(out / "table1_per_seed.csv")
     assert list(per_seed[0]) == PER_SEED_COLUMNS and len(per_seed) == 2 * len(rows)
     for r in rows:  # the table is the mean of the per-seed rows, and sd their spread
-        mine = [float(q["mean"]) for q in per_seed if (q["method_id"], q["train"], q["test"]) == (r["method_id"], r["train"], r["test"])]
-        assert float(r["mean"]) == pytest.approx(sum(mine) / 2) and float(r["mean_sd"]) == pytest.approx(abs(mine[0] - mine[1]) / 2 ** 0.5)
+        mine = [
+            float(q["mean"])
+            for q in per_seed
+            if (q["method_id"], q["train"], q["test"]) == (r["method_id"], r["train"], r["test"])
+        ]
+        assert float(r["mean"]) == pytest.approx(sum(mine) / 2) and float(r["mean_sd"]) == pytest.approx(
+            abs(mine[0] - mine[1]) / 2**0.5
+        )
         assert 0.0 <= float(r["mean"]) <= 1.0
-    t2 = list(csv.DictReader(open(out / "table2.csv")))
+    t2 = read_csv_rows(out / "table2.csv")
     assert list(t2[0]) == TABLE2_COLUMNS
     assert {r["method"] for r in t2} >= {"adversarial", "unconstrained", "standardized", "nyul", "harmonized"}
     report = (out / "report.md").read_text()
@@ -44,8 +50,16 @@ def test_reproduce_writes_tables_report_and_figures(tiny_phantom, tiny_config, t
     assert "Paired comparisons" in report and "adversarial scores" in report and "95% CI" in report
     assert "every model got 9 updates of S" in report and "## The discriminator" in report
     assert "### Tissue overlap within each domain" in report and "| input |" in report
-    for run in ("single-InfantT1", "single-AdultT1Thick", "standardized", "unconstrained", "adversarial", "nyul", "augmented",
-                "harmonized"):
+    for run in (
+        "single-InfantT1",
+        "single-AdultT1Thick",
+        "standardized",
+        "unconstrained",
+        "adversarial",
+        "nyul",
+        "augmented",
+        "harmonized",
+    ):
         for seed in (0, 1):
             assert (out / "runs" / run / f"seed{seed}" / "evaluation.json").exists()
     # re-running skips every finished run; fewer seeds reuse the first ones
@@ -68,12 +82,14 @@ def test_reproduce_writes_tables_report_and_figures(tiny_phantom, tiny_config, t
     victim.write_bytes(victim.read_bytes())  # same bytes: the same data, reused
     assert main([*argv[:-2], "--data", str(other), "--methods", "standardized"]) == 0
     (other / "imagesTr" / victim.name.replace(".nii.gz", "_0000.nii.gz")).write_bytes(
-        (sorted((other / "imagesTr").iterdir())[1]).read_bytes())  # another image under the same case id
+        (sorted((other / "imagesTr").iterdir())[1]).read_bytes()
+    )  # another image under the same case id
     assert main([*argv[:-2], "--data", str(other), "--methods", "standardized"]) == 2
     assert "files of case(s)" in capsys.readouterr().err
     outputs = ("report.md", "report.html", "table1.csv", "table1_per_seed.csv", "table2.csv")
-    assert ({p: p.read_bytes() for p in out.rglob("*") if p.is_file() and p.name not in outputs and p.suffix != ".png"}
-            == {p: b for p, b in before.items() if p.name not in outputs and p.suffix != ".png"})
+    assert {
+        p: p.read_bytes() for p in out.rglob("*") if p.is_file() and p.name not in outputs and p.suffix != ".png"
+    } == {p: b for p, b in before.items() if p.name not in outputs and p.suffix != ".png"}
     # --recompute trains a stale run again, under the new settings
     assert main(argv + ["--methods", "standardized", "--epochs", "2", "--recompute"]) == 0
     assert json.loads((out / "runs" / "standardized" / "seed0" / "config.json").read_text())["train"]["epochs"] == 2
@@ -81,8 +97,19 @@ def test_reproduce_writes_tables_report_and_figures(tiny_phantom, tiny_config, t
 
 def test_unseen_adds_leave_one_domain_out_runs_and_table3(tiny_phantom, tiny_config, tmp_path):
     out = tmp_path / "unseen"
-    argv = ["reproduce", "--out", str(out), "--config", str(tiny_config), "--no-progress", "--seeds", "2",
-            "--methods", "standardized,harmonized", "--unseen"]
+    argv = [
+        "reproduce",
+        "--out",
+        str(out),
+        "--config",
+        str(tiny_config),
+        "--no-progress",
+        "--seeds",
+        "2",
+        "--methods",
+        "standardized,harmonized",
+        "--unseen",
+    ]
     for d in tiny_phantom:
         argv += ["--data", str(d)]
     assert main(argv) == 0
@@ -93,16 +120,17 @@ def test_unseen_adds_leave_one_domain_out_runs_and_table3(tiny_phantom, tiny_con
             run = out / "runs" / f"{method}-without-{d}" / "seed1"
             cfg = json.loads((run / "config.json").read_text())
             assert cfg["data"]["left_out_domain"] == d and cfg["run"]["domains"] == [x for x in domains[0] if x != d]
-    rows = list(csv.DictReader(open(out / "table3.csv")))
+    rows = read_csv_rows(out / "table3.csv")
     assert list(rows[0]) == TABLE1_COLUMNS
     # one row per method and left-out domain, tested on that domain, trained on the other
-    assert sorted((r["method_id"], r["test"]) for r in rows) == sorted((m, d) for m in ("standardized", "harmonized")
-                                                                       for d in domains[0])
+    assert sorted((r["method_id"], r["test"]) for r in rows) == sorted(
+        (m, d) for m in ("standardized", "harmonized") for d in domains[0]
+    )
     assert all(r["train"] != r["test"] and r["seeds"] == "2" for r in rows)
-    per_seed = list(csv.DictReader(open(out / "table3_per_seed.csv")))
+    per_seed = read_csv_rows(out / "table3_per_seed.csv")
     assert len(per_seed) == 2 * len(rows)
     # table 1 keeps only the models trained on every domain
-    t1 = list(csv.DictReader(open(out / "table1.csv")))
+    t1 = read_csv_rows(out / "table1.csv")
     assert {r["train"] for r in t1} == {" + ".join(domains[0])}
     report = (out / "report.md").read_text()
     assert "## Table 3: a site never seen" in report and "harmonized unseen scores" in report
@@ -110,10 +138,13 @@ def test_unseen_adds_leave_one_domain_out_runs_and_table3(tiny_phantom, tiny_con
     assert "no second domain to align it with" in report  # K = 2: the adversary has nothing to do
 
 
-@pytest.mark.parametrize("argv, methods, seeds", [
-    (["demo"], ["standardized", "adversarial", "harmonized"], 1),  # within 15 minutes on 2 cores
-    (["demo", "--full"], None, 3),  # every method, the protocol's seeds
-])
+@pytest.mark.parametrize(
+    "argv, methods, seeds",
+    [
+        (["demo"], ["standardized", "adversarial", "harmonized"], 1),  # within 15 minutes on 2 cores
+        (["demo", "--full"], None, 3),  # every method, the protocol's seeds
+    ],
+)
 def test_demo_trains_a_subset_unless_full(argv, methods, seeds, tmp_path, monkeypatch):
     import advnorm.reproduce as rep
 
@@ -133,10 +164,13 @@ def test_demo_trains_a_subset_unless_full(argv, methods, seeds, tmp_path, monkey
     assert seen["methods"] == methods and seen["seeds"] == seeds and len(seen["folders"]) == 3
 
 
-@pytest.mark.parametrize("methods, ok", [
-    ("harmonized", True),  # regression: the file was validated with the default method (adversarial) and refused
-    ("standardized,harmonized", False),  # a method the setting cannot apply to: refused before any training
-])
+@pytest.mark.parametrize(
+    "methods, ok",
+    [
+        ("harmonized", True),  # regression: the file was validated with the default method (adversarial) and refused
+        ("standardized,harmonized", False),  # a method the setting cannot apply to: refused before any training
+    ],
+)
 def test_a_method_specific_config_file_is_checked_against_the_planned_methods(
     methods, ok, tiny_phantom, tiny_config, tmp_path, monkeypatch, capsys
 ):

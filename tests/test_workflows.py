@@ -14,8 +14,11 @@ from tests.conftest import copy_run
 
 
 def _snapshot(path: Path) -> dict[str, str]:
-    return {str(p.relative_to(path)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(path.rglob("*"))
-            if p.is_file()}
+    return {
+        str(p.relative_to(path)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(path.rglob("*"))
+        if p.is_file()
+    }
 
 
 def test_recompute_keeps_the_old_run_when_the_new_one_fails(tiny_run, tiny_phantom, tmp_path, monkeypatch):
@@ -42,10 +45,13 @@ def test_a_run_of_the_same_config_and_data_is_reused(tiny_run, tiny_phantom):
     assert reuse_differences(tiny_run, cfg, datasets) == []
 
 
-@pytest.mark.parametrize("asked, reusable", [
-    ("patch", True),  # the setting's default: what the run did before the setting existed
-    ("image", False),  # another value: the old run did not train that way
-])
+@pytest.mark.parametrize(
+    "asked, reusable",
+    [
+        ("patch", True),  # the setting's default: what the run did before the setting existed
+        ("image", False),  # another value: the old run did not train that way
+    ],
+)
 def test_a_run_made_before_a_setting_existed_is_reused_only_for_its_default(
     asked, reusable, tiny_run, tiny_phantom, tmp_path
 ):
@@ -57,8 +63,9 @@ def test_a_run_made_before_a_setting_existed_is_reused_only_for_its_default(
     del stored["loss"]["adversary_view"]  # as written by an advnorm without it
     (run / "config.json").write_text(json.dumps(stored))
     datasets = open_domains([str(p) for p in tiny_phantom])
-    cfg = resolve("quick", file=tiny_run / "config.json", overrides={"method": "harmonized",
-                                                                      "loss.adversary_view": asked})
+    cfg = resolve(
+        "quick", file=tiny_run / "config.json", overrides={"method": "harmonized", "loss.adversary_view": asked}
+    )
     cfg_same_method = resolve("quick", file=tiny_run / "config.json", overrides={"loss.adversary_view": "patch"})
     diffs = reuse_differences(run, cfg_same_method if reusable else cfg, datasets)
     assert (diffs == []) == reusable, diffs
@@ -67,8 +74,9 @@ def test_a_run_made_before_a_setting_existed_is_reused_only_for_its_default(
 
 
 @pytest.mark.parametrize("stored_version", [None, 1])
-def test_an_evaluation_of_another_version_is_recomputed_without_training(stored_version, tiny_run, tiny_phantom,
-                                                                          tmp_path, monkeypatch):
+def test_an_evaluation_of_another_version_is_recomputed_without_training(
+    stored_version, tiny_run, tiny_phantom, tmp_path, monkeypatch
+):
     import json
 
     from advnorm.workflows import EVALUATION_VERSION
@@ -92,7 +100,8 @@ def test_an_evaluation_of_another_version_is_recomputed_without_training(stored_
     assert any("evaluating it again" in m for m in messages)
     assert json.loads((run / "evaluation.json").read_text())["version"] == EVALUATION_VERSION
     assert {k: v for k, v in _snapshot(run).items() if k != "evaluation.json"} == {
-        k: v for k, v in weights.items() if k != "evaluation.json"}
+        k: v for k, v in weights.items() if k != "evaluation.json"
+    }
     # and now it is current: skipped
     messages.clear()
     train_and_evaluate(run, cfg, datasets, progress=False, log=messages.append)

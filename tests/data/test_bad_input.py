@@ -63,7 +63,9 @@ def _dataset_json(tmp, text):
 
 
 def _labels_json(labels, **extra):
-    return json.dumps({"channel_names": {"0": "T1"}, "labels": labels, "numTraining": 2, "file_ending": ".nii.gz", **extra})
+    return json.dumps(
+        {"channel_names": {"0": "T1"}, "labels": labels, "numTraining": 2, "file_ending": ".nii.gz", **extra}
+    )
 
 
 def _folder(tmp, name, files=(), dirs=()):
@@ -135,6 +137,19 @@ def _garbage(path: Path) -> Path:
     return path
 
 
+def _nnunet_label(tmp, fn):
+    root = _nnunet(tmp)
+    return root, _rewrite_nifti(root / "labelsTr" / "case_001.nii.gz", fn)
+
+
+def _nnunet_image_label_shift(tmp):
+    def shift(data, affine):
+        affine[:3, 3] += (2.0, 0.0, 0.0)
+        return data, affine
+
+    return _nnunet_label(tmp, shift)
+
+
 # name -> builder(tmp) returning (spec, offending path); the error is raised by open_domains or by loading
 CASES = {
     "missing_folder": lambda t: (t / "no_such_dataset", t / "no_such_dataset"),
@@ -147,24 +162,40 @@ CASES = {
     "forced_mrbrains13_on_iseg": lambda t: (f"mrbrains13:{_iseg(t)}", t / "iseg"),
     "forced_mrbrains18_on_nnunet": lambda t: (f"mrbrains18:{_nnunet(t)}", t / "Dataset001_Bad"),
     "forced_layout_missing_folder": lambda t: (f"nnunet:{t / 'gone'}", t / "gone"),
-    "nnunet_image_without_label": lambda t: (_nnunet(t), _remove(t / "Dataset001_Bad" / "labelsTr" / "case_002.nii.gz").parent.parent / "imagesTr" / "case_002_0000.nii.gz"),
+    "nnunet_image_without_label": lambda t: (
+        _nnunet(t),
+        _remove(t / "Dataset001_Bad" / "labelsTr" / "case_002.nii.gz").parent.parent
+        / "imagesTr"
+        / "case_002_0000.nii.gz",
+    ),
     "nnunet_missing_dataset_json": lambda t: (_nnunet(t), _remove(t / "Dataset001_Bad" / "dataset.json")),
     "nnunet_invalid_dataset_json": lambda t: _dataset_json(t, '{"labels": {"background": 0,'),
     "nnunet_no_labels_in_json": lambda t: _dataset_json(t, json.dumps({"channel_names": {"0": "T1"}})),
     "nnunet_no_background_label": lambda t: _dataset_json(t, _labels_json({"CSF": 1, "GM": 2, "WM": 3})),
-    "nnunet_one_id_for_two_labels": lambda t: _dataset_json(t, _labels_json({"background": 0, "CSF": 1, "GM": 1, "WM": 3})),
-    "nnunet_non_integer_label": lambda t: _dataset_json(t, _labels_json({"background": 0, "CSF": 1, "GM": "two", "WM": 3})),
-    "nnunet_unsupported_file_ending": lambda t: _dataset_json(t, _labels_json({"background": 0, "CSF": 1, "GM": 2, "WM": 3}, file_ending=".png")),
+    "nnunet_one_id_for_two_labels": lambda t: _dataset_json(
+        t, _labels_json({"background": 0, "CSF": 1, "GM": 1, "WM": 3})
+    ),
+    "nnunet_non_integer_label": lambda t: _dataset_json(
+        t, _labels_json({"background": 0, "CSF": 1, "GM": "two", "WM": 3})
+    ),
+    "nnunet_unsupported_file_ending": lambda t: _dataset_json(
+        t, _labels_json({"background": 0, "CSF": 1, "GM": 2, "WM": 3}, file_ending=".png")
+    ),
     "mrbrains13_subject_without_labels": _mrb13_without_labels,
     "mrbrains13_only_t1_1mm": _mrb13_only_1mm,
     "mrbrains13_metaimage_release": _mrb13_mhd,
     "mrbrains18_subject_without_segm": _mrb18_without_segm,
-    "iseg_label_without_image": lambda t: (_iseg(t), _rewrite_analyze(t / "iseg" / "subject-7-label.hdr", np.zeros((24, 28, 32), np.uint8))),
+    "iseg_label_without_image": lambda t: (
+        _iseg(t),
+        _rewrite_analyze(t / "iseg" / "subject-7-label.hdr", np.zeros((24, 28, 32), np.uint8)),
+    ),
     "iseg_header_without_img": lambda t: (_iseg(t), _remove(t / "iseg" / "subject-1-T1.img").with_suffix(".hdr")),
     "shape_mismatch": lambda t: _iseg_label(t, lambda d: d[:, :, :-2]),
-    "affine_mismatch": lambda t: _nnunet_image_label_shift(t),
+    "affine_mismatch": _nnunet_image_label_shift,
     "label_values_outside_map": lambda t: _iseg_label(t, _iseg_add_77),
-    "nnunet_label_not_in_dataset_json": lambda t: _nnunet_label(t, lambda d, a: (np.where(d == 3, 7, d).astype(np.uint8), a)),
+    "nnunet_label_not_in_dataset_json": lambda t: _nnunet_label(
+        t, lambda d, a: (np.where(d == 3, 7, d).astype(np.uint8), a)
+    ),
     "nan_voxels": lambda t: _nnunet_image(t, _with_nan(np.nan)),
     "inf_voxels": lambda t: _nnunet_image(t, _with_nan(np.inf)),
     "image_4d": lambda t: _nnunet_image(t, lambda d, a: (np.stack([d, d], axis=-1), a)),
@@ -172,24 +203,14 @@ CASES = {
     "truncated_nii_gz": lambda t: (_nnunet(t), _truncate(t / "Dataset001_Bad" / "imagesTr" / "case_002_0000.nii.gz")),
     # an Analyze pair is named by its header (load_volume's message names the .hdr it was given)
     "truncated_img": lambda t: (_iseg(t), _truncate(t / "iseg" / "subject-2-T1.img").with_suffix(".hdr")),
-    "corrupt_nii_header": lambda t: (_mrb13(t), _garbage(t / "mrb13" / "MRBrainS13DataNii" / "TrainingData" / "1" / "T1.nii")),
+    "corrupt_nii_header": lambda t: (
+        _mrb13(t),
+        _garbage(t / "mrb13" / "MRBrainS13DataNii" / "TrainingData" / "1" / "T1.nii"),
+    ),
     "truncated_label_file": lambda t: (_nnunet(t), _truncate(t / "Dataset001_Bad" / "labelsTr" / "case_001.nii.gz")),
     "empty_label_file": lambda t: (_nnunet(t), _write(t / "Dataset001_Bad" / "labelsTr" / "case_001.nii.gz", b"")),
     "all_zero_image": lambda t: _nnunet_image(t, lambda d, a: (np.zeros_like(d), a)),
 }
-
-
-def _nnunet_label(tmp, fn):
-    root = _nnunet(tmp)
-    return root, _rewrite_nifti(root / "labelsTr" / "case_001.nii.gz", fn)
-
-
-def _nnunet_image_label_shift(tmp):
-    def shift(data, affine):
-        affine[:3, 3] += (2.0, 0.0, 0.0)
-        return data, affine
-
-    return _nnunet_label(tmp, shift)
 
 
 def _open_and_load(spec: str) -> None:
@@ -240,7 +261,9 @@ INPUT_CASES = {
     "img_without_hdr": lambda t: _write(t / "scan.img", b"\0" * 64),
     "folder_without_layout": lambda t: _folder(t, "scans", files=["a.txt"])[0],
     "garbage_nii": lambda t: _garbage(t / "scan.nii"),
-    "truncated_nii_gz": lambda t: _truncate(save_nifti(t / "scan.nii.gz", np.ones((20, 20, 20), np.float32), np.eye(4))),
+    "truncated_nii_gz": lambda t: _truncate(
+        save_nifti(t / "scan.nii.gz", np.ones((20, 20, 20), np.float32), np.eye(4))
+    ),
     "image_2d": lambda t: save_nifti(t / "scan.nii.gz", np.ones((20, 20), np.float32), np.eye(4)),
 }
 

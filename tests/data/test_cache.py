@@ -396,8 +396,12 @@ DAMAGE = [
     ("image.npy cut in half", lambda folder: _truncate(folder / "image.npy")),
     ("label.npy deleted", lambda folder: (folder / "label.npy").unlink()),
     ("subject.json garbled", lambda folder: (folder / cache.ENTRY_FILE).write_text("{not json")),
-    ("subject.json names another shape", lambda folder: (folder / cache.ENTRY_FILE).write_text(
-        (folder / cache.ENTRY_FILE).read_text().replace('"image": [[', '"image": [[1, '))),
+    (
+        "subject.json names another shape",
+        lambda folder: (folder / cache.ENTRY_FILE).write_text(
+            (folder / cache.ENTRY_FILE).read_text().replace('"image": [[', '"image": [[1, ')
+        ),
+    ),
 ]
 
 

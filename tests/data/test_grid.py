@@ -17,8 +17,11 @@ from scipy import ndimage as ndi
 
 from advnorm.data.grid import _signed_permutation, crop_box, resample, shift_affine, working_affine
 
-ORIENTATIONS = [np.array([[p, s] for p, s in zip(perm, signs)])
-                for perm in itertools.permutations(range(3)) for signs in itertools.product((1, -1), repeat=3)]
+ORIENTATIONS = [
+    np.array([[p, s] for p, s in zip(perm, signs, strict=True)])
+    for perm in itertools.permutations(range(3))
+    for signs in itertools.product((1, -1), repeat=3)
+]
 IDS = ["".join(nib.orientations.ornt2axcodes(o)) for o in ORIENTATIONS]
 
 
@@ -34,8 +37,16 @@ def _affine(zooms=(1.0, 1.0, 1.0), origin=(-3.0, -4.0, 5.0)) -> np.ndarray:
 
 def _general(data, src_affine, dst_affine, dst_shape, order):
     vox = np.linalg.inv(src_affine) @ dst_affine
-    return ndi.affine_transform(data.astype(np.float32), vox[:3, :3], offset=vox[:3, 3], output_shape=dst_shape,
-                                order=order, mode="constant", cval=0.0, prefilter=False)
+    return ndi.affine_transform(
+        data.astype(np.float32),
+        vox[:3, :3],
+        offset=vox[:3, 3],
+        output_shape=dst_shape,
+        order=order,
+        mode="constant",
+        cval=0.0,
+        prefilter=False,
+    )
 
 
 def _reoriented(data, affine, ornt):
@@ -54,8 +65,11 @@ def test_fast_path_equals_the_general_path(ornt, order):
     dst_affine, dst_shape = working_affine(affine, data.shape)
     vox = np.linalg.inv(affine) @ dst_affine
     assert _signed_permutation(vox[:3, :3], vox[:3, 3], data.shape, dst_shape) is not None  # the fast path is taken
-    np.testing.assert_allclose(resample(data, affine, dst_affine, dst_shape, order=order),
-                               _general(data, affine, dst_affine, dst_shape, order), atol=1e-6)
+    np.testing.assert_allclose(
+        resample(data, affine, dst_affine, dst_shape, order=order),
+        _general(data, affine, dst_affine, dst_shape, order),
+        atol=1e-6,
+    )
 
 
 @pytest.mark.parametrize("ornt", ORIENTATIONS, ids=IDS)
@@ -78,7 +92,9 @@ def test_working_grid_and_back_is_the_identity(ornt):
     np.testing.assert_array_equal(resample(there, dst_affine, affine, data.shape, order=0), data)
 
 
-@pytest.mark.parametrize("ornt", [ORIENTATIONS[k] for k in (0, 5, 13, 27, 40, 47)], ids=[IDS[k] for k in (0, 5, 13, 27, 40, 47)])
+@pytest.mark.parametrize(
+    "ornt", [ORIENTATIONS[k] for k in (0, 5, 13, 27, 40, 47)], ids=[IDS[k] for k in (0, 5, 13, 27, 40, 47)]
+)
 @pytest.mark.parametrize("kind", ["anisotropic", "oblique"])
 def test_general_path_agrees_across_stored_orientations(ornt, kind):
     """Thick slices and tilted grids take the general path; the stored axis order must not matter there either."""
@@ -114,11 +130,14 @@ def test_channel_stacks_resample_channel_by_channel():
         np.testing.assert_array_equal(out[c], resample(stack[c], affine, dst_affine, dst_shape, order=1))
 
 
-@pytest.mark.parametrize("zooms,shape,expected", [
-    ((1.0, 1.0, 1.0), (10, 12, 14), (10, 12, 14)),
-    ((0.958, 0.958, 3.0), (240, 240, 48), (229, 229, 142)),
-    ((2.0, 2.0, 2.0), (5, 5, 5), (9, 9, 9)),
-])
+@pytest.mark.parametrize(
+    "zooms,shape,expected",
+    [
+        ((1.0, 1.0, 1.0), (10, 12, 14), (10, 12, 14)),
+        ((0.958, 0.958, 3.0), (240, 240, 48), (229, 229, 142)),
+        ((2.0, 2.0, 2.0), (5, 5, 5), (9, 9, 9)),
+    ],
+)
 def test_working_affine_covers_the_field_of_view(zooms, shape, expected):
     dst_affine, dst_shape = working_affine(_affine(zooms), shape)
     assert dst_shape == expected

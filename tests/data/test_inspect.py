@@ -16,7 +16,11 @@ from tests.fixtures import make_iseg2017, make_mrbrains13, make_nnunet
 @pytest.fixture(scope="module")
 def report_and_datasets(tmp_path_factory):
     base = tmp_path_factory.mktemp("inspect")
-    specs = [str(make_iseg2017(base / "iseg", n_labelled=2, n_unlabelled=1)), str(make_mrbrains13(base / "m13", n=1, n_test=1)), str(make_nnunet(base, n=2))]
+    specs = [
+        str(make_iseg2017(base / "iseg", n_labelled=2, n_unlabelled=1)),
+        str(make_mrbrains13(base / "m13", n=1, n_test=1)),
+        str(make_nnunet(base, n=2)),
+    ]
     datasets = open_domains(specs)
     return describe(datasets), datasets
 
@@ -35,14 +39,18 @@ DOMAINS = [
 ]
 
 
-@pytest.mark.parametrize("index,name,layout,n_lab,n_unlab,shape,spacing", [(i, *d) for i, d in enumerate(DOMAINS)], ids=[d[0] for d in DOMAINS])
+@pytest.mark.parametrize(
+    "index,name,layout,n_lab,n_unlab,shape,spacing",
+    [(i, *d) for i, d in enumerate(DOMAINS)],
+    ids=[d[0] for d in DOMAINS],
+)
 def test_domain_entries(report_and_datasets, index, name, layout, n_lab, n_unlab, shape, spacing):
     report, datasets = report_and_datasets
     dom = report["domains"][index]
     assert (dom["name"], dom["layout"], dom["n_labelled"], dom["n_unlabelled"]) == (name, layout, n_lab, n_unlab)
     assert dom["root"] == str(datasets[index].root)
     assert [c["case_id"] for c in dom["cases"]] == [c.case_id for c in datasets[index].cases]
-    for case, ref in zip(dom["cases"], datasets[index].cases):
+    for case, ref in zip(dom["cases"], datasets[index].cases, strict=True):
         assert case["source_shape"] == shape
         assert np.allclose(case["source_spacing"], spacing, atol=1e-3)
         assert case["working_spacing"] == [1.0, 1.0, 1.0] and len(case["working_shape"]) == 3
@@ -62,8 +70,12 @@ def test_class_counts_match_loaded_subject(report_and_datasets):
     report, datasets = report_and_datasets
     subject = datasets[0].load_case(datasets[0].cases[0])
     counts = report["domains"][0]["cases"][0]["class_voxels"]
-    assert [counts[k] for k in ("background", "CSF", "GM", "WM")] == np.bincount(subject.label[subject.mask], minlength=4).tolist()
-    assert report["domains"][0]["cases"][0]["intensity"]["max"] == pytest.approx(float(subject.image[subject.mask].max()), abs=1e-3)
+    assert [counts[k] for k in ("background", "CSF", "GM", "WM")] == np.bincount(
+        subject.label[subject.mask], minlength=4
+    ).tolist()
+    assert report["domains"][0]["cases"][0]["intensity"]["max"] == pytest.approx(
+        float(subject.image[subject.mask].max()), abs=1e-3
+    )
 
 
 def test_format_text_renders_a_table_per_domain(report_and_datasets):

@@ -100,7 +100,9 @@ def test_rescale_ignores_the_gain_and_stays_in_its_range(seed, gain):
 def test_zscore_is_zero_mean_unit_sd_and_ignores_gain_and_offset(seed, gain, offset):
     img, mask = _image(seed, gain, offset)
     z = zscore_image(img, mask)
-    assert float(z[mask].mean()) == pytest.approx(0.0, abs=1e-4) and float(z[mask].std()) == pytest.approx(1.0, abs=1e-4)
+    assert float(z[mask].mean()) == pytest.approx(0.0, abs=1e-4) and float(z[mask].std()) == pytest.approx(
+        1.0, abs=1e-4
+    )
     np.testing.assert_allclose(z, zscore_image(*_image(seed)), atol=1e-3)
 
 
@@ -113,9 +115,15 @@ def test_histograms_are_distributions_on_the_transforms_range(kind):
     assert h.shape == (64,) and h.sum() == pytest.approx(1.0) and np.all(h >= 0)
 
 
-@pytest.mark.parametrize("kind,shift,refused", [
-    ("scale", 0.0, False), ("scale", -80.0, True), ("zscore", -80.0, False), ("nyul", -80.0, False),
-])
+@pytest.mark.parametrize(
+    "kind,shift,refused",
+    [
+        ("scale", 0.0, False),
+        ("scale", -80.0, True),
+        ("zscore", -80.0, False),
+        ("nyul", -80.0, False),
+    ],
+)
 def test_only_the_rescale_refuses_negative_images(kind, shift, refused):
     img, mask = _image(2)
     problem = raw_input_problem(kind, np.where(mask, img + shift, 0), mask)
@@ -144,8 +152,10 @@ def test_nyul_agrees_with_torchio_histogram_standardization(tmp_path):
     landmarks = tio.HistogramStandardization.train(paths, mask_path=masks, cutoff=(0.01, 0.99), output_path=None)
     ours = fit_nyul([p[0] for p in pairs], [p[1] for p in pairs])
     img, mask = _image(14)
-    subject = tio.Subject(t1=tio.ScalarImage(tensor=torch.from_numpy(img)[None]),
-                          brain=tio.LabelMap(tensor=torch.from_numpy(mask.astype(np.uint8))[None]))
+    subject = tio.Subject(
+        t1=tio.ScalarImage(tensor=torch.from_numpy(img)[None]),
+        brain=tio.LabelMap(tensor=torch.from_numpy(mask.astype(np.uint8))[None]),
+    )
     theirs = tio.HistogramStandardization({"t1": landmarks}, masking_method="brain")(subject)["t1"].data[0].numpy()
     mine = nyul_image(img, mask, ours)
     a, b = theirs[mask], mine[mask]

@@ -13,8 +13,8 @@ import pytest
 from advnorm.data.grid import resample
 from advnorm.data.layouts import LAYOUTS, CaseRef, Dataset, open_domains, open_input, read_alike
 from advnorm.data.layouts.nnunet import readings_from
-from advnorm.labels import CLASS_NAMES
 from advnorm.errors import AdvnormError
+from advnorm.labels import CLASS_NAMES
 from tests.fixtures import make_iseg2017, make_mrbrains13, make_mrbrains18, make_nnunet
 
 ISEG_MAP = {0: 0, 10: 1, 150: 2, 250: 3}
@@ -106,7 +106,7 @@ def test_mrbrains13_training_labels_give_same_classes_as_testing_labels(roots):
 def test_nnunet_label_order_does_not_matter(roots):
     (a,) = open_domains([str(roots["nnunet"])])
     (b,) = open_domains([str(roots["nnunet_reordered"])])
-    for ca, cb in zip(a.labelled(), b.labelled()):
+    for ca, cb in zip(a.labelled(), b.labelled(), strict=True):
         np.testing.assert_array_equal(a.load_case(ca).label, b.load_case(cb).label)
 
 
@@ -178,12 +178,21 @@ def test_the_same_folder_twice_is_refused(roots, tmp_path, second):
 
 
 NNUNET_SILENT_DROPS = [
-    ("other-ending", lambda d: (d / "imagesTr" / "case_002_0000.nii.gz").rename(d / "imagesTr" / "case_002_0000.nii"),
-     "file_ending"),
-    ("no-channel", lambda d: (d / "imagesTr" / "case_002_0000.nii.gz").rename(d / "imagesTr" / "case_002.nii.gz"),
-     "channel suffix"),
-    ("orphan-label", lambda d: shutil.copy(d / "labelsTr" / "case_001.nii.gz", d / "labelsTr" / "case_099.nii.gz"),
-     "has no image"),
+    (
+        "other-ending",
+        lambda d: (d / "imagesTr" / "case_002_0000.nii.gz").rename(d / "imagesTr" / "case_002_0000.nii"),
+        "file_ending",
+    ),
+    (
+        "no-channel",
+        lambda d: (d / "imagesTr" / "case_002_0000.nii.gz").rename(d / "imagesTr" / "case_002.nii.gz"),
+        "channel suffix",
+    ),
+    (
+        "orphan-label",
+        lambda d: shutil.copy(d / "labelsTr" / "case_001.nii.gz", d / "labelsTr" / "case_099.nii.gz"),
+        "has no image",
+    ),
 ]
 
 
@@ -215,7 +224,10 @@ def test_macos_resource_forks_are_ignored(tmp_path):
     [
         ({"background": 0, "CSF": 1, "GM": 2, "WM": 3}, (0, 1, 2, 3)),
         ({"background": 0, "WM": 1, "GM": 2, "CSF": 3}, (0, 3, 2, 1)),
-        ({"background": 0, "cerebrospinal_fluid": 3, "Grey Matter": 1, "white-matter": 2, "cerebellum": 4}, (0, 3, 1, 2)),
+        (
+            {"background": 0, "cerebrospinal_fluid": 3, "Grey Matter": 1, "white-matter": 2, "cerebellum": 4},
+            (0, 3, 1, 2),
+        ),
         ({"Background": 0, "Cortical Gray Matter": 5, "White Matter": 6, "csf": 7, "tumour": 8}, (0, 7, 5, 6)),
         ({"0": "background", "1": "CSF", "2": "GM", "3": "WM"}, (0, 1, 2, 3)),  # nnU-Net v1: id -> name
     ],
@@ -289,7 +301,7 @@ def test_open_input_single_file(roots, key, relative, layout, values, case_id):
 def test_layout_registry():
     assert set(LAYOUTS) == {"iseg2017", "mrbrains13", "mrbrains18", "nnunet"}
     for name, mod in LAYOUTS.items():
-        assert mod.NAME == name and callable(mod.detect) and callable(mod.open_dataset) and mod.SIGNATURE
+        assert name == mod.NAME and callable(mod.detect) and callable(mod.open_dataset) and mod.SIGNATURE
 
 
 def _duplicate_iseg_subject(root):
@@ -310,14 +322,30 @@ def _mrbrains13_renamed_subject(root):
 
 
 SILENT_DROPS = [
-    ("iseg-subject-02-beside-subject-2", lambda t: make_iseg2017(t / "is", n_labelled=3), _duplicate_iseg_subject,
-     "two files for subject 2"),
-    ("mrbrains18-subject-without-image", lambda t: make_mrbrains18(t / "m18", n=3), _mrbrains18_without_image,
-     "no pre/reg_T1"),
-    ("nnunet-case-without-channel-0000", lambda t: make_nnunet(t, "Dataset001_C", n=3, n_test=1),
-     _nnunet_case_without_channel_0, "case case_004 has no channel 0000"),
-    ("mrbrains13-subject-folder-not-a-number", lambda t: make_mrbrains13(t / "m13", n=3), _mrbrains13_renamed_subject,
-     "numbered"),
+    (
+        "iseg-subject-02-beside-subject-2",
+        lambda t: make_iseg2017(t / "is", n_labelled=3),
+        _duplicate_iseg_subject,
+        "two files for subject 2",
+    ),
+    (
+        "mrbrains18-subject-without-image",
+        lambda t: make_mrbrains18(t / "m18", n=3),
+        _mrbrains18_without_image,
+        "no pre/reg_T1",
+    ),
+    (
+        "nnunet-case-without-channel-0000",
+        lambda t: make_nnunet(t, "Dataset001_C", n=3, n_test=1),
+        _nnunet_case_without_channel_0,
+        "case case_004 has no channel 0000",
+    ),
+    (
+        "mrbrains13-subject-folder-not-a-number",
+        lambda t: make_mrbrains13(t / "m13", n=3),
+        _mrbrains13_renamed_subject,
+        "numbered",
+    ),
 ]
 
 
@@ -374,11 +402,19 @@ def test_a_whole_head_without_a_label_is_warned_about_and_a_mask_fixes_it(roots,
     assert subject.extra["mask_from"] == "file" and subject.mask.sum() < 0.5 * subject.mask.size
 
 
-
 def test_mrbrains18_reads_its_own_eight_structures_unless_combined(roots, tmp_path):
     (own,) = open_domains([str(roots["mrbrains18"])])
-    assert own.classes == ("background", "cortical GM", "basal ganglia", "WM", "WM lesions", "extracerebral CSF",
-                           "ventricles", "cerebellum", "brainstem")
+    assert own.classes == (
+        "background",
+        "cortical GM",
+        "basal ganglia",
+        "WM",
+        "WM lesions",
+        "extracerebral CSF",
+        "ventricles",
+        "cerebellum",
+        "brainstem",
+    )
     s = own.load_case(own.cases[0])
     assert set(np.unique(s.label)) <= set(range(9)) and {7, 8} & set(np.unique(s.label))  # cerebellum, brainstem
     both = read_alike([own, *open_domains([str(roots["iseg2017"])])])

@@ -7,7 +7,9 @@ from advnorm.data.splits import split_subjects, stratified_patch_split
 from advnorm.errors import AdvnormError
 
 
-@pytest.mark.parametrize("shape, box, stride", [((40, 40, 40), (8, 30, 8, 30, 8, 30), 8), ((33, 50, 21), (5, 20, 0, 50, 3, 9), 4)])
+@pytest.mark.parametrize(
+    "shape, box, stride", [((40, 40, 40), (8, 30, 8, 30, 8, 30), 8), ((33, 50, 21), (5, 20, 0, 50, 3, 9), 4)]
+)
 def test_patch_index_counts_grid_points_inside_mask(shape, box, stride):
     mask = np.zeros(shape, bool)
     x0, x1, y0, y1, z0, z1 = box
@@ -84,7 +86,7 @@ def test_sampler_is_resumable_and_shardable():
     doms = np.repeat([0, 1], [40, 60])
     s = DomainBalancedSampler(doms, 8, seed=5)
     full = list(s.epoch(2, 10))
-    assert all(np.array_equal(a, b) for a, b in zip(full[4:], s.epoch(2, 10, start=4)))
+    assert all(np.array_equal(a, b) for a, b in zip(full[4:], s.epoch(2, 10, start=4), strict=True))
     shards = [list(DomainBalancedSampler(doms, 8, seed=5, rank=r, world_size=2).epoch(2, 10)) for r in (0, 1)]
     for step in range(10):
         assert sorted(np.concatenate([shards[0][step], shards[1][step]])) == sorted(full[step])

@@ -44,7 +44,7 @@ def test_template_is_package_data():
     tpl = load_template()
     assert tpl.probs.shape == (3, 107, 131, 109)
     assert np.allclose(tpl.spacing, 1.5)
-    assert 0.0 <= tpl.probs.min() and tpl.probs.max() <= 1.0
+    assert tpl.probs.min() >= 0.0 and tpl.probs.max() <= 1.0
 
 
 def test_layout_is_nnunet_v2_raw(small):
@@ -94,8 +94,8 @@ def test_labels_and_skull_stripping(small):
 def test_deterministic_by_seed(small, tmp_path):
     _, folders = small
     again = write_phantom(tmp_path / "again", SMALL)
-    for a, b in zip(folders, again):
-        for (ia, la, _), (ib, lb, _) in zip(_cases(a), _cases(b)):
+    for a, b in zip(folders, again, strict=True):
+        for (ia, la, _), (ib, lb, _) in zip(_cases(a), _cases(b), strict=True):
             assert ia.tobytes() == ib.tobytes() and la.tobytes() == lb.tobytes()
     other_image, other_label = make_case(PhantomSpec(domains=3, subjects=2, seed=1, scale=0.35), 1, 1)
     image, label, _ = _cases(folders[0])[0]
@@ -132,7 +132,7 @@ def test_domains_have_different_contrast(small):
     assert t2["CSF"] > t2["GM"] > t2["WM"]
     # global intensity ranges differ
     maxima = [max(float(image.max()) for image, _, _ in _cases(f)) for f in folders]
-    assert maxima[0] < 400 < 600 < maxima[1] < maxima[2]
+    assert maxima[0] < 400 and 600 < maxima[1] < maxima[2]
 
 
 def test_gm_wm_overlap_is_strong_only_in_infant(small):
@@ -162,7 +162,11 @@ def test_a_classifier_from_one_domain_fails_on_another(small):
         centres = np.array([z[lab == c].mean() for c in (1, 2, 3)])
         z2, lab2 = zscored(test, 1)
         pred = np.argmin(np.abs(z2[:, None] - centres[None]), axis=1) + 1
-        return float(np.mean([2 * np.sum((pred == c) & (lab2 == c)) / (np.sum(pred == c) + np.sum(lab2 == c)) for c in (1, 2, 3)]))
+        return float(
+            np.mean(
+                [2 * np.sum((pred == c) & (lab2 == c)) / (np.sum(pred == c) + np.sum(lab2 == c)) for c in (1, 2, 3)]
+            )
+        )
 
     adult_in, adult_to_t2, adult_to_infant = (mean_dice(folders[1], f) for f in (folders[1], folders[2], folders[0]))
     assert adult_in > 0.75
@@ -179,7 +183,9 @@ def test_thick_slices_blur_through_plane():
     def gradient_energy(image: np.ndarray) -> np.ndarray:
         out = []
         for axis in range(3):
-            inside = anatomy.mask.take(range(1, image.shape[axis]), axis=axis) & anatomy.mask.take(range(image.shape[axis] - 1), axis=axis)
+            inside = anatomy.mask.take(range(1, image.shape[axis]), axis=axis) & anatomy.mask.take(
+                range(image.shape[axis] - 1), axis=axis
+            )
             out.append(float(np.mean(np.diff(image, axis=axis)[inside] ** 2)))
         return np.array(out)
 

@@ -55,7 +55,12 @@ def _mrb(folder: Path, part: str, n: int, stem: str) -> Path:
 # relative file names a user's download would hold (the marker sits beside the two dataset folders)
 EXPECTED_FILES = sorted(
     [MARKER]
-    + [f"{ISEG_DIR}/subject-{n}-{kind}.{ext}" for n in (1, 2) for kind in ("T1", "T2", "label") for ext in ("hdr", "img")]
+    + [
+        f"{ISEG_DIR}/subject-{n}-{kind}.{ext}"
+        for n in (1, 2)
+        for kind in ("T1", "T2", "label")
+        for ext in ("hdr", "img")
+    ]
     + [f"{MRBRAINS_DIR}/TrainingData/{n}/{stem}.nii" for n in (1, 2) for stem in MRB_IMAGES + MRB_LABELS]
     + [f"{MRBRAINS_DIR}/TestData/1/{stem}.nii" for stem in MRB_IMAGES]
 )
@@ -155,7 +160,9 @@ CONTENTS = [
 @pytest.mark.parametrize("name, dtype, values", CONTENTS)
 def test_file_contents(small, name, dtype, values):
     out, _ = small
-    path = out / ISEG_DIR / name if name.startswith("subject-") else _mrb(out / MRBRAINS_DIR, "TrainingData", 1, name[:-4])
+    path = (
+        out / ISEG_DIR / name if name.startswith("subject-") else _mrb(out / MRBRAINS_DIR, "TrainingData", 1, name[:-4])
+    )
     assert nib.load(str(path)).header.get_data_dtype() == dtype
     data = _load(path)
     if values is not None:
@@ -299,8 +306,17 @@ def test_foreign_output_is_refused(tmp_path, setup):
 
 @pytest.mark.parametrize(
     "change",
-    [{"iseg_subjects": 0}, {"mrbrains_subjects": 0}, {"mrbrains_test_subjects": -1}, {"seed": -1},
-     {"shrink": 0}, {"shrink": 5}, {"shrink": 1.5}, {"iseg_subjects": True}, {"iseg_subjects": 1000}],
+    [
+        {"iseg_subjects": 0},
+        {"mrbrains_subjects": 0},
+        {"mrbrains_test_subjects": -1},
+        {"seed": -1},
+        {"shrink": 0},
+        {"shrink": 5},
+        {"shrink": 1.5},
+        {"iseg_subjects": True},
+        {"iseg_subjects": 1000},
+    ],
 )
 def test_bad_spec_is_refused(tmp_path, change):
     with pytest.raises(AdvnormError, match="realistic phantom"):

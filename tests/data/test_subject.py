@@ -31,8 +31,9 @@ def _stored(tmp_path, detail, zooms, code):
     return paths
 
 
-@pytest.mark.parametrize("zooms,shape", [((1.0, 1.0, 1.0), (20, 28, 36)), ((0.958, 0.958, 3.0), (30, 34, 10))],
-                         ids=["1mm", "3mm-slices"])
+@pytest.mark.parametrize(
+    "zooms,shape", [((1.0, 1.0, 1.0), (20, 28, 36)), ((0.958, 0.958, 3.0), (30, 34, 10))], ids=["1mm", "3mm-slices"]
+)
 def test_stored_orientation_does_not_change_the_working_grid(tmp_path, zooms, shape):
     detail = brain_phantom(shape, zooms, seed=1)
     subjects = {}

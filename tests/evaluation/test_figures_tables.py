@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import math
 from pathlib import Path
 
@@ -10,17 +9,18 @@ import numpy as np
 import pytest
 
 from advnorm.evaluation import figures
-from advnorm.training.log import plot_learning_curves
 from advnorm.evaluation.tables import (
+    PAPER_COLUMNS,
     PAPER_TABLE1,
     PAPER_TABLE2,
-    PAPER_COLUMNS,
     TABLE1_COLUMNS,
     TABLE2_COLUMNS,
     markdown_table,
     with_mean,
     write_csv,
 )
+from advnorm.training.log import plot_learning_curves
+from tests.conftest import read_csv_rows
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -52,7 +52,7 @@ def test_fig3(tmp_path: Path) -> None:
 def test_fig4(tmp_path: Path) -> None:
     rng = np.random.default_rng(0)
     before = {
-        d: {t: rng.normal(mu * s, 30 * s, 2000) for t, mu in zip(("CSF", "GM", "WM"), (300, 600, 800))}
+        d: {t: rng.normal(mu * s, 30 * s, 2000) for t, mu in zip(("CSF", "GM", "WM"), (300, 600, 800), strict=True)}
         for d, s in (("iSEG", 1.0), ("MRBrainS", 4.0))
     }
     after = {d: {t: v / v.max() for t, v in tissues.items()} for d, tissues in before.items()}
@@ -81,21 +81,27 @@ def test_learning_curves(tmp_path: Path, log_text: str) -> None:
     _assert_png(plot_learning_curves(log, tmp_path / "curves" / "progress.png"))
 
 
-def _read_csv(path: Path) -> list[dict[str, str]]:
-    with open(path, newline="") as fh:
-        return list(csv.DictReader(fh))
-
-
 def test_write_csv_writes_exactly_the_columns(tmp_path: Path) -> None:
     rows = [
-        {"experiment": "7", "method": "Adversarially normalized", "method_id": "adversarial", "train": "A + B",
-         "test": "A", "CSF": 0.9, "GM": 0.8, "WM": np.float64(0.7), "mean": 0.8, "CSF_sd": math.nan, "extra": "x"},
+        {
+            "experiment": "7",
+            "method": "Adversarially normalized",
+            "method_id": "adversarial",
+            "train": "A + B",
+            "test": "A",
+            "CSF": 0.9,
+            "GM": 0.8,
+            "WM": np.float64(0.7),
+            "mean": 0.8,
+            "CSF_sd": math.nan,
+            "extra": "x",
+        },
     ]
     out = write_csv(rows, TABLE1_COLUMNS, tmp_path / "table1.csv")
     header = out.read_text().splitlines()[0].split(",")
     assert header == TABLE1_COLUMNS
     assert header[:3] == ["experiment", "method", "method_id"] and "mean_sd" in header
-    got = _read_csv(out)
+    got = read_csv_rows(out)
     assert float(got[0]["WM"]) == pytest.approx(0.7) and got[0]["CSF_sd"] == "" and "extra" not in got[0]
     assert TABLE2_COLUMNS[:4] == ["method", "tissue", "jsd_input", "jsd_normalized"]
 
@@ -112,8 +118,13 @@ def test_markdown_table_three_decimals() -> None:
 def test_paper_constants() -> None:
     assert [r["experiment"] for r in PAPER_TABLE1] == list(range(1, 8))
     assert PAPER_TABLE1[6] | {} == {
-        "experiment": 7, "method": "Adversarially normalized (ours)", "train": "iSEG + MRBrainS",
-        "test": "iSEG + MRBrainS", "CSF": 0.919, "GM": 0.902, "WM": 0.905,
+        "experiment": 7,
+        "method": "Adversarially normalized (ours)",
+        "train": "iSEG + MRBrainS",
+        "test": "iSEG + MRBrainS",
+        "CSF": 0.919,
+        "GM": 0.902,
+        "WM": 0.905,
     }
     assert PAPER_TABLE1[3]["GM"] == 0.082
     assert PAPER_TABLE2 == {"input": 3.509, "normalized": 3.504}
@@ -122,17 +133,22 @@ def test_paper_constants() -> None:
     assert "| 7 | Adversarially normalized (ours) |" in md and "0.909" in md
 
 
-@pytest.mark.parametrize("before, after, words", [
-    (0.20, 0.10, "reduces it by 50%"),
-    (0.20, 0.21, "leaves it essentially unchanged (+5%)"),
-    (0.20, 0.30, "increases it by 50%"),
-])
+@pytest.mark.parametrize(
+    "before, after, words",
+    [
+        (0.20, 0.10, "reduces it by 50%"),
+        (0.20, 0.21, "leaves it essentially unchanged (+5%)"),
+        (0.20, 0.30, "increases it by 50%"),
+    ],
+)
 def test_intensity_verdict_says_what_g_did(before: float, after: float, words: str) -> None:
     from advnorm.evaluation.report import intensity_verdict
 
-    rows = [{"method": "adversarial", "tissue": "all", "jsd_input": before, "jsd_normalized": after},
-            {"method": "adversarial", "tissue": "CSF", "jsd_input": 0.5, "jsd_normalized": 0.0},
-            {"method": "nyul", "tissue": "all", "jsd_input": before, "jsd_normalized": 0.0}]
+    rows = [
+        {"method": "adversarial", "tissue": "all", "jsd_input": before, "jsd_normalized": after},
+        {"method": "adversarial", "tissue": "CSF", "jsd_input": 0.5, "jsd_normalized": 0.0},
+        {"method": "nyul", "tissue": "all", "jsd_input": before, "jsd_normalized": 0.0},
+    ]
     text = intensity_verdict(rows)
     assert words in text and text.startswith("Adversarially normalized") and "Nyul" not in text
     assert intensity_verdict([]) == ""
@@ -142,17 +158,29 @@ def _row(method_id: str, train: str, test: str, mean: float) -> dict:
     return {"method_id": method_id, "train": train, "test": test, "mean": mean}
 
 
-@pytest.mark.parametrize("rows, present, absent", [
-    # every part there: the focus, cross-testing and the best other multi-domain method
-    ([_row("harmonized", "A + B", "A", 0.8), _row("single", "A", "B", 0.3), _row("standardized", "A + B", "A", 0.9)],
-     ["harmonized (advnorm) 0.800", "another domain 0.300", "(standardized) 0.900", "by +0.500", "it is -0.100"],
-     ["nan"]),
-    # no single runs (reproduce --methods without single): no cross-testing clause, never "nan"
-    ([_row("harmonized", "A + B", "A", 0.8), _row("standardized", "A + B", "A", 0.9)],
-     ["(standardized) 0.900", "it is -0.100"], ["nan", "another domain", "cross-domain"]),
-    # the focus alone: its mean and nothing to compare
-    ([_row("harmonized", "A + B", "A", 0.8)], ["harmonized (advnorm) 0.800."], ["nan", "best other"]),
-])
+@pytest.mark.parametrize(
+    "rows, present, absent",
+    [
+        # every part there: the focus, cross-testing and the best other multi-domain method
+        (
+            [
+                _row("harmonized", "A + B", "A", 0.8),
+                _row("single", "A", "B", 0.3),
+                _row("standardized", "A + B", "A", 0.9),
+            ],
+            ["harmonized (advnorm) 0.800", "another domain 0.300", "(standardized) 0.900", "by +0.500", "it is -0.100"],
+            ["nan"],
+        ),
+        # no single runs (reproduce --methods without single): no cross-testing clause, never "nan"
+        (
+            [_row("harmonized", "A + B", "A", 0.8), _row("standardized", "A + B", "A", 0.9)],
+            ["(standardized) 0.900", "it is -0.100"],
+            ["nan", "another domain", "cross-domain"],
+        ),
+        # the focus alone: its mean and nothing to compare
+        ([_row("harmonized", "A + B", "A", 0.8)], ["harmonized (advnorm) 0.800."], ["nan", "best other"]),
+    ],
+)
 def test_verdict_names_only_what_was_run(rows: list[dict], present: list[str], absent: list[str]) -> None:
     from advnorm.evaluation.report import verdict
 
@@ -176,8 +204,9 @@ def test_paired_comparisons_list_each_pair_once():
         case = {"domain": "A", "case": "s1", "dice": {"CSF": dice, "GM": dice, "WM": dice}}
         return Cell(method, method, seed, {"cases": [case]})
 
-    cells = [cell(m, s, v + 0.01 * s) for m, v in (("adversarial", 0.6), ("harmonized", 0.8), ("nyul", 0.7))
-             for s in (0, 1)]
+    cells = [
+        cell(m, s, v + 0.01 * s) for m, v in (("adversarial", 0.6), ("harmonized", 0.8), ("nyul", 0.7)) for s in (0, 1)
+    ]
     lines = [line for line in _comparisons(cells, ("adversarial", "harmonized")) if line.startswith("- ")]
     assert len(lines) == 3, lines  # adversarial-harmonized, adversarial-nyul, harmonized-nyul
     assert sum("harmonized" in line and "adversarial" in line for line in lines) == 1

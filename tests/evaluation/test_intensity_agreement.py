@@ -12,7 +12,6 @@ from hypothesis import strategies as st
 from scipy.spatial.distance import jensenshannon
 
 from advnorm.evaluation.intensity_agreement import (
-    tissue_overlap,
     generalized_jsd,
     jensen_shannon,
     mean_pairwise_jsd,
@@ -20,6 +19,7 @@ from advnorm.evaluation.intensity_agreement import (
     per_class_jsd,
     shared_histograms,
     shared_range,
+    tissue_overlap,
 )
 
 

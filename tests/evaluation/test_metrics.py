@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 from scipy.spatial.distance import cdist
 
-from advnorm.labels import TISSUES
 from advnorm.evaluation.metrics import (
     case_metrics,
     dice_per_class,
     summarize,
     surface_distances,
 )
+from advnorm.labels import TISSUES
 
 
 def _line(start: int, stop: int, label: int = 1, shape=(10, 3, 3)) -> np.ndarray:

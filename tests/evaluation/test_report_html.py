@@ -74,20 +74,24 @@ def test_headings_paragraphs_lists_bold_code(tmp_path: Path) -> None:
     page = markdown_to_html(md, tmp_path)
     assert "<title>The report</title>" in page
     assert "<h1>The <em>report</em></h1>" in page and "<h2>Second</h2>" in page and "<h3>Third</h3>" in page
-    assert ("<p>First line same paragraph with <strong>bold <code>code</code> inside</strong> and "
-            "<code>a_b*c*</code>.</p>") in page
+    assert (
+        "<p>First line same paragraph with <strong>bold <code>code</code> inside</strong> and <code>a_b*c*</code>.</p>"
+    ) in page
     assert "<ul>\n<li>one <strong>x</strong></li>\n<li>two <code>y</code> continued</li>\n</ul>" in page
     assert "<p>plain after a heading</p>" in page
 
 
 def test_tables_have_the_right_cells_and_numbers_right_aligned(tmp_path: Path) -> None:
-    rows = [{"method": "a | b", "CSF": 0.8123, "GM": "0.812 ± 0.021", "note": None},
-            {"method": "c", "CSF": float("nan"), "GM": "0.5", "note": "x"}]
+    rows = [
+        {"method": "a | b", "CSF": 0.8123, "GM": "0.812 ± 0.021", "note": None},
+        {"method": "c", "CSF": float("nan"), "GM": "0.5", "note": "x"},
+    ]
     md = "Before\n\n" + markdown_table(rows, ["method", "CSF", "GM", "note"]) + "\nAfter\n"
     page = markdown_to_html(md, tmp_path)
     tables = _Tables(page).tables
-    assert tables == [[["method", "CSF", "GM", "note"], ["a | b", "0.812", "0.812 ± 0.021", ""],
-                       ["c", "nan", "0.5", "x"]]]
+    assert tables == [
+        [["method", "CSF", "GM", "note"], ["a | b", "0.812", "0.812 ± 0.021", ""], ["c", "nan", "0.5", "x"]]
+    ]
     assert '<th>method</th><th class="num">CSF</th><th class="num">GM</th><th>note</th>' in page
     assert '<td>a | b</td><td class="num">0.812</td>' in page
     assert "<p>Before</p>" in page and "<p>After</p>" in page
@@ -96,8 +100,10 @@ def test_tables_have_the_right_cells_and_numbers_right_aligned(tmp_path: Path) -
 def test_images_are_embedded_as_data_uris_and_a_missing_one_is_a_visible_note(tmp_path: Path) -> None:
     fig = _png(tmp_path / "fig3.png")
     (tmp_path.parent / "outside.png").write_bytes(fig.read_bytes())
-    md = ("# R\n\n![fig3.png](fig3.png)\n\n![gone.png](gone.png)\n\n![up](../outside.png)\n\n"
-          "Inline ![i](fig3.png) here.\n")
+    md = (
+        "# R\n\n![fig3.png](fig3.png)\n\n![gone.png](gone.png)\n\n![up](../outside.png)\n\n"
+        "Inline ![i](fig3.png) here.\n"
+    )
     page = markdown_to_html(md, tmp_path)
     images = _Tables(page).images
     assert len(images) == 2  # the figure and the inline image; the missing and the outside one are notes
@@ -113,8 +119,10 @@ def test_images_are_embedded_as_data_uris_and_a_missing_one_is_a_visible_note(tm
 
 def test_html_special_characters_are_escaped(tmp_path: Path) -> None:
     evil = '<script>alert("x")</script> & <b>'
-    md = (f"# {evil}\n\n{evil} `{evil}`\n\n- {evil}\n\n| a<b> | c |\n| --- | --- |\n| {evil} | 1 |\n\n"
-          f'![{evil}"]({"fig.png"})\n\n```\n{evil}\n```\n')
+    md = (
+        f"# {evil}\n\n{evil} `{evil}`\n\n- {evil}\n\n| a<b> | c |\n| --- | --- |\n| {evil} | 1 |\n\n"
+        f'![{evil}"]({"fig.png"})\n\n```\n{evil}\n```\n'
+    )
     _png(tmp_path / "fig.png")
     page = markdown_to_html(md, tmp_path)
     assert "<script" not in page and "<b>" not in page and 'alert("x")' not in page
@@ -154,8 +162,10 @@ class _Domain:
 def _evaluation(dice: dict[str, float]) -> dict:
     per = {d: {"dice": {t: {"mean": v} for t in ("CSF", "GM", "WM")}} for d, v in dice.items()}
     cases = [{"domain": d, "case": f"{d}1", "dice": {t: v for t in ("CSF", "GM", "WM")}} for d, v in dice.items()]
-    jsd = {"input": {"all": 0.3, "CSF": 0.2, "GM": 0.25, "WM": 0.3},
-           "normalized": {"all": 0.1, "CSF": 0.1, "GM": 0.12, "WM": 0.15}}
+    jsd = {
+        "input": {"all": 0.3, "CSF": 0.2, "GM": 0.25, "WM": 0.3},
+        "normalized": {"all": 0.1, "CSF": 0.1, "GM": 0.12, "WM": 0.15},
+    }
     return {"summary": {"per_domain": per, "jsd": jsd}, "cases": cases}
 
 
@@ -169,17 +179,42 @@ def written_report(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     out = tmp_path_factory.mktemp("report")
     summary = {"budget": {"s_updates": 30}, "final": {"d_domain_acc": 0.61, "d_generated_auc": 0.55}}
-    cells = [Cell("adversarial", "adversarial", s, _evaluation({"A": 0.8 + s / 50, "B": 0.7}), summary=summary)
-             for s in (0, 1)]
-    cells += [Cell("standardized", "standardized", s, _evaluation({"A": 0.75, "B": 0.6 + s / 20}),
-                   summary={"budget": {"s_updates": 30}}) for s in (0, 1)]
-    cells += [Cell("single-A", "single", s, _evaluation({"A": 0.9, "B": 0.3}), train_domain="A",
-                   summary={"budget": {"s_updates": 30}}) for s in (0, 1)]
+    cells = [
+        Cell("adversarial", "adversarial", s, _evaluation({"A": 0.8 + s / 50, "B": 0.7}), summary=summary)
+        for s in (0, 1)
+    ]
+    cells += [
+        Cell(
+            "standardized",
+            "standardized",
+            s,
+            _evaluation({"A": 0.75, "B": 0.6 + s / 20}),
+            summary={"budget": {"s_updates": 30}},
+        )
+        for s in (0, 1)
+    ]
+    cells += [
+        Cell(
+            "single-A",
+            "single",
+            s,
+            _evaluation({"A": 0.9, "B": 0.3}),
+            train_domain="A",
+            summary={"budget": {"s_updates": 30}},
+        )
+        for s in (0, 1)
+    ]
     for cell in cells:
         rows = [{"epoch": e, "phase": "train", "loss": 1 / (e + 1), "val_dice": 0.5 + e / 10} for e in range(4)]
         write_log(out / "runs" / cell.name / f"seed{cell.seed}" / "training_log.csv", rows)
-    write_report(out, [_Domain("A"), _Domain("B")], cells, resolve("quick"),
-                 lambda c: out / "runs" / c.name / f"seed{c.seed}", log=pytest.fail)
+    write_report(
+        out,
+        [_Domain("A"), _Domain("B")],
+        cells,
+        resolve("quick"),
+        lambda c: out / "runs" / c.name / f"seed{c.seed}",
+        log=pytest.fail,
+    )
     return out
 
 
@@ -231,12 +266,24 @@ def test_report_html_renders_in_headless_chromium_without_network(written_report
     probe = page.replace("default-src 'none';", "default-src 'none'; script-src 'unsafe-inline';", 1)
     probe = probe.replace("</body>", CHECK_SCRIPT + "\n</body>", 1)
     (tmp_path / "probe.html").write_text(probe, encoding="utf-8")
-    cmd = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-           "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run",
-           # any network access would fail: every host unresolvable, every request through a dead proxy
-           "--host-resolver-rules=MAP * ~NOTFOUND", "--proxy-server=127.0.0.1:9",
-           f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=10000", "--dump-dom",
-           (tmp_path / "probe.html").as_uri()]
+    cmd = [
+        browser,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        # any network access would fail: every host unresolvable, every request through a dead proxy
+        "--host-resolver-rules=MAP * ~NOTFOUND",
+        "--proxy-server=127.0.0.1:9",
+        f"--user-data-dir={tmp_path / 'profile'}",
+        "--virtual-time-budget=10000",
+        "--dump-dom",
+        (tmp_path / "probe.html").as_uri(),
+    ]
     env = {"HOME": str(tmp_path), "PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=env, check=False)
     found = re.search(r'<pre id="check">(.*?)</pre>', done.stdout, flags=re.DOTALL)

@@ -41,7 +41,7 @@ def test_generator_range_same_in_train_and_eval(form):
     for mode in (g.train, g.eval):
         mode()
         y = g(x)
-        assert 0 <= float(y.min()) and float(y.max()) <= SCALE_TOP
+        assert float(y.min()) >= 0 and float(y.max()) <= SCALE_TOP
 
 
 def test_residual_generator_starts_as_the_identity_on_the_input_range():
@@ -65,6 +65,7 @@ def test_sigmoid_generator_does_not_start_as_the_identity():
 
 def test_generator_form_is_part_of_the_architecture():
     from advnorm.models.networks import architecture
+
     a = architecture(quick_profile(), 2)
     b = architecture(dataclasses.replace(quick_profile(), model=_model_cfg("residual")), 2)
     assert a != b  # weights trained as one form are refused by the other

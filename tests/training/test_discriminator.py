@@ -39,8 +39,10 @@ def test_d_alone_learns_the_domains_of_held_out_subjects_within_seconds(three_do
     def k_way_accuracy() -> float:
         d.eval()
         with torch.no_grad():
-            hits = sum(int((d(x)[:, : len(data.domains)].argmax(1) == z).sum())
-                       for x, _, _, z in (data.batch(data.val, held_out[i : i + 32]) for i in range(0, len(held_out), 32)))
+            hits = sum(
+                int((d(x)[:, : len(data.domains)].argmax(1) == z).sum())
+                for x, _, _, z in (data.batch(data.val, held_out[i : i + 32]) for i in range(0, len(held_out), 32))
+            )
         d.train()
         return hits / len(held_out)
 

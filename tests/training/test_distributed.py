@@ -1,6 +1,5 @@
 """torchrun with 2 CPU processes (gloo) vs one process with the same global batch."""
 
-import csv
 import json
 import os
 import shutil
@@ -11,22 +10,39 @@ from pathlib import Path
 import pytest
 
 from advnorm.data.phantom.generate import PhantomSpec, write_phantom
-from tests.conftest import LEARNING_CONFIG
+from tests.conftest import LEARNING_CONFIG, read_csv_rows
 
 pytestmark = pytest.mark.slow  # trains networks
 
-CONFIG = {**LEARNING_CONFIG, "train": {**LEARNING_CONFIG["train"], "epochs": 3, "steps_per_epoch": 6,
-                                      "warmup_steps_per_epoch": 2, "batch_size": 8}}
+CONFIG = {
+    **LEARNING_CONFIG,
+    "train": {
+        **LEARNING_CONFIG["train"],
+        "epochs": 3,
+        "steps_per_epoch": 6,
+        "warmup_steps_per_epoch": 2,
+        "batch_size": 8,
+    },
+}
 
 
 def _train(argv_prefix, out: Path, data: list[str], config: Path) -> list[dict]:
-    argv = argv_prefix + ["train", "--method", "adversarial", "--out", str(out), "--config", str(config), "--no-progress"]
+    argv = argv_prefix + [
+        "train",
+        "--method",
+        "adversarial",
+        "--out",
+        str(out),
+        "--config",
+        str(config),
+        "--no-progress",
+    ]
     for d in data:
         argv += ["--data", d]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run(argv, capture_output=True, text=True, timeout=400, env=env)
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=400, env=env, check=False)  # asserted next
     assert proc.returncode == 0, proc.stderr[-2000:]
-    return list(csv.DictReader(open(out / "training_log.csv")))
+    return read_csv_rows(out / "training_log.csv")
 
 
 @pytest.mark.skipif(shutil.which("torchrun", path=str(Path(sys.executable).parent)) is None, reason="torchrun missing")
@@ -44,17 +60,32 @@ def test_two_process_run_matches_single_process(tmp_path):
     assert cfg["run"]["world_size"] == 2
     # same global batch, gradients averaged: the trajectories agree within tolerance (BatchNorm statistics
     # are per process on CPUs and the Dice ratio is per local batch, so not bit-identical)
-    for a, b in zip(single, multi):
-        assert abs(float(a["val_dice_mean"]) - float(b["val_dice_mean"])) < 0.1, (a["val_dice_mean"], b["val_dice_mean"])
+    for a, b in zip(single, multi, strict=True):
+        assert abs(float(a["val_dice_mean"]) - float(b["val_dice_mean"])) < 0.1, (
+            a["val_dice_mean"],
+            b["val_dice_mean"],
+        )
     assert abs(float(single[1]["loss_mse"]) - float(multi[1]["loss_mse"])) < 0.02
     # only rank 0 wrote: one log, complete checkpoints, resumable
     assert (tmp_path / "ddp" / "checkpoint_final.safetensors").exists()
     # resumable at another world size: one process continues the two-process run for one more epoch
-    argv = [sys.executable, "-m", "advnorm", "train", "--method", "adversarial", "--out", str(tmp_path / "ddp"),
-            "--resume", "--epochs", str(CONFIG["train"]["epochs"] + 1), "--no-progress"]
+    argv = [
+        sys.executable,
+        "-m",
+        "advnorm",
+        "train",
+        "--method",
+        "adversarial",
+        "--out",
+        str(tmp_path / "ddp"),
+        "--resume",
+        "--epochs",
+        str(CONFIG["train"]["epochs"] + 1),
+        "--no-progress",
+    ]
     for d in data:
         argv += ["--data", d]
-    proc = subprocess.run(argv, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=300, check=False)  # asserted next
     assert proc.returncode == 0, proc.stderr[-2000:]
-    rows = list(csv.DictReader(open(tmp_path / "ddp" / "training_log.csv")))
+    rows = read_csv_rows(tmp_path / "ddp" / "training_log.csv")
     assert [int(r["epoch"]) for r in rows] == [0, 1, 2, 3, 4, 5]

@@ -20,8 +20,9 @@ pytestmark = pytest.mark.slow  # trains networks
 
 
 def test_the_steps_one_by_one(tiny_phantom, tmp_path):
-    run = TrainingRun(tiny_cfg(), open_domains([str(p) for p in tiny_phantom]), tmp_path / "run", progress=False,
-                      log=lambda m: None)
+    run = TrainingRun(
+        tiny_cfg(), open_domains([str(p) for p in tiny_phantom]), tmp_path / "run", progress=False, log=lambda m: None
+    )
     run.set_up()
     assert (tmp_path / "run" / "config.json").exists() and run.rows == []
     run.record_untrained()
@@ -38,8 +39,13 @@ def test_the_steps_one_by_one(tiny_phantom, tmp_path):
         run.end_epoch(row)
     summary = run.finish()
     assert summary["budget"] == {
-        "batch_size": 4, "s_updates": 9, "main_epochs": 3, "max_main_epochs": 3, "stop_patience": 0,
-        "warmup_steps": 2, "warmup_epochs": 1,
+        "batch_size": 4,
+        "s_updates": 9,
+        "main_epochs": 3,
+        "max_main_epochs": 3,
+        "stop_patience": 0,
+        "warmup_steps": 2,
+        "warmup_epochs": 1,
     }
     assert run.files.final.exists() and run.files.best.exists()
 
@@ -61,7 +67,18 @@ def test_every_method_gets_the_same_s_updates_and_the_warm_up_comes_on_top(tiny_
 def test_one_epoch_smoke_test_works_for_every_method(method, tiny_phantom, tiny_config, tmp_path, capsys):
     """Regression (issue 10): `--epochs 1` was refused for G methods ("warmup_epochs must be smaller than epochs")."""
     out = tmp_path / "run"
-    argv = ["train", "--method", method, "--epochs", "1", "--out", str(out), "--config", str(tiny_config), "--no-progress"]
+    argv = [
+        "train",
+        "--method",
+        method,
+        "--epochs",
+        "1",
+        "--out",
+        str(out),
+        "--config",
+        str(tiny_config),
+        "--no-progress",
+    ]
     assert main(argv + [a for d in tiny_phantom for a in ("--data", str(d))]) == 0, capsys.readouterr().err
     phases = [r["phase"] for r in read_log(RunFolder(out).log)]
     uses_g = method in ("unconstrained", "adversarial")
@@ -101,9 +118,13 @@ def test_precise_batchnorm_changes_only_the_running_statistics(method, tiny_phan
 
     runs = {}
     for n in (0, 3):
-        run = TrainingRun(tiny_cfg(method, **{"train.bn_recalibration_batches": n}),
-                          open_domains([str(p) for p in tiny_phantom]), tmp_path / f"bn{n}", progress=False,
-                          log=lambda m: None)
+        run = TrainingRun(
+            tiny_cfg(method, **{"train.bn_recalibration_batches": n}),
+            open_domains([str(p) for p in tiny_phantom]),
+            tmp_path / f"bn{n}",
+            progress=False,
+            log=lambda m: None,
+        )
         run.set_up()
         run.record_untrained()
         for epoch in run.epochs():
@@ -114,7 +135,9 @@ def test_precise_batchnorm_changes_only_the_running_statistics(method, tiny_phan
         runs[n] = (run, tensors_of(run.files.final))
     (_, plain), (run, precise) = runs[0], runs[3]
     running = [k for k in plain if "running_" in k]
-    assert running and all(torch.equal(plain[k], precise[k]) for k in plain if k not in running and "num_batches" not in k)
+    assert running and all(
+        torch.equal(plain[k], precise[k]) for k in plain if k not in running and "num_batches" not in k
+    )
     assert any(not torch.allclose(plain[k], precise[k]) for k in running)
     run.trainer.recalibrate_batchnorm(run.training_batch(rows) for rows in run.bn_batches)
     again = {f"{name}.{k}": v for name, net in run.nets.unwrapped().items() for k, v in net.state_dict().items()}
@@ -180,6 +203,7 @@ def test_stop_patience_ends_the_main_phase_and_a_resumed_run_stays_stopped(tiny_
 def test_stop_patience_off_runs_every_epoch(tiny_phantom, tmp_path):
     cfg = tiny_cfg("single", **{"train.epochs": 2})
     assert cfg.train.stop_patience == 0
-    summary = fit(cfg, open_domains([str(p) for p in tiny_phantom]), tmp_path / "run", progress=False,
-                  log=lambda m: None)
+    summary = fit(
+        cfg, open_domains([str(p) for p in tiny_phantom]), tmp_path / "run", progress=False, log=lambda m: None
+    )
     assert summary["budget"]["main_epochs"] == 2

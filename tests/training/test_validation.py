@@ -21,8 +21,17 @@ def _data(k: int = 2) -> TrainingData:
     inputs = [rng.random((24, 24, 24)).astype(np.float32) for _ in range(k)]
     masks = [np.ones((24, 24, 24), np.uint8) for _ in range(k)]
     index = PatchIndex.build([lab > 0 for lab in labels], patch_size=16, stride=8)
-    return TrainingData(domains=[f"D{i}" for i in range(k)], subjects=[], inputs=inputs, labels=labels, masks=masks,
-                        subject_domain=np.arange(k), train=index, val=index, split={})
+    return TrainingData(
+        domains=[f"D{i}" for i in range(k)],
+        subjects=[],
+        inputs=inputs,
+        labels=labels,
+        masks=masks,
+        subject_domain=np.arange(k),
+        train=index,
+        val=index,
+        split={},
+    )
 
 
 class _Oracle:
@@ -63,13 +72,16 @@ def test_validation_leaves_the_networks_in_training_mode_and_unchanged():
     assert all(torch.equal(before[k], v) for k, v in trainer.nets.state_dict().items())
 
 
-@pytest.mark.parametrize("positive,negative,expected", [
-    ([2.0, 3.0], [0.0, 1.0], 1.0),
-    ([0.0, 1.0], [2.0, 3.0], 0.0),
-    ([1.0, 1.0], [1.0, 1.0, 1.0], 0.5),
-    ([1.0, 3.0], [2.0, 0.0], 0.75),
-    ([2.0], [1.0, 2.0, 3.0], 0.5),
-])
+@pytest.mark.parametrize(
+    "positive,negative,expected",
+    [
+        ([2.0, 3.0], [0.0, 1.0], 1.0),
+        ([0.0, 1.0], [2.0, 3.0], 0.0),
+        ([1.0, 1.0], [1.0, 1.0, 1.0], 0.5),
+        ([1.0, 3.0], [2.0, 0.0], 0.75),
+        ([2.0], [1.0, 2.0, 3.0], 0.5),
+    ],
+)
 def test_auc_hand_computed(positive, negative, expected):
     assert auc(np.array(positive), np.array(negative)) == pytest.approx(expected)
 
