@@ -87,9 +87,7 @@ def test_contrast_can_be_inverted_some_draws_reverse_the_tissue_order():
     high = (x > 1.0) & (mask > 0)
     out = randomise_contrast(x, mask, profile, stats, ZSCORE_RANGE, 1.0, torch.Generator().manual_seed(5))
     inverted = [
-        float(out.x[i][low[i]].mean()) > float(out.x[i][high[i]].mean())
-        for i in range(len(x))
-        if out.chosen[i]
+        float(out.x[i][low[i]].mean()) > float(out.x[i][high[i]].mean()) for i in range(len(x)) if out.chosen[i]
     ]
     assert 0.1 < sum(inverted) / len(inverted) < 0.9
 

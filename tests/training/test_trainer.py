@@ -23,7 +23,7 @@ def snapshot(net):
 
 
 def changed(net, before):
-    return any(not torch.equal(p, q) for p, q in zip(net.parameters(), before))
+    return any(not torch.equal(p, q) for p, q in zip(net.parameters(), before, strict=True))
 
 
 def test_gs_half_never_changes_d_and_d_half_never_changes_gs():
