@@ -4,7 +4,7 @@ import json
 import pytest
 
 from advnorm.config import paper_profile, quick_profile
-from advnorm.config_file import resolve
+from advnorm.config_file import changed_from_profile, resolve
 from advnorm.errors import AdvnormError
 
 
@@ -58,3 +58,36 @@ def test_file_then_overrides():
     c = resolve("paper", file=p, overrides={"train.epochs": 4})
     assert c.train.epochs == 4 and c.train.batch_size == 4 and c.loss.dice_weights == (0.0, 1.0, 1.0, 1.0)
     assert c.model.segmenter_widths == (64, 128, 256, 512)
+
+
+@pytest.mark.parametrize(
+    "profile, file, overrides, expected",
+    [
+        ("quick", None, {}, []),
+        ("paper", None, {}, []),
+        # what reproduce sets per run (method, seed, domains) is not a user's change
+        ("quick", None, {"method": "harmonized", "train.seed": 2, "data.left_out_domain": "A"}, []),
+        (
+            "quick",
+            {"train": {"contrast_randomisation": 0.5}, "model": {"segmenter_widths": [4, 8, 16, 32]}},
+            {"train.device": "cpu"},
+            [
+                ("model.segmenter_widths", [4, 8, 16, 32], [8, 16, 32, 64]),
+                ("train.contrast_randomisation", 0.5, 0.0),
+                ("train.device", "cpu", "auto"),
+            ],
+        ),
+        # a file that sets a profile's own value changes nothing
+        ("quick", {"train": {"epochs": 16}}, {}, []),
+        ("paper", {"optim": {"lr_segmenter": 3e-3}}, {}, [("optim.lr_segmenter", 3e-3, 1e-4)]),
+    ],
+)
+def test_changed_from_profile(tmp_path, profile, file, overrides, expected):
+    path = None
+    if file is not None:
+        path = tmp_path / "c.json"
+        path.write_text(json.dumps(file))
+    got = changed_from_profile(resolve(profile, file=path, overrides=overrides))
+    assert [(k, list(v) if isinstance(v, tuple) else v, list(d) if isinstance(d, tuple) else d) for k, v, d in got] == (
+        expected
+    )

@@ -139,3 +139,25 @@ def differences(
     if isinstance(stored, (list, tuple)) and isinstance(expected, (list, tuple)):
         stored, expected = list(stored), list(expected)
     return [] if stored == expected else [f"{where.rstrip('.')} is {stored!r} {there}, {expected!r} {here}"]
+
+
+PER_RUN_SETTINGS = ("method", "train.seed", "data.train_domain", "data.left_out_domain")
+"""What ``reproduce`` sets per run (the cell's method, seed and domains), not a setting the user changed."""
+
+
+def changed_from_profile(cfg: Config, ignore: tuple[str, ...] = PER_RUN_SETTINGS) -> list[tuple[str, Any, Any]]:
+    """(dotted key, value, the profile's value) of every setting of ``cfg`` its profile sets otherwise, in the
+    configuration's order; ``ignore`` names keys left out. What a report must state beside its results."""
+
+    def flat(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for key, value in tree.items():
+            out.update(flat(value, f"{prefix}{key}.") if isinstance(value, dict) else {f"{prefix}{key}": value})
+        return out
+
+    mine, base = flat(cfg.to_dict()), flat(PROFILES[cfg.profile]().to_dict())
+
+    def same(a: Any, b: Any) -> bool:
+        return list(a) == list(b) if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)) else a == b
+
+    return [(k, v, base.get(k)) for k, v in mine.items() if k not in ignore and not same(v, base.get(k))]

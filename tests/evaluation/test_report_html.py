@@ -220,6 +220,7 @@ def written_report(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_write_report_writes_report_html_with_every_figure(written_report: Path) -> None:
     md = (written_report / "report.md").read_text(encoding="utf-8")
+    assert "Every other setting is the profile's." in md
     page = (written_report / "report.html").read_text(encoding="utf-8")
     figures = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", md)
     assert len(figures) == 3  # one learning-curve figure per model
@@ -301,3 +302,15 @@ def test_report_html_renders_in_headless_chromium_without_network(written_report
     assert all(t["height"] > 0 for t in result["tables"])
     assert result["numAlign"] == "right"  # the inline style applies
     assert result["resources"] == []  # nothing fetched: the figures are data URIs, the style is inline
+
+
+def test_the_report_states_every_setting_changed_from_the_profile() -> None:
+    from advnorm.config_file import resolve
+    from advnorm.evaluation.report import _setting
+
+    cfg = resolve("quick", overrides={"train.contrast_randomisation": 0.5, "loss.adv_lambda": 10.0, "train.seed": 2})
+    text = _setting([_Domain("A"), _Domain("B")], cfg, [], [0, 1, 2])
+    assert text.endswith(
+        "Settings changed from the profile: `loss.adv_lambda` 10.0 (profile: 1.0); "
+        "`train.contrast_randomisation` 0.5 (profile: 0.0)."
+    )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Callable
 from pathlib import Path
@@ -10,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from advnorm.config import Config
+from advnorm.config_file import changed_from_profile
 from advnorm.data.layouts import Dataset
 from advnorm.evaluation.report_figures import write_figures
 from advnorm.evaluation.report_html import write_html_report
@@ -157,10 +159,18 @@ def _setting(datasets: list[Dataset], cfg: Config, cells: list[Cell], seeds: lis
         if warm
         else f" of {cfg.train.batch_size} patches"
     )
+    changed = changed_from_profile(cfg)
+    settings = (
+        "Settings changed from the profile: "
+        + "; ".join(f"`{key}` {json.dumps(value)} (profile: {json.dumps(default)})" for key, value, default in changed)
+        + "."
+        if changed
+        else "Every other setting is the profile's."
+    )
     return (
         f"Domains: {', '.join(f'{d.name} ({d.layout}, {len(d.labelled())} labelled)' for d in datasets)}. "
         f"Profile: `{cfg.profile}`; {spent}. Seeds: {', '.join(map(str, seeds))} (each changes the "
-        f"initialisation, the batches and the augmentation; not the split). Split: {split}."
+        f"initialisation, the batches and the augmentation; not the split). Split: {split}. {settings}"
     )
 
 
