@@ -9,6 +9,7 @@ process has mapped stay readable to it until it lets them go (POSIX unlink seman
 
 from __future__ import annotations
 
+import math
 import re
 import shutil
 import time
@@ -71,11 +72,11 @@ def choose(
     if everything:
         return list(found)
     now = time.time() if now is None else now
-    gone = [e for e in found if e.version != PREPROCESS_VERSION]
-    if unused_days is not None:
-        gone += [e for e in found if e not in gone and now - e.last_used > unused_days * 86400]
+    stale = unused_days * 86400 if unused_days is not None else math.inf
+    outdated = [e.version != PREPROCESS_VERSION or now - e.last_used > stale for e in found]
+    gone = [e for e, out in zip(found, outdated, strict=True) if out]
     if max_bytes is not None:
-        kept = [e for e in found if e not in gone]  # least recently used first
+        kept = [e for e, out in zip(found, outdated, strict=True) if not out]  # least recently used first
         total = sum(e.bytes for e in kept)
         for e in kept:
             if total <= max_bytes:

@@ -52,12 +52,11 @@ def random_curves(profile: torch.Tensor, gen: torch.Generator, knots: int = CURV
 def apply_curves(x: torch.Tensor, positions: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
     """Each row b of ``x`` (B, ...) through its piecewise-linear curve; flat beyond the end knots."""
     b, k = positions.shape
-    flat = x.reshape(b, -1).float()
-    idx = torch.searchsorted(positions.contiguous(), flat.clamp(positions[:, :1], positions[:, -1:]).contiguous())
-    idx = idx.clamp(1, k - 1)
+    flat = x.reshape(b, -1).float().clamp(positions[:, :1], positions[:, -1:]).contiguous()
+    idx = torch.searchsorted(positions.contiguous(), flat).clamp(1, k - 1)
     x0, x1 = torch.gather(positions, 1, idx - 1), torch.gather(positions, 1, idx)
     y0, y1 = torch.gather(values, 1, idx - 1), torch.gather(values, 1, idx)
-    w = ((flat.clamp(positions[:, :1], positions[:, -1:]) - x0) / (x1 - x0).clamp_min(1e-12)).clamp(0, 1)
+    w = ((flat - x0) / (x1 - x0).clamp_min(1e-12)).clamp(0, 1)
     return (y0 + w * (y1 - y0)).reshape(x.shape).to(x.dtype)
 
 
@@ -79,8 +78,6 @@ def randomise_contrast(
     b = x.shape[0]
     chosen = (torch.rand(b, generator=gen) < share).to(x.device)
     positions, values = random_curves(profile, gen)
-    if not bool(chosen.any()):
-        return RandomisedBatch(x, profile, stats, chosen)
     curved_profile = apply_curves(profile, positions, values)
     mean, sd = profile.mean(1, keepdim=True), profile.std(1, keepdim=True)
     c_mean, c_sd = curved_profile.mean(1, keepdim=True), curved_profile.std(1, keepdim=True)
@@ -88,15 +85,14 @@ def randomise_contrast(
     chosen = chosen & ~flat[:, 0]
     gain = sd / c_sd.clamp_min(1e-3)
     new_profile = torch.sort((curved_profile - c_mean) * gain + mean, dim=1).values
-    view = (b,) + (1,) * (x.dim() - 1)
-    new_x = (apply_curves(x, positions, values) - c_mean.reshape(view)) * gain.reshape(view) + mean.reshape(view)
-    new_x = torch.where(mask > 0, new_x, x)
-    ones = torch.ones_like(new_profile)[:, None]
-    new_stats = image_stats(new_profile[:, None], ones, value_range).to(stats.dtype)
-    pick = chosen.reshape(view)
-    return RandomisedBatch(
-        torch.where(pick, new_x, x),
-        torch.where(chosen[:, None], new_profile, profile),
-        torch.where(chosen[:, None], new_stats, stats),
-        chosen,
-    )
+    out_x, out_profile, out_stats = x.clone(), profile.clone(), stats.clone()
+    rows = torch.nonzero(chosen).flatten()  # only the chosen patches go through their curve: the hot path
+    if rows.numel():
+        view = (len(rows),) + (1,) * (x.dim() - 1)
+        curved = apply_curves(x[rows], positions[rows], values[rows])
+        rescaled = (curved - c_mean[rows].reshape(view)) * gain[rows].reshape(view) + mean[rows].reshape(view)
+        out_x[rows] = torch.where(mask[rows] > 0, rescaled, x[rows])
+        out_profile[rows] = new_profile[rows]
+        ones = torch.ones_like(new_profile[rows])[:, None]
+        out_stats[rows] = image_stats(new_profile[rows][:, None], ones, value_range).to(stats.dtype)
+    return RandomisedBatch(out_x, out_profile, out_stats, chosen)
