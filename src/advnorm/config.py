@@ -139,6 +139,9 @@ class TrainConfig:
     augment_bias: float = 0.3
     """``augmented`` only: the bound of its random bias field's log-gain at 4^3 points across each patch (0: no
     field). The default makes the field vary within a patch far faster than a scanner's does across a head."""
+    augment_noise: float = 0.08
+    """``augmented`` only: the bound of its Gaussian noise's standard deviation, drawn per patch in [0, bound]
+    (images are roughly in [0, 1.5]; 0: no noise)."""
     contrast_randomisation: float = 0.0
     """Share of training patches whose image is put through a random intensity curve first (tissues get random,
     possibly inverted levels; the image's statistics follow): contrasts no site showed, for sites never seen
@@ -256,6 +259,7 @@ def validate(cfg: Config) -> None:
     need(t.warmup_epochs >= 0, "train.warmup_epochs must be >= 0")
     need(t.stop_patience >= 0, "train.stop_patience must be >= 0 (0: off)")
     need(0 <= t.augment_bias <= 2, "train.augment_bias must be in [0, 2]")
+    need(0 <= t.augment_noise <= 1, "train.augment_noise must be in [0, 1]")
     need(0 <= t.contrast_randomisation <= 1, "train.contrast_randomisation must be in [0, 1]")
     need(2 <= t.batch_size <= MAX_BATCH, f"train.batch_size must be in [2, {MAX_BATCH}]")
     need(

@@ -58,3 +58,17 @@ def _field_spread(bias: float) -> float:
 def test_augment_bias_sets_the_bias_fields_strength():
     spreads = [_field_spread(b) for b in (0.0, 0.05, 0.3)]
     assert spreads[0] < spreads[1] < spreads[2]
+
+
+def test_augment_noise_bounds_the_noise():
+    """With gamma, field and stretch acting on a constant patch as a constant gain, the within-patch spread is the
+    noise: none at 0, and below the bound otherwise."""
+    mask = torch.ones(16, 1, 12, 12, 12)
+    x = torch.ones(16, 1, 12, 12, 12)
+    spreads = {}
+    for sd in (0.0, 0.02, 0.08):
+        y = augment_intensity(x, mask, torch.Generator().manual_seed(8), bias=0.0, noise_sd=sd)
+        spreads[sd] = torch.stack([p.std() for p in y]).max().item()
+    assert spreads[0.0] < 1e-5
+    assert 0 < spreads[0.02] < 0.02 * 1.1
+    assert spreads[0.02] < spreads[0.08] < 0.08 * 1.1

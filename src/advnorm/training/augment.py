@@ -12,15 +12,24 @@ import torch.nn.functional as F
 BIAS_LOG_AMPLITUDE = 0.3
 """The default bias field: log-gains drawn in [-0.3, 0.3] at 4^3 points across each patch."""
 
+NOISE_SD = 0.08
+"""The default noise: Gaussian, its standard deviation drawn per patch in [0, 0.08] (the image is roughly in
+[0, 1.5]; an isointense infant T1's GM-WM contrast is about 0.03 on that scale)."""
+
 
 def augment_intensity(
-    x: torch.Tensor, mask: torch.Tensor, gen: torch.Generator, bias: float = BIAS_LOG_AMPLITUDE
+    x: torch.Tensor,
+    mask: torch.Tensor,
+    gen: torch.Generator,
+    bias: float = BIAS_LOG_AMPLITUDE,
+    noise_sd: float = NOISE_SD,
 ) -> torch.Tensor:
     """``x``, ``mask``: (B, 1, D, H, W), ``x`` roughly in [0, 1.5]. Returns a new tensor.
 
     ``bias`` bounds the bias field's log-gain at its coarse grid points. The field varies across one patch
     (up to x1.8 between points a third of a patch apart at the default 0.3), far faster than a scanner's field
-    varies across a head; ``train.augment_bias`` sets it."""
+    varies across a head; ``train.augment_bias`` sets it. ``noise_sd`` bounds the noise's standard deviation
+    (``train.augment_noise``)."""
     b = x.shape[0]
 
     def uniform(lo: float, hi: float, *shape: int) -> torch.Tensor:
@@ -35,5 +44,5 @@ def augment_intensity(
     # contrast: random affine stretch about the patch mean
     mean = (y * mask).sum(dim=(2, 3, 4), keepdim=True) / mask.sum(dim=(2, 3, 4), keepdim=True).clamp_min(1)
     y = (y - mean) * uniform(0.6, 1.5, 1, 1, 1, 1) + mean * uniform(0.7, 1.3, 1, 1, 1, 1)
-    noise = torch.randn(x.shape, generator=gen).to(x.device, x.dtype) * uniform(0.0, 0.08, 1, 1, 1, 1)
+    noise = torch.randn(x.shape, generator=gen).to(x.device, x.dtype) * uniform(0.0, noise_sd, 1, 1, 1, 1)
     return torch.where(mask > 0, y + noise, torch.zeros_like(y))

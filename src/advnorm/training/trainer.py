@@ -85,7 +85,8 @@ class Trainer:
         self.z = z.to(device, non_blocking=True)
         self.stats = None if stats is None else stats.to(device, non_blocking=True)
         if self.nets.spec.augment and self.nets.training:
-            self.x = augment_intensity(self.x, self.mask, self.aug_gen, self.cfg.train.augment_bias)
+            t = self.cfg.train
+            self.x = augment_intensity(self.x, self.mask, self.aug_gen, t.augment_bias, t.augment_noise)
         share = self.cfg.train.contrast_randomisation
         if share > 0 and self.nets.training:
             if self.profile is None or self.stats is None:
