@@ -29,23 +29,26 @@ def domains(workdir) -> list[str]:
     return sorted(str(p) for p in (workdir / "phantom").glob("Dataset*"))
 
 
-@pytest.fixture(scope="module")
-def run(workdir, domains) -> Path:
-    out = workdir / "run"
-    argv = [
-        "train",
-        "--method",
-        "adversarial",
-        "--out",
-        str(out),
-        "--config",
-        str(workdir / "tiny.json"),
-        "--no-progress",
-    ]
+def _train(out: Path, config: Path, domains: list[str], method: str) -> Path:
+    argv = ["train", "--method", method, "--out", str(out), "--config", str(config), "--no-progress"]
     for d in domains:
         argv += ["--data", d]
     assert main(argv) == 0
     return out
+
+
+@pytest.fixture(scope="module")
+def run(workdir, domains) -> Path:
+    return _train(workdir / "run", workdir / "tiny.json", domains, "adversarial")
+
+
+@pytest.fixture(scope="module")
+def strided_run(workdir, domains) -> Path:
+    """S with the strided stem (``model.segmenter_stem``): total stride 4 at widths 8-16."""
+    config = json.loads(json.dumps(LEARNING_CONFIG))
+    config["model"]["segmenter_stem"] = "strided"
+    (workdir / "strided.json").write_text(json.dumps(config))
+    return _train(workdir / "strided_run", workdir / "strided.json", domains, "standardized")
 
 
 def test_train_writes_the_run_folder(run):
@@ -76,14 +79,17 @@ def test_train_writes_the_run_folder(run):
         assert col in header, col
 
 
-def test_adversarial_training_raises_validation_dice(run):
-    rows = read_csv_rows(run / "training_log.csv")
+@pytest.mark.parametrize("which", ["run", "strided_run"])
+def test_training_raises_validation_dice(which, request):
+    rows = read_csv_rows(request.getfixturevalue(which) / "training_log.csv")
     start = float(rows[0]["val_dice_mean"])  # after warm-up only: S untrained
     best = max(float(r["val_dice_mean"]) for r in rows)
     assert best > start + 0.1, (start, best)
 
 
-def test_predict_writes_on_the_input_grid(run, domains, tmp_path):
+@pytest.mark.parametrize("which", ["run", "strided_run"])
+def test_predict_writes_on_the_input_grid(which, request, domains, tmp_path):
+    run = request.getfixturevalue(which)
     image = sorted(Path(domains[0], "imagesTr").glob("*.nii.gz"))[0]
     out = tmp_path / "pred"
     assert main(["predict", "--model", str(run), "-i", str(image), "-o", str(out)]) == 0
@@ -116,11 +122,13 @@ def test_predict_uses_the_iseg_label_convention(run, tmp_path):
     assert set(np.unique(seg)) <= {0, 10, 150, 250}
 
 
-def test_stitched_prediction_equals_whole_volume(run, domains):
+@pytest.mark.parametrize("which", ["run", "strided_run"])
+def test_stitched_prediction_equals_whole_volume(which, request, domains):
     """Windows covering the volume reproduce one direct pass of S(G(x)) exactly; small overlapping
     windows (BatchNorm in eval mode, probabilities blended) agree on nearly every voxel's label."""
     from advnorm.inference import TrainedModel
 
+    run = request.getfixturevalue(which)
     model = TrainedModel(run)
     ds = open_domains([domains[0]])[0]
     subject = ds.load_case(ds.cases[0])

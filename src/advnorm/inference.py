@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from monai.inferers import sliding_window_inference
 
-from advnorm.config import total_stride
+from advnorm.config import model_stride
 from advnorm.data.divergence import jensen_shannon
 from advnorm.data.intensity import FAR_FROM_TRAINING_JSD, input_histogram, raw_input_problem, transform_image
 from advnorm.data.subject import Subject
@@ -107,7 +107,7 @@ class TrainedModel:
         """G's output (or the fixed input transform) and, with ``segment``, S's probabilities, on the working grid."""
         x = torch.from_numpy(self.network_input(subject))[None, None]
         m = torch.from_numpy(subject.mask.astype(np.float32))[None, None]
-        stride = max(total_stride(self.cfg.model.segmenter_widths), total_stride(self.cfg.model.generator_widths))
+        stride = model_stride(self.cfg.model)
         shape = x.shape[2:]
         pad = [_round_up(s, stride) - s for s in shape]  # at the far end, so the pooling grid starts at voxel 0
         roi = tuple(min(_round_up(window, stride), s + p) for s, p in zip(shape, pad, strict=True))

@@ -3,8 +3,9 @@ import dataclasses
 import pytest
 import torch
 
-from advnorm.config import paper_profile, quick_profile
+from advnorm.config import paper_profile, quick_profile, segmenter_stride, validate
 from advnorm.data.intensity import SCALE_TOP
+from advnorm.errors import AdvnormError
 from advnorm.models import build_discriminator, build_generator, build_segmenter
 
 G_FORMS = ["residual", "sigmoid"]
@@ -24,6 +25,32 @@ def test_unets_are_fully_convolutional(shape):
         assert out.shape == x.shape
         assert float(out.min()) >= 0 and float(out.max()) <= SCALE_TOP  # G's range is defined, train and eval
         assert s(x).shape == (1, 4, *shape)
+
+
+@pytest.mark.parametrize("shape", [(32, 32, 32), (48, 16, 32)])
+def test_strided_stem_segmenter_is_fully_convolutional_at_its_stride(shape):
+    cfg = dataclasses.replace(quick_profile().model, segmenter_stem="strided")
+    s = build_segmenter(cfg, 4).eval()
+    assert s.stride == segmenter_stride(cfg) == 16
+    with torch.no_grad():
+        assert s(torch.rand(1, 1, *shape)).shape == (1, 4, *shape)
+
+
+@pytest.mark.parametrize(
+    ("stem", "patch", "ok"), [("full", 8, True), ("strided", 8, False), ("strided", 16, True), ("strided", 24, False)]
+)
+def test_patch_size_must_be_divisible_by_the_segmenters_stride(stem, patch, ok):
+    """Widths 8-16-32-64: total stride 8 with the full stem, 16 with the strided one."""
+    cfg = dataclasses.replace(
+        quick_profile(),
+        model=dataclasses.replace(quick_profile().model, segmenter_stem=stem),
+        train=dataclasses.replace(quick_profile().train, patch_size=patch),
+    )
+    if ok:
+        validate(cfg)
+    else:
+        with pytest.raises(AdvnormError, match="patch_size"):
+            validate(cfg)
 
 
 @pytest.mark.parametrize("k", [2, 3, 5])

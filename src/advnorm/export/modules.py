@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from advnorm.config import total_stride
+from advnorm.config import model_stride
 from advnorm.inference import TrainedModel
 from advnorm.models.transfer import ValueRange, image_stats
 
@@ -77,10 +77,8 @@ def io_names(model: TrainedModel, segmenter_only: bool) -> tuple[tuple[str, ...]
 
 def export_stride(model: TrainedModel, segmenter_only: bool) -> int:
     """What every spatial size must be a multiple of: S's total stride, and a U-Net G's (a transfer G is voxelwise)."""
-    m = model.cfg.model
-    s = total_stride(m.segmenter_widths)
     unet_g = not segmenter_only and model.nets.G is not None and model.nets.ingredients.generator != "transfer"
-    return max(s, total_stride(m.generator_widths)) if unet_g else s
+    return model_stride(model.cfg.model, unet_generator=unet_g)
 
 
 @dataclass(frozen=True)

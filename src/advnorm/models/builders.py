@@ -8,7 +8,7 @@ from advnorm.config import SCALE_TOP, ModelConfig
 from advnorm.models.discriminator import DomainDiscriminator
 from advnorm.models.histogram_discriminator import HistogramDiscriminator
 from advnorm.models.transfer import SCALE_RANGE, IntensityTransfer, ValueRange
-from advnorm.models.unet import UNet3D, kaiming_init
+from advnorm.models.unet import StridedStemUNet3D, UNet3D, kaiming_init
 
 
 def build_generator(cfg: ModelConfig, kind: str = "unet", value_range: ValueRange = SCALE_RANGE) -> nn.Module:
@@ -27,8 +27,13 @@ def build_generator(cfg: ModelConfig, kind: str = "unet", value_range: ValueRang
     return net
 
 
-def build_segmenter(cfg: ModelConfig, n_classes: int) -> UNet3D:
-    net = UNet3D(1, n_classes, cfg.segmenter_widths, output="logits")
+def build_segmenter(cfg: ModelConfig, n_classes: int) -> nn.Module:
+    """S: logits per class, at the input's resolution (``cfg.segmenter_stem`` chooses its first level)."""
+    net: nn.Module
+    if cfg.segmenter_stem == "strided":
+        net = StridedStemUNet3D(1, n_classes, cfg.segmenter_widths)
+    else:
+        net = UNet3D(1, n_classes, cfg.segmenter_widths, output="logits")
     kaiming_init(net)
     return net
 

@@ -85,6 +85,39 @@ class UNet3D(nn.Module):
         return output_transform(self.head(x), x_in, self.output, self.top)
 
 
+class StridedStemUNet3D(nn.Module):
+    """S with a strided stem (``model.segmenter_stem = "strided"``): a stride-2 convolution, then a
+    :class:`UNet3D` at half resolution, then its features up-sampled (trilinear) to the input's resolution,
+    concatenated with the input image and fused by one convolution before the 1x1x1 head.
+
+    The full-resolution double convolutions of the plain U-Net are most of its time at narrow widths (memory-bound
+    convolutions of 8 channels over every voxel); here one convolution remains there, and the input image keeps the
+    boundaries sharp. BatchNorm everywhere, so whole-volume inference works as for :class:`UNet3D`.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, widths: tuple[int, ...]) -> None:
+        super().__init__()
+        self.widths = tuple(widths)
+        w0 = self.widths[0]
+        self.stem = nn.Sequential(
+            Conv3d(in_channels, w0, 3, stride=2, padding=1, bias=False), nn.BatchNorm3d(w0), nn.ReLU(inplace=True)
+        )
+        self.body = UNet3D(w0, w0, self.widths, output="logits")  # its 1x1x1 head gives w0 features, not classes
+        self.fuse = nn.Sequential(
+            Conv3d(w0 + in_channels, w0, 3, padding=1, bias=False), nn.BatchNorm3d(w0), nn.ReLU(inplace=True)
+        )
+        self.head = Conv3d(w0, out_channels, 1)
+
+    @property
+    def stride(self) -> int:
+        return 2 * total_stride(self.widths)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.body(self.stem(x))
+        h = F.interpolate(h, size=x.shape[2:], mode="trilinear", align_corners=False)
+        return self.head(self.fuse(torch.cat([x, h], dim=1)))
+
+
 RESIDUAL_EPS = 1e-3
 """``logit`` clamps ``x / top`` to [eps, 1 - eps]: an input of 0 enters as logit(1e-3) = -6.9, not -inf."""
 
