@@ -56,8 +56,19 @@ SCORE_EVERY_S = 20.0
 TARGET_RATIO = 3.0
 """Issue 14: advnorm reaches each threshold at least this many times sooner than the reference."""
 METHODS = ("single", "harmonized")
-ORDER = (("single", "reference"), ("single", "advnorm"), ("harmonized", "advnorm"), ("harmonized", "reference"))
-"""Runs alternate (ABBA) so a slow drift in the machine's load falls on both systems alike."""
+VARIANTS = {"advnorm-strided": {"segmenter_stem": "strided"}}
+"""advnorm with settings changed from the profile (``model`` keys), raced against the same reference: S with its
+strided stem (issue 14, item 4: the full-resolution double convolutions are most of the step)."""
+ORDER = (
+    ("single", "reference"),
+    ("single", "advnorm"),
+    ("single", "advnorm-strided"),
+    ("harmonized", "advnorm-strided"),
+    ("harmonized", "advnorm"),
+    ("harmonized", "reference"),
+)
+"""Runs alternate (ABBA) so a slow drift in the machine's load falls on every system alike."""
+ADVNORM_SYSTEMS = ("advnorm", *VARIANTS)
 REQUIRES = {
     "monai.networks.nets": "MONAI's UNet",
     "monai.losses": "MONAI's DiceCELoss",
@@ -162,7 +173,8 @@ def _config(args: dict):
 
     cfg = profile_config(args["profile"])
     train = dataclasses.replace(cfg.train, epochs=100_000, device="cpu", **args.get("advnorm", {}))
-    return dataclasses.replace(cfg, method=args["method"], train=train)
+    model = dataclasses.replace(cfg.model, **VARIANTS.get(args.get("system", "advnorm"), {}))
+    return dataclasses.replace(cfg, method=args["method"], train=train, model=model)
 
 
 def _datasets(args: dict, cfg) -> tuple[list, list, dict[str, dict[str, list[str]]]]:
@@ -269,7 +281,7 @@ def worker(args: dict) -> dict:
     tests = _load(chosen, split, "test")  # before the clock: scoring data, not training data
     race = Race(tests, chosen[0].classes, float(args["budget_s"]), float(args["score_every_s"]))
     log(f"time_to_dice: {args['system']} {args['method']} on {', '.join(split)}", err=True)
-    if args["system"] == "advnorm":
+    if args["system"] in ADVNORM_SYSTEMS:
         out = _advnorm(args, race, datasets, split)
     else:
         out = _reference(args, race, chosen, split)
@@ -338,14 +350,15 @@ def compare(ours: dict, ref: dict, thresholds=THRESHOLDS) -> dict:
 
 
 def summarize(runs: dict[str, dict[str, dict]], marks: tuple[float, ...]) -> dict:
+    """Per method: advnorm against the reference (``thresholds``), each variant that ran against the same
+    reference run (``variants``), every system's Dice at the marks, and the runs."""
     methods = {}
     for method, sides in runs.items():
-        ours, ref = sides["advnorm"], sides["reference"]
+        ref = sides["reference"]
         methods[method] = {
-            "thresholds": compare(ours, ref),
-            "dice_at": {
-                f"{m:.0f}": {"advnorm": dice_at(ours["curve"], m), "reference": dice_at(ref["curve"], m)} for m in marks
-            },
+            "thresholds": compare(sides["advnorm"], ref),
+            "variants": {v: {"thresholds": compare(sides[v], ref)} for v in VARIANTS if v in sides},
+            "dice_at": {f"{m:.0f}": {name: dice_at(side["curve"], m) for name, side in sides.items()} for m in marks},
             "runs": sides,
         }
     return methods
@@ -365,6 +378,7 @@ def run(
     budget_s: float | None = None,
     every_s: float | None = None,
     methods: tuple[str, ...] = METHODS,
+    variants: bool = True,
 ) -> dict:
     require("time_to_dice", REQUIRES)
     threads = int(os.environ.get("OMP_NUM_THREADS") or 2) if not smoke else 1
@@ -383,8 +397,9 @@ def run(
         **({k: SMOKE[k] for k in ("advnorm", "reference")} if smoke else {}),
     }
     runs: dict[str, dict[str, dict]] = {m: {} for m in methods}
+    order = [o for o in ORDER if o[0] in methods and (variants or o[1] not in VARIANTS)]
     try:
-        for method, system in [o for o in ORDER if o[0] in methods]:
+        for method, system in order:
             load = uptime()
             log(f"time_to_dice: {system} {method} ({budget:.0f} s of training; load {load['load_average'][0]:.2f})")
             args = {**base, "method": method, "system": system}
@@ -412,7 +427,8 @@ def run(
         "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "(unset: libgomp default)"),
         "phantom": phantom_spec,
         "profile": base["profile"],
-        "order": [list(o) for o in ORDER if o[0] in methods],
+        "order": [list(o) for o in order],
+        "variants": {v: VARIANTS[v] for v in VARIANTS if [m for m, sys in order if sys == v]},
         "methods": summarize(runs, marks),
     }
 
@@ -425,9 +441,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--budget", type=float, default=BUDGET_S, help="training seconds per run")
     ap.add_argument("--every", type=float, default=SCORE_EVERY_S, help="training seconds between scorings")
     ap.add_argument("--methods", default=",".join(METHODS))
+    ap.add_argument("--no-variants", action="store_true", help=f"race advnorm as profiled only, not {list(VARIANTS)}")
     ap.add_argument("--out", type=Path, default=None, help="write the section's JSON here")
     a = ap.parse_args(argv)
-    res = run(budget_s=a.budget, every_s=a.every, methods=tuple(a.methods.split(",")))
+    res = run(budget_s=a.budget, every_s=a.every, methods=tuple(a.methods.split(",")), variants=not a.no_variants)
     for method, m in res["methods"].items():
         for thr, row in m["thresholds"].items():
             log(

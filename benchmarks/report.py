@@ -629,6 +629,24 @@ def _s(seconds: float | None) -> str:
     return "never" if seconds is None else f"{seconds:,.0f} s"
 
 
+def _raced(res: dict) -> list[tuple[str, dict]]:
+    """(system, its thresholds against the reference) for advnorm and every variant that ran."""
+    return [("advnorm", res["thresholds"])] + [(v, r["thresholds"]) for v, r in res.get("variants", {}).items()]
+
+
+def _systems(res: dict) -> list[str]:
+    return [name for name, _ in _raced(res)] + ["reference"]
+
+
+def _variants_said(ttd: dict) -> str:
+    """The variants' settings in words (older results have none)."""
+    said = [
+        f"`{name}` is advnorm with " + ", ".join(f"`model.{k} = {v}`" for k, v in settings.items())
+        for name, settings in ttd.get("variants", {}).items()
+    ]
+    return (" " + "; ".join(said) + ", raced against the same reference run.") if said else ""
+
+
 def render_time_to_dice(ttd: dict) -> list[str]:
     """The time-to-accuracy section (issue 14): per method and threshold, each side's training seconds and the
     ratio, the Dice at the marks, and the target said met or missed."""
@@ -647,7 +665,8 @@ def render_time_to_dice(ttd: dict) -> list[str]:
         f"(ABBA), and is scored every {ttd['score_every_seconds']:.0f} s of training on the held-out test subjects' "
         "full volumes by the same metric code (mean Dice over CSF, GM, WM); the clock stops while it is scored. "
         "advnorm's times are rounded up to its epoch ends, the reference's only to its steps. The reference is the "
-        "loop a MONAI user writes from the tutorials (`benchmarks/reference.py`, `MonaiTutorialSegmentation`).",
+        "loop a MONAI user writes from the tutorials (`benchmarks/reference.py`, `MonaiTutorialSegmentation`)."
+        + _variants_said(ttd),
         "",
         f"Measured {ttd.get('measured_at', '(date not recorded)')}"
         + (
@@ -657,29 +676,31 @@ def render_time_to_dice(ttd: dict) -> list[str]:
             else "."
         ),
         "",
-        f"| method | threshold | advnorm | reference | reference / advnorm | target (>= x{ttd['target_ratio']:.0f}) |",
-        "|---|---|---|---|---|---|",
+        f"| method | system | threshold | system's time | reference | reference / system | "
+        f"target (>= x{ttd['target_ratio']:.0f}) |",
+        "|---|---|---|---|---|---|---|",
     ]
     for method, res in ttd["methods"].items():
-        for thr, row in res["thresholds"].items():
-            ratio = row["ratio"]
-            shown = (
-                "-"
-                if ratio is None
-                else f"x{ratio:.2f}" + {"lower": " or more", "upper": " or less"}.get(row["bound"] or "", "")
-            )
-            met = row["target_met"]
-            lines.append(
-                f"| {method} | {thr} | {_s(row['advnorm_seconds'])} | {_s(row['reference_seconds'])} | {shown} | "
-                f"{'not decided' if met is None else ('met' if met else 'missed')} |"
-            )
+        for system, thresholds in _raced(res):
+            for thr, row in thresholds.items():
+                ratio = row["ratio"]
+                shown = (
+                    "-"
+                    if ratio is None
+                    else f"x{ratio:.2f}" + {"lower": " or more", "upper": " or less"}.get(row["bound"] or "", "")
+                )
+                met = row["target_met"]
+                lines.append(
+                    f"| {method} | {system} | {thr} | {_s(row['advnorm_seconds'])} | {_s(row['reference_seconds'])} | "
+                    f"{shown} | {'not decided' if met is None else ('met' if met else 'missed')} |"
+                )
     lines += [
         "",
         "| method | system | " + " | ".join(f"mean Dice after {m:.0f} s" for m in marks) + " | set-up | final |",
         "|---|---|" + "---|" * len(marks) + "---|---|",
     ]
     for method, res in ttd["methods"].items():
-        for system in ("advnorm", "reference"):
+        for system in _systems(res):
             run = res["runs"][system]
             at = [res["dice_at"][f"{m:.0f}"][system] for m in marks]
             lines.append(
@@ -700,9 +721,11 @@ def render_time_to_dice(ttd: dict) -> list[str]:
         "|---|---|---|" + "---|" * len(next(iter(ttd["methods"].values()))["thresholds"]) + "---|",
     ]
     for method, res in ttd["methods"].items():
-        for system in ("advnorm", "reference"):
+        for system in _systems(res):
             run = res["runs"][system]
-            seen = [row[f"{system}_patches"] for row in res["thresholds"].values()]
+            side = "reference" if system == "reference" else "advnorm"
+            thresholds = dict(_raced(res)).get(system, res["thresholds"])
+            seen = [row[f"{side}_patches"] for row in thresholds.values()]
             phases = {k: v for k, v in run["phases"].items() if k != "set_up"}
             total = sum(phases.values()) or 1.0
             shares = ", ".join(f"{k.replace('_', ' ')} {v / total:.0%}" for k, v in phases.items())
