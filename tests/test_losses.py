@@ -179,6 +179,39 @@ def test_confusion_loss_hand_computed(logits, expected):
     assert float(confusion_loss(torch.tensor(logits, dtype=torch.float64))) == pytest.approx(expected)
 
 
+@pytest.mark.parametrize(
+    "logits, expected",
+    [
+        ([[0.0, 0.0]], 0.0),  # D cannot tell: the minimum
+        ([[5.0, 5.0, 5.0]], 0.0),
+        # p = (1/4, 3/4): 1/4 log 1/4 + 3/4 log 3/4 + log 2
+        ([[0.0, math.log(3)]], 0.25 * math.log(0.25) + 0.75 * math.log(0.75) + math.log(2)),
+        ([[0.0, -60.0, -60.0]], math.log(3)),  # D certain: the bound, log K
+    ],
+)
+def test_entropy_confusion_loss_hand_computed(logits, expected):
+    got = float(confusion_loss(torch.tensor(logits, dtype=torch.float64), "entropy"))
+    assert got == pytest.approx(expected, abs=1e-6)  # computed in float32
+
+
+@pytest.mark.parametrize("form", ["cross_entropy", "entropy"])
+def test_confusion_forms_agree_on_the_minimum(form):
+    """Both are least exactly where D's posterior is uniform: the gradient vanishes there."""
+    logits = torch.zeros(3, 4, requires_grad=True)
+    confusion_loss(logits, form).backward()
+    assert logits.grad is not None and float(logits.grad.abs().max()) < 1e-7
+
+
+def test_entropy_form_gradient_vanishes_as_d_grows_certain_and_cross_entropy_does_not():
+    grads = {}
+    for form in ("cross_entropy", "entropy"):
+        logits = torch.tensor([[20.0, -20.0]], requires_grad=True)
+        confusion_loss(logits, form).backward()
+        grads[form] = float(logits.grad.abs().max())
+    assert grads["cross_entropy"] == pytest.approx(0.5, abs=1e-6)  # d/dz of -(log p1 + log p2)/2 -> 1/2
+    assert grads["entropy"] < 1e-12
+
+
 def test_confusion_loss_is_least_when_d_is_uniform():
     torch.manual_seed(0)
     for _ in range(20):

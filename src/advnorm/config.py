@@ -91,6 +91,10 @@ class LossConfig:
     whole image each patch comes from (its brain intensity quantile profile put through G's curve), so G is pushed
     to make the sites' whole-image distributions alike, which is what the JSD measures. ``image`` needs a
     transfer-function G (``harmonized``)."""
+    confusion_form: Literal["cross_entropy", "entropy"] = "cross_entropy"
+    """The confusion term's form: ``cross_entropy`` against the uniform posterior (Dinsdale et al. 2021; no upper
+    bound, so a confident D pushes G without limit) or ``entropy``, KL(D's posterior || uniform), bounded by log K
+    (``advnorm.training.losses.confusion_loss``)."""
     adv_ramp_epochs: int = 0
     """Epochs over which lambda ramps up from 0 (DANN's schedule 2 / (1 + exp(-10 p)) - 1); 0: lambda from the start."""
     adv_form: Literal["non_saturating", "saturating"] = "non_saturating"

@@ -162,3 +162,12 @@ def test_contrast_randomisation_off_by_default_and_loud_without_profiles():
     on = make("harmonized", **{"train.contrast_randomisation": 0.5})
     with pytest.raises(ValueError, match="contrast_randomisation"):
         on.set_input(x, y, mask, z)
+
+
+@pytest.mark.parametrize(("form", "low", "high"), [("cross_entropy", 0.69, None), ("entropy", 0.0, 0.6932)])
+def test_confusion_form_sets_gs_adversarial_term(form, low, high):
+    """harmonized's G term is the chosen form of the confusion loss: cross-entropy >= log 2, entropy in [0, log 2]."""
+    m = make("harmonized", **{"loss.confusion_form": form})
+    m.set_input(*batch())
+    out = m.optimize_parameters()
+    assert float(out["loss_adv"]) >= low and (high is None or float(out["loss_adv"]) <= high)

@@ -110,12 +110,18 @@ def generator_adversarial_loss(
     raise ValueError(f"unknown adversarial form {form!r}")
 
 
-def confusion_loss(logits: torch.Tensor) -> torch.Tensor:
-    """G's term against a domain classifier (Dinsdale et al., NeuroImage 2021): the cross-entropy of D's domain
-    posterior for G's output against the uniform distribution, ``-mean_k log p_D(k | G(x))``. Its minimum,
-    log K, is reached only when D cannot tell the source domain at all: unlike eq. (1), the identity G is no
-    fixed point while the domains differ."""
-    return -F.log_softmax(logits.float(), dim=1).mean(dim=1).mean()
+def confusion_loss(logits: torch.Tensor, form: str = "cross_entropy") -> torch.Tensor:
+    """G's term against a domain classifier: make D's domain posterior for G's output uniform.
+
+    ``cross_entropy`` (Dinsdale et al., NeuroImage 2021): ``-mean_k log p_D(k | G(x))``, least (log K) only when D
+    cannot tell the source domain at all: unlike eq. (1), the identity G is no fixed point while the domains
+    differ. It has no upper bound: a domain D rules out (p -> 0) costs without limit, so a confident D pushes G
+    hard whatever lambda is. ``entropy``: ``KL(p_D || uniform) = log K - H(p_D)``, the same minimum (0 here) and
+    fixed points, bounded by log K, with a gradient that vanishes as D grows certain instead of growing."""
+    logp = F.log_softmax(logits.float(), dim=1)
+    if form == "entropy":
+        return (logp.exp() * logp).sum(dim=1).mean() + math.log(logits.shape[1])
+    return -logp.mean(dim=1).mean()
 
 
 def ramp(progress: float) -> float:

@@ -151,7 +151,7 @@ class Trainer:
             with self.nets.autocast():  # D frozen: call the plain module, so DDP sees one D pass per step
                 logits_fake = self.nets.plain.get("D", self.nets.D)(*self.adversary_input(self.x_hat))
             if self.nets.ingredients.adversary == "confusion":
-                loss_adv = confusion_loss(logits_fake)
+                loss_adv = confusion_loss(logits_fake, self.cfg.loss.confusion_form)
             else:
                 loss_adv = generator_adversarial_loss(logits_fake, self.cfg.loss.adv_form)
             loss = loss + self.adv_weight * loss_adv
