@@ -104,3 +104,25 @@ def test_the_papers_patch_split_stratifies_by_the_class_at_each_centre(datasets)
     for c in (1, 2, 3):
         share_train, share_val = np.mean(train == c), np.mean(val == c)
         assert share_val > 0 and abs(share_train - share_val) < 0.05
+
+
+def test_nyul_computes_each_subjects_landmarks_once_on_a_cold_cache(datasets, tmp_path, monkeypatch):
+    """Fitting the standard scale and fitting each image's transform share one landmark computation per subject."""
+    from advnorm.data import intensity
+    from advnorm.training import data as training_data
+
+    monkeypatch.setenv("ADVNORM_CACHE", str(tmp_path / "cold"))
+    calls = []
+    real = intensity.image_landmarks
+
+    def counted(image, mask, percentiles):
+        calls.append(image.shape)
+        return real(image, mask, percentiles)
+
+    monkeypatch.setattr(intensity, "image_landmarks", counted)
+    monkeypatch.setattr(training_data, "image_landmarks", counted)
+    data = _prepare(datasets, "nyul")
+    assert len(calls) == len(data.subjects)
+    calls.clear()
+    _prepare(datasets, "nyul")  # warm: none
+    assert calls == []

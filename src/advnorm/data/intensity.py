@@ -61,9 +61,16 @@ class ImageTransform:
 
 
 def fit_transform(
-    kind: str, image: np.ndarray, mask: np.ndarray, *, percentile: float = 99.5, fitted: dict | None = None
+    kind: str,
+    image: np.ndarray,
+    mask: np.ndarray,
+    *,
+    percentile: float = 99.5,
+    fitted: dict | None = None,
+    landmarks: Sequence[float] | None = None,
 ) -> ImageTransform:
-    """The named input transform (``scale`` | ``zscore`` | ``nyul``) fitted to one whole image."""
+    """The named input transform (``scale`` | ``zscore`` | ``nyul``) fitted to one whole image. ``nyul`` only:
+    ``landmarks``, the image's own (:func:`image_landmarks` at ``fitted["percentiles"]``) when a caller has them."""
     if kind == "scale":
         brain = image[mask]
         top = float(np.percentile(brain, percentile)) if brain.size else 1.0
@@ -76,7 +83,8 @@ def fit_transform(
     if kind == "nyul":
         if fitted is None:
             raise ValueError("nyul needs fitted landmarks")
-        lm = image_landmarks(image, mask, fitted["percentiles"])
+        own = image_landmarks(image, mask, fitted["percentiles"]) if landmarks is None else landmarks
+        lm = np.asarray(own, dtype=np.float64)
         lm = np.maximum.accumulate(lm + np.arange(len(lm)) * 1e-6)  # strictly increasing
         return ImageTransform(kind, tuple(map(float, lm)), tuple(map(float, fitted["standard_landmarks"])))
     raise ValueError(f"unknown input transform {kind!r}")

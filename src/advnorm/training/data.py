@@ -238,9 +238,7 @@ def prepare(datasets: list[Dataset], cfg: Config, spec: MethodSpec, *, log=print
     if kind == "nyul":
         fit_on = [s for s in subjects if (s.domain, s.case_id) in train_ids]
         percentiles = list(NYUL_PERCENTILES)
-        landmarks = [
-            _derived(s, "landmarks", {"percentiles": percentiles}, partial(_landmarks, s, percentiles)) for s in fit_on
-        ]
+        landmarks = [_landmarks(s, percentiles) for s in fit_on]
         input_state = nyul_standard([np.asarray(lm, dtype=np.float64) for lm in landmarks], percentiles)
     settings = {"kind": kind, "percentile": percentile, "fitted": input_state, "value_range": list(value_range)}
     profiles = [
@@ -323,7 +321,12 @@ def _code_version() -> str:
 
 
 def _landmarks(subject: Subject, percentiles: list[float]) -> list[float]:
-    return [float(v) for v in image_landmarks(subject.image, subject.mask, percentiles)]
+    """The subject's Nyul landmarks, computed once and kept beside its cache entry."""
+
+    def compute() -> list[float]:
+        return [float(v) for v in image_landmarks(subject.image, subject.mask, percentiles)]
+
+    return _derived(subject, "landmarks", {"percentiles": percentiles}, compute)
 
 
 def _input_profile(
@@ -331,7 +334,12 @@ def _input_profile(
 ) -> dict[str, list[float]]:
     """The input transform fitted to ``subject``'s whole image, the brain histogram of the result and its
     statistics for a transfer G (JSON: kept beside the subject's cache entry)."""
-    transform = fit_transform(kind, subject.image, subject.mask, percentile=percentile, fitted=fitted)
+    landmarks = None
+    if kind == "nyul":  # the landmarks the standard scale was fitted with, computed once per subject
+        landmarks = _landmarks(subject, fitted["percentiles"])
+    transform = fit_transform(
+        kind, subject.image, subject.mask, percentile=percentile, fitted=fitted, landmarks=landmarks
+    )
     x = transform.apply(subject.image, subject.mask)
     return {
         "params": list(transform.params),
