@@ -73,6 +73,27 @@ def test_a_run_made_before_a_setting_existed_is_reused_only_for_its_default(
         assert any("adversary_view is 'patch' there, 'image' now" in d for d in diffs), diffs
 
 
+@pytest.mark.parametrize(("asked", "reusable"), [(0.08, True), (0.0, False)])
+def test_a_run_made_before_a_default_changed_counts_as_made_with_the_old_one(
+    asked, reusable, tiny_run, tiny_phantom, tmp_path
+):
+    """``train.augment_noise`` was 0.08 before its default became 0: a config.json without it means 0.08, for
+    reuse and when the run is read back (``advnorm.config.ABSENT_MEANS``)."""
+    import json
+
+    from advnorm.run_folder import RunFolder
+
+    run = copy_run(tiny_run, tmp_path / "run")
+    stored = json.loads((run / "config.json").read_text())
+    del stored["train"]["augment_noise"]
+    (run / "config.json").write_text(json.dumps(stored))
+    datasets = open_domains([str(p) for p in tiny_phantom])
+    cfg = resolve("quick", file=tiny_run / "config.json", overrides={"train.augment_noise": asked})
+    diffs = reuse_differences(run, cfg, datasets)
+    assert (diffs == []) == reusable, diffs
+    assert RunFolder(run).read_config()[0].train.augment_noise == 0.08
+
+
 @pytest.mark.parametrize("stored_version", [None, 1])
 def test_an_evaluation_of_another_version_is_recomputed_without_training(
     stored_version, tiny_run, tiny_phantom, tmp_path, monkeypatch

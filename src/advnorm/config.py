@@ -159,9 +159,10 @@ class TrainConfig:
     augment_bias: float = 0.3
     """``augmented`` only: the bound of its random bias field's log-gain at 4^3 points across each patch (0: no
     field). The default makes the field vary within a patch far faster than a scanner's does across a head."""
-    augment_noise: float = 0.08
+    augment_noise: float = 0.0
     """``augmented`` only: the bound of its Gaussian noise's standard deviation, drawn per patch in [0, bound]
-    (images are roughly in [0, 1.5]; 0: no noise)."""
+    (images are roughly in [0, 1.5]; 0: no noise). It was 0.08 until measured: noise above an isointense infant
+    T1's GM-WM contrast (about 0.03 here) made S lose tissues (docs/method.md); runs made before lacked the key."""
     contrast_randomisation: float = 0.0
     """Share of training patches whose image is put through a random intensity curve first (tissues get random,
     possibly inverted levels; the image's statistics follow): contrasts no site showed, for sites never seen
@@ -256,6 +257,21 @@ def paper_profile() -> Config:
 
 
 PROFILES = {"quick": quick_profile, "paper": paper_profile}
+
+ABSENT_MEANS: dict[str, Any] = {"train.augment_noise": 0.08}
+"""What a setting missing from a stored run's ``config.json`` means where that is not today's profile default: a
+setting whose default changed after it was added. The run was made before, with the old behaviour (a setting
+missing otherwise means the profile's default, which kept the behaviour from before it existed)."""
+
+
+def absent_settings(stored: dict[str, Any]) -> dict[str, Any]:
+    """The dotted keys of :data:`ABSENT_MEANS` that ``stored`` (a run's config.json) lacks, with their values."""
+    out = {}
+    for dotted, value in ABSENT_MEANS.items():
+        head, key = dotted.split(".")
+        if key not in stored.get(head, {}):
+            out[dotted] = value
+    return out
 
 
 MAX_PATCH = 160

@@ -12,9 +12,10 @@ import torch.nn.functional as F
 BIAS_LOG_AMPLITUDE = 0.3
 """The default bias field: log-gains drawn in [-0.3, 0.3] at 4^3 points across each patch."""
 
-NOISE_SD = 0.08
-"""The default noise: Gaussian, its standard deviation drawn per patch in [0, 0.08] (the image is roughly in
-[0, 1.5]; an isointense infant T1's GM-WM contrast is about 0.03 on that scale)."""
+NOISE_SD = 0.0
+"""The default noise bound (``train.augment_noise``): none. Gaussian noise of a standard deviation drawn in
+[0, 0.08] (the default until measured) hid an isointense infant T1's GM-WM contrast (about 0.03 on this [0, 1.5]
+scale) and made S lose tissues on realistic-layout data (docs/method.md)."""
 
 
 def augment_intensity(
