@@ -86,12 +86,16 @@ def test_a_run_made_before_a_default_changed_counts_as_made_with_the_old_one(
     run = copy_run(tiny_run, tmp_path / "run")
     stored = json.loads((run / "config.json").read_text())
     del stored["train"]["augment_noise"]
-    (run / "config.json").write_text(json.dumps(stored))
+    (run / "config.json").write_text(json.dumps({**stored, "method": "augmented"}))
     datasets = open_domains([str(p) for p in tiny_phantom])
-    cfg = resolve("quick", file=tiny_run / "config.json", overrides={"train.augment_noise": asked})
-    diffs = reuse_differences(run, cfg, datasets)
+    over = {"train.augment_noise": asked, "method": "augmented"}
+    diffs = reuse_differences(run, resolve("quick", file=tiny_run / "config.json", overrides=over), datasets)
     assert (diffs == []) == reusable, diffs
     assert RunFolder(run).read_config()[0].train.augment_noise == 0.08
+    # a method it does not act in: the run counts as made with today's default
+    (run / "config.json").write_text(json.dumps(stored))
+    assert reuse_differences(run, resolve("quick", file=tiny_run / "config.json"), datasets) == []
+    assert RunFolder(run).read_config()[0].train.augment_noise == 0.0
 
 
 @pytest.mark.parametrize("stored_version", [None, 1])

@@ -258,18 +258,20 @@ def paper_profile() -> Config:
 
 PROFILES = {"quick": quick_profile, "paper": paper_profile}
 
-ABSENT_MEANS: dict[str, Any] = {"train.augment_noise": 0.08}
-"""What a setting missing from a stored run's ``config.json`` means where that is not today's profile default: a
-setting whose default changed after it was added. The run was made before, with the old behaviour (a setting
-missing otherwise means the profile's default, which kept the behaviour from before it existed)."""
+ABSENT_MEANS: dict[str, tuple[Any, tuple[str, ...]]] = {"train.augment_noise": (0.08, ("augmented",))}
+"""What a setting missing from a stored run's ``config.json`` means where that is not today's profile default (a
+setting whose default changed after it was added: the run was made before, with the old value), and the methods
+it acts in. A setting missing otherwise means the profile's default, which kept the behaviour from before it
+existed; so does this one for a run of a method it does not act in."""
 
 
 def absent_settings(stored: dict[str, Any]) -> dict[str, Any]:
-    """The dotted keys of :data:`ABSENT_MEANS` that ``stored`` (a run's config.json) lacks, with their values."""
+    """The dotted keys of :data:`ABSENT_MEANS` that ``stored`` (a run's config.json) lacks and that act in its
+    method, with the value the run was made with."""
     out = {}
-    for dotted, value in ABSENT_MEANS.items():
+    for dotted, (value, methods) in ABSENT_MEANS.items():
         head, key = dotted.split(".")
-        if key not in stored.get(head, {}):
+        if stored.get("method") in methods and key not in stored.get(head, {}):
             out[dotted] = value
     return out
 
