@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import builtins
+import dataclasses
 import hashlib
 import json
 import pickle
@@ -138,6 +139,27 @@ def test_load_weights_refuses_another_k_and_another_architecture(tiny_run):
     nets.architecture = lambda: json.loads(_metadata(weights)["architecture"])  # type: ignore[method-assign]
     with pytest.raises(AdvnormError, match="weights of S do not fit the network"):
         load_weights(weights, nets)
+
+
+@pytest.mark.parametrize(("stem", "loads"), [("full", True), ("strided", False)])
+def test_weights_written_before_a_model_setting_existed_load_under_its_default(stem, loads, tiny_run, tmp_path):
+    """Regression: adding ``model.segmenter_stem`` made every earlier checkpoint "not match the run's config"."""
+    from safetensors.torch import load_file, save_file
+
+    src = tiny_run / "checkpoint_final.safetensors"
+    meta = _metadata(src)
+    arch = json.loads(meta["architecture"])
+    del arch["model"]["segmenter_stem"]  # as written by an advnorm without it
+    old = tmp_path / "old.safetensors"
+    save_file(load_file(str(src)), str(old), metadata={**meta, "architecture": json.dumps(arch)})
+    stored = json.loads((tiny_run / "config.json").read_text())
+    cfg, _ = _networks(stored, 2)
+    nets = Networks(dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, segmenter_stem=stem)), 2)
+    if loads:
+        load_weights(old, nets)
+    else:
+        with pytest.raises(AdvnormError, match="segmenter_stem is 'full' in the file, 'strided' in the config"):
+            load_weights(old, nets)
 
 
 def _metadata(path: Path) -> dict:
