@@ -35,8 +35,8 @@ class ModelConfig:
     segmenter_stem: Literal["full", "strided"] = "full"
     """S's first level: ``full``, two convolutions at the patch's resolution (the paper's U-Net); ``strided``, a
     stride-2 convolution first, so every level works at half the resolution, and one convolution at full
-    resolution on the up-sampled features with the input image before the head (about 2.5x faster a step at the
-    quick widths; docs/performance.md)."""
+    resolution on the up-sampled features with the input image before the head (more patches per second, fewer
+    Dice per update: docs/performance.md, time to a good model, and docs/method.md)."""
     discriminator_widths: tuple[int, ...] = (8, 16, 32, 64)
     """Channels of D per stage (each stage halves the resolution)."""
     discriminator_blocks: int = 1
