@@ -17,8 +17,9 @@ settings), and, only when asked for (``--only``), ``compile`` (torch.compile; mi
 compilation) and ``time_to_dice`` (training wall time until a held-out subject's mean Dice
 reaches 0.80 and 0.85, advnorm's ``single`` and ``harmonized``, as profiled and with S's
 strided stem, against the loop a MONAI user writes; six runs of 10 minutes of training each
-plus their scoring, about 75 minutes: too long for the default run). Every measure is a ratio against a reference run in the
-same process (or in fresh processes side by side), interleaved round by round.
+plus their scoring, about 75 minutes: too long for the default run). Every measure is a ratio
+against a reference run in the same process (or in fresh processes side by side), interleaved
+round by round.
 
 The benchmarks run with ``OMP_WAIT_POLICY=PASSIVE`` unless the environment sets it already
 or ``--omp-default`` is given; the value used is recorded in the results.
