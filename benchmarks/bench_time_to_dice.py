@@ -13,7 +13,8 @@ held-out test subjects by the same code: full-volume labels on the 1 mm working 
   It is scored with the current weights through ``TrainedModel.predict`` (eval-mode BatchNorm, the path
   ``advnorm predict`` runs), at epoch ends: its BatchNorm statistics are recomputed there.
   Methods: ``single`` on the first domain, and ``harmonized`` (advnorm's own multi-domain method)
-  on all three.
+  on all three. Each also runs as a variant (:data:`VARIANTS`, e.g. ``advnorm-strided``: S with its
+  strided stem), the same loop with model settings changed, raced against the same reference run.
 * **reference**: :class:`reference.MonaiTutorialSegmentation`, the loop a MONAI user writes from the
   tutorials (``UNet`` 8-16-32-64 with batch norm, ``DiceCELoss``, ``CacheDataset`` +
   ``RandCropByLabelClassesd`` + ``DataLoader``, 16 patches of 32^3 per step, Adam 1e-3), on the same
