@@ -429,7 +429,7 @@ def run(
         "phantom": phantom_spec,
         "profile": base["profile"],
         "order": [list(o) for o in order],
-        "variants": {v: VARIANTS[v] for v in VARIANTS if [m for m, sys in order if sys == v]},
+        "variants": {v: VARIANTS[v] for v in VARIANTS if any(system == v for _, system in order)},
         "methods": summarize(runs, marks),
     }
 

@@ -638,6 +638,18 @@ def _systems(res: dict) -> list[str]:
     return [name for name, _ in _raced(res)] + ["reference"]
 
 
+def _threshold_row(method: str, system: str, thr: str, row: dict) -> str:
+    """One line of the threshold table: each side's seconds, the ratio (a bound where one side never got there)."""
+    ratio, met = row["ratio"], row["target_met"]
+    bound = {"lower": " or more", "upper": " or less"}.get(row["bound"] or "", "")
+    shown = "-" if ratio is None else f"x{ratio:.2f}{bound}"
+    verdict = "not decided" if met is None else ("met" if met else "missed")
+    return (
+        f"| {method} | {system} | {thr} | {_s(row['advnorm_seconds'])} | {_s(row['reference_seconds'])} | "
+        f"{shown} | {verdict} |"
+    )
+
+
 def _variants_said(ttd: dict) -> str:
     """The variants' settings in words (older results have none)."""
     said = [
@@ -682,18 +694,7 @@ def render_time_to_dice(ttd: dict) -> list[str]:
     ]
     for method, res in ttd["methods"].items():
         for system, thresholds in _raced(res):
-            for thr, row in thresholds.items():
-                ratio = row["ratio"]
-                shown = (
-                    "-"
-                    if ratio is None
-                    else f"x{ratio:.2f}" + {"lower": " or more", "upper": " or less"}.get(row["bound"] or "", "")
-                )
-                met = row["target_met"]
-                lines.append(
-                    f"| {method} | {system} | {thr} | {_s(row['advnorm_seconds'])} | {_s(row['reference_seconds'])} | "
-                    f"{shown} | {'not decided' if met is None else ('met' if met else 'missed')} |"
-                )
+            lines += [_threshold_row(method, system, thr, row) for thr, row in thresholds.items()]
     lines += [
         "",
         "| method | system | " + " | ".join(f"mean Dice after {m:.0f} s" for m in marks) + " | set-up | final |",
@@ -723,9 +724,10 @@ def render_time_to_dice(ttd: dict) -> list[str]:
     for method, res in ttd["methods"].items():
         for system in _systems(res):
             run = res["runs"][system]
-            side = "reference" if system == "reference" else "advnorm"
-            thresholds = dict(_raced(res)).get(system, res["thresholds"])
-            seen = [row[f"{side}_patches"] for row in thresholds.values()]
+            if system == "reference":  # the reference's patches are in every comparison with it
+                seen = [row["reference_patches"] for row in res["thresholds"].values()]
+            else:
+                seen = [row["advnorm_patches"] for row in dict(_raced(res))[system].values()]
             phases = {k: v for k, v in run["phases"].items() if k != "set_up"}
             total = sum(phases.values()) or 1.0
             shares = ", ".join(f"{k.replace('_', ' ')} {v / total:.0%}" for k, v in phases.items())

@@ -276,6 +276,20 @@ def absent_settings(stored: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def as_made(stored: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
+    """``stored`` (a run's config.json, or a weights file's architecture) with every setting it lacks, in the
+    sections it has, set to what the run was made with: a changed default's old value (:func:`absent_settings`),
+    otherwise the value in ``defaults`` (a profile's config as a dict), which kept the behaviour from before the
+    setting existed. So a run or weights file older than a setting stays usable under its default."""
+    changed = absent_settings(stored)
+    out = dict(stored)
+    for head, section in stored.items():
+        base = defaults.get(head)
+        if isinstance(section, dict) and isinstance(base, dict):
+            out[head] = {**{k: changed.get(f"{head}.{k}", v) for k, v in base.items()}, **section}
+    return out
+
+
 MAX_PATCH = 160
 """Training patches larger than this (160^3 voxels: more than a whole infant brain) are a typo, not a setting."""
 MAX_BATCH = 1024

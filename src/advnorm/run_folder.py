@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 import advnorm
-from advnorm.config import PROFILES, Config, absent_settings
+from advnorm.config import PROFILES, Config, absent_settings, as_made
 from advnorm.config_file import differences, resolve
 from advnorm.errors import AdvnormError
 from advnorm.io_atomic import atomic_write_json
@@ -128,16 +128,10 @@ def config_differences(stored: dict[str, Any], cfg: Config, may_differ: tuple[st
     A setting the stored file lacks was added to advnorm after the run was made; every new setting's profile
     default keeps the behaviour from before it existed, so the run counts as made with that default (and stays
     reusable), but not with any other value. A setting whose default changed since counts as made with the
-    old one (:data:`advnorm.config.ABSENT_MEANS`)."""
-    old = {k: v for k, v in stored.items() if k not in ("run", "versions")}
-    for dotted, value in absent_settings(stored).items():  # a default that changed: the run had the old one
-        head, key = dotted.split(".")
-        old[head] = {**old.get(head, {}), key: value}
+    old one (:func:`advnorm.config.as_made`)."""
     new = cfg.to_dict()
     defaults = PROFILES[cfg.profile]().to_dict() if cfg.profile in PROFILES else new
-    for head, section in new.items():
-        if isinstance(section, dict) and isinstance(old.get(head), dict):
-            old[head] = {**{k: defaults[head][k] for k in section if k not in old[head]}, **old[head]}
+    old = as_made({k: v for k, v in stored.items() if k not in ("run", "versions")}, defaults)
     for dotted in may_differ:
         head, key = dotted.split(".")
         for d in (old, new):

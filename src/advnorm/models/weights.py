@@ -15,7 +15,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
-from advnorm.config import PROFILES
+from advnorm.config import PROFILES, as_made
 from advnorm.config_file import differences
 from advnorm.errors import AdvnormError, one_line
 from advnorm.io_atomic import atomic_path
@@ -51,7 +51,9 @@ def load_weights(path: str | Path, nets: Networks) -> None:
         raise AdvnormError(f"not a valid safetensors weights file ({one_line(exc, 100)})", path) from None
     if meta.get("format") != FORMAT:
         raise AdvnormError("not an advnorm weights file (missing format metadata)", path)
-    diffs = differences(_with_later_settings(json.loads(meta.get("architecture", "{}")), nets), nets.architecture())
+    defaults = PROFILES[nets.cfg.profile]().to_dict() if nets.cfg.profile in PROFILES else {}
+    stored = as_made(json.loads(meta.get("architecture", "{}")), defaults)  # files older than a model setting
+    diffs = differences(stored, nets.architecture())
     if diffs:
         raise AdvnormError("weights do not match the run's config: " + "; ".join(diffs[:4]), path)
     for name, net in nets.unwrapped().items():
@@ -61,17 +63,6 @@ def load_weights(path: str | Path, nets: Networks) -> None:
             net.load_state_dict(own, strict=True)
         except RuntimeError as exc:
             raise AdvnormError(f"weights of {name} do not fit the network: {one_line(exc)}", path) from None
-
-
-def _with_later_settings(stored: dict, nets: Networks) -> dict:
-    """``stored`` (a file's architecture) with the model settings added to advnorm after the file was written set
-    to their profile default, which keeps the architecture from before they existed (``model.segmenter_stem``:
-    ``full``), as :func:`advnorm.run_folder.config_differences` does for a run's config."""
-    model = stored.get("model")
-    if not isinstance(model, dict):
-        return stored
-    defaults = PROFILES[nets.cfg.profile]().to_dict()["model"] if nets.cfg.profile in PROFILES else {}
-    return {**stored, "model": {**{k: v for k, v in defaults.items() if k not in model}, **model}}
 
 
 def tensors_of(path: str | Path) -> dict[str, torch.Tensor]:

@@ -235,15 +235,18 @@ def prepare(datasets: list[Dataset], cfg: Config, spec: MethodSpec, *, log=print
             raise AdvnormError(problem, s.source.path)
     train_ids = {(d, c) for d in split for c in split[d]["train"]}
     input_state: dict = {}
-    if kind == "nyul":
-        fit_on = [s for s in subjects if (s.domain, s.case_id) in train_ids]
+    landmarks: list[list[float] | None] = [None] * len(subjects)
+    if kind == "nyul":  # each subject's own landmarks, once: the standard scale is fitted on the training ones
         percentiles = list(NYUL_PERCENTILES)
-        landmarks = [_landmarks(s, percentiles) for s in fit_on]
-        input_state = nyul_standard([np.asarray(lm, dtype=np.float64) for lm in landmarks], percentiles)
+        landmarks = [_landmarks(s, percentiles) for s in subjects]
+        fit_on = [lm for s, lm in zip(subjects, landmarks, strict=True) if (s.domain, s.case_id) in train_ids]
+        input_state = nyul_standard([np.asarray(lm, dtype=np.float64) for lm in fit_on], percentiles)
     settings = {"kind": kind, "percentile": percentile, "fitted": input_state, "value_range": list(value_range)}
     profiles = [
-        _derived(s, "input-profile", settings, partial(_input_profile, s, kind, percentile, input_state, value_range))
-        for s in subjects
+        _derived(
+            s, "input-profile", settings, partial(_input_profile, s, kind, percentile, input_state, value_range, lm)
+        )
+        for s, lm in zip(subjects, landmarks, strict=True)
     ]
     histograms = {}
     for k, ds in enumerate(datasets):
@@ -330,13 +333,15 @@ def _landmarks(subject: Subject, percentiles: list[float]) -> list[float]:
 
 
 def _input_profile(
-    subject: Subject, kind: str, percentile: float, fitted: dict, value_range: tuple[float, float]
+    subject: Subject,
+    kind: str,
+    percentile: float,
+    fitted: dict,
+    value_range: tuple[float, float],
+    landmarks: list[float] | None = None,
 ) -> dict[str, list[float]]:
-    """The input transform fitted to ``subject``'s whole image, the brain histogram of the result and its
-    statistics for a transfer G (JSON: kept beside the subject's cache entry)."""
-    landmarks = None
-    if kind == "nyul":  # the landmarks the standard scale was fitted with, computed once per subject
-        landmarks = _landmarks(subject, fitted["percentiles"])
+    """The input transform fitted to ``subject``'s whole image (``nyul``: from its ``landmarks``), the brain
+    histogram of the result and its statistics for a transfer G (JSON: kept beside the subject's cache entry)."""
     transform = fit_transform(
         kind, subject.image, subject.mask, percentile=percentile, fitted=fitted, landmarks=landmarks
     )
