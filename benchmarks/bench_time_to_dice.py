@@ -104,6 +104,9 @@ class Race:
     next_score_s: float = 0.0
     phases: dict[str, float] = field(default_factory=dict)
     curve: list[dict] = field(default_factory=list)
+    state: dict[str, float] = field(default_factory=dict)
+    """What the system reports of its training at the last boundary (advnorm: its learning rates and validation
+    loss), copied into each scoring, so a stall can be told from a learning rate cut to nothing."""
 
     def timed(self, phase: str, fn: Callable[[], object]) -> object:
         """Run ``fn`` on the training clock, booked under ``phase``."""
@@ -139,6 +142,7 @@ class Race:
                 "patches": self.patches,
                 "mean_dice": float(np.mean([v["mean_dice"] for v in subjects.values()])),
                 "subjects": subjects,
+                **dict(self.state),
             }
         )
         self.scoring_s += time.perf_counter() - t
@@ -229,6 +233,7 @@ def _advnorm(args: dict, race: Race, datasets: list, split: dict) -> dict:
         row.update(r.timed("validation_and_batchnorm", run.validate))
         r.timed("log_and_checkpoints", lambda: run.end_epoch(row))
         r.patches += int(row["steps"]) * cfg.train.batch_size
+        r.state = training_state(run.rows[-1])
 
     def segment(subject) -> np.ndarray:
         if not live:
@@ -251,6 +256,11 @@ def _advnorm(args: dict, race: Race, datasets: list, split: dict) -> dict:
     return out
 
 
+def training_state(row: dict) -> dict[str, float]:
+    """The learning rates (``lr_*``) and validation loss of an advnorm training-log row, as the race records them."""
+    return {k: float(v) for k, v in row.items() if (k.startswith("lr_") or k == "val_loss") and v not in (None, "")}
+
+
 def _reference(args: dict, race: Race, chosen: list, split: dict) -> dict:
     from reference import MonaiTutorialSegmentation
 
@@ -264,6 +274,7 @@ def _reference(args: dict, race: Race, chosen: list, split: dict) -> dict:
 
     def advance(r: Race) -> None:
         r.patches += r.timed("steps", loop[0].step)
+        r.state = {"lr": float(loop[0].optimizer.param_groups[0]["lr"])}
 
     out = race.run(set_up, advance, lambda s: loop[0].segment(s.image))
     out["batch"] = loop[0].batch_patches

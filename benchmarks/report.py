@@ -697,8 +697,10 @@ def render_time_to_dice(ttd: dict) -> list[str]:
             lines += [_threshold_row(method, system, thr, row) for thr, row in thresholds.items()]
     lines += [
         "",
-        "| method | system | " + " | ".join(f"mean Dice after {m:.0f} s" for m in marks) + " | set-up | final |",
-        "|---|---|" + "---|" * len(marks) + "---|---|",
+        "| method | system | "
+        + " | ".join(f"mean Dice after {m:.0f} s" for m in marks)
+        + " | set-up | final | learning rate of S at the end |",
+        "|---|---|" + "---|" * len(marks) + "---|---|---|",
     ]
     for method, res in ttd["methods"].items():
         for system in _systems(res):
@@ -707,7 +709,8 @@ def render_time_to_dice(ttd: dict) -> list[str]:
             lines.append(
                 f"| {method} | {system} | "
                 + " | ".join("-" if v is None else f"{v:.3f}" for v in at)
-                + f" | {run['phases'].get('set_up', 0.0):.0f} s | {run['curve'][-1]['mean_dice']:.3f} |"
+                + f" | {run['phases'].get('set_up', 0.0):.0f} s | {run['curve'][-1]['mean_dice']:.3f} | "
+                + f"{learning_rate_said(run['curve'])} |"
             )
     lines += [
         "",
@@ -738,6 +741,18 @@ def render_time_to_dice(ttd: dict) -> list[str]:
             )
     lines.append("")
     return lines
+
+
+def learning_rate_said(curve: list[dict]) -> str:
+    """S's learning rate at the last scoring and when the plateau rule first cut it (``lr_GS`` for advnorm,
+    ``lr`` for the reference); races from before it was recorded say so."""
+    key = next((k for k in ("lr_GS", "lr") if k in curve[-1]), None)
+    if key is None:
+        return "not recorded"
+    first = next((p for p in curve if key in p), curve[-1])[key]
+    cut = next((p for p in curve if key in p and p[key] < first), None)
+    said = f"{curve[-1][key]:.0e}"
+    return said + (f" (from {first:.0e}; first cut by {cut['train_seconds']:.0f} s)" if cut else " (never cut)")
 
 
 KEPT = ("<!-- benchmarks/scale_cache.py: begin -->", "<!-- benchmarks/scale_cache.py: end -->")
