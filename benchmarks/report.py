@@ -650,10 +650,20 @@ def _threshold_row(method: str, system: str, thr: str, row: dict) -> str:
     )
 
 
+def _dotted(settings: dict) -> dict:
+    """A variant's settings as dotted keys; results from before variants could change more than the model hold
+    ``model`` keys alone, undotted."""
+    return {
+        f"{head}.{k}" if isinstance(inner, dict) else f"model.{head}": v
+        for head, inner in settings.items()
+        for k, v in (inner.items() if isinstance(inner, dict) else [(head, inner)])
+    }
+
+
 def _variants_said(ttd: dict) -> str:
     """The variants' settings in words (older results have none)."""
     said = [
-        f"`{name}` is advnorm with " + ", ".join(f"`model.{k} = {v}`" for k, v in settings.items())
+        f"`{name}` is advnorm with " + ", ".join(f"`{k} = {v}`" for k, v in _dotted(settings).items())
         for name, settings in ttd.get("variants", {}).items()
     ]
     return (" " + "; ".join(said) + ", raced against the same reference run.") if said else ""
