@@ -11,7 +11,7 @@ import torch
 from advnorm.cli import main
 from advnorm.data.layouts import open_domains
 from advnorm.data.phantom.generate import PhantomSpec, write_phantom
-from tests.conftest import LEARNING_CONFIG, read_csv_rows
+from tests.conftest import LEARNING_CONFIG, copy_run, read_csv_rows
 
 pytestmark = pytest.mark.slow  # trains networks
 
@@ -212,6 +212,41 @@ def test_an_input_unlike_every_training_domain_gets_one_warning_line(run, domain
     assert len(err) == 1 and err[0].startswith(f"advnorm: warning: {scan}: intensities unlike every training domain"), (
         err
     )
+
+
+def test_the_run_records_each_tissues_share_range_over_its_training_subjects(run, domains):
+    from advnorm.data.tissue_shares import share_ranges, tissue_shares
+
+    record = json.loads((run / "config.json").read_text())["run"]
+    shares = []
+    for ds in open_domains(domains):
+        for case in ds.labelled():
+            if case.case_id in record["split"][ds.name]["train"]:
+                shares.append(tissue_shares(ds.load_case(case).require_label(), len(ds.classes)))
+    assert len(shares) >= 2 and record["tissue_shares"] == share_ranges(shares, ds.classes)
+
+
+def test_an_implausible_segmentation_gets_one_warning_line_and_strict_refuses_it(run, domains, tmp_path, capsys):
+    """A T2 image given to a T1 model came back with CSF nowhere, silently (its histogram passed the intensity
+    check). A prediction whose tissue shares lie far outside the training subjects' gets one line naming the file;
+    ``--strict`` makes it an error with no output. Here the run's recorded ranges are moved instead of the image."""
+    image = sorted(Path(domains[0], "imagesTr").glob("*.nii.gz"))[0]
+    capsys.readouterr()
+    assert main(["predict", "--model", str(run), "-i", str(image), "-o", str(tmp_path / "plain"), "--no-progress"]) == 0
+    assert capsys.readouterr().err.strip() == ""  # a trained model on its own domain is plausible
+    moved = copy_run(run, tmp_path / "moved")
+    config = json.loads((moved / "config.json").read_text())
+    config["run"]["tissue_shares"]["CSF"] = [0.9, 0.95]
+    (moved / "config.json").write_text(json.dumps(config))
+    assert main(["predict", "--model", str(moved), "-i", str(image), "-o", str(tmp_path / "out"), "--no-progress"]) == 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"advnorm: warning: {image}: the segmentation is implausible"), err
+    assert "CSF is" in err[0] and "GM is" not in err[0]
+    assert len(list((tmp_path / "out").iterdir())) == 2
+    strict = ["predict", "--model", str(moved), "-i", str(image), "-o", str(tmp_path / "strict"), "--strict"]
+    assert main([*strict, "--no-progress"]) == 2
+    assert "the segmentation is implausible" in capsys.readouterr().err
+    assert not (tmp_path / "strict").exists()
 
 
 def test_normalize_writes_only_the_harmonized_image_on_the_input_grid(run, domains, tmp_path):

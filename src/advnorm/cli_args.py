@@ -47,7 +47,8 @@ def _add_mask(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--strict",
         action="store_true",
-        help="turn warnings (an image that looks unstripped, unlike the training data, ...) into errors",
+        help="turn warnings (an image that looks unstripped or unlike the training data, an implausible "
+        "segmentation, ...) into errors",
     )
 
 

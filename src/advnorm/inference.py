@@ -21,6 +21,7 @@ from advnorm.config import model_stride
 from advnorm.data.divergence import jensen_shannon
 from advnorm.data.intensity import FAR_FROM_TRAINING_JSD, input_histogram, raw_input_problem, transform_image
 from advnorm.data.subject import Subject
+from advnorm.data.tissue_shares import implausible_shares, tissue_shares
 from advnorm.data.volume_io import save_nifti
 from advnorm.errors import AdvnormError, AdvnormWarning, one_line
 from advnorm.labels import CLASS_NAMES
@@ -38,6 +39,7 @@ DEFAULT_WINDOW = 160
 class Prediction:
     normalized: np.ndarray  # working grid, float32 (G's output, or the fixed input transform without G)
     probs: np.ndarray | None  # (classes, ...) working grid; None when only the normalized image was asked for
+    input_warning: str | None = None  # what was said about the input (unlike every training domain), if anything
 
     @property
     def labels(self) -> np.ndarray:
@@ -64,6 +66,10 @@ class TrainedModel:
     def network_input(self, subject: Subject) -> np.ndarray:
         """The run's input transform of ``subject``; an image it cannot take is refused, one unlike every
         training domain gets a warning (:class:`AdvnormWarning`) naming the file."""
+        return self._checked_input(subject)[0]
+
+    def _checked_input(self, subject: Subject) -> tuple[np.ndarray, str | None]:
+        """The run's input transform of ``subject`` and what was said about it (warned; None: nothing)."""
         kind = self.spec.input_transform
         problem = raw_input_problem(kind, subject.image, subject.mask)
         if problem is not None:
@@ -83,8 +89,8 @@ class TrainedModel:
                 self.files.config,
             ) from None
         if far is not None:
-            warnings.warn(AdvnormWarning(far, subject.source.path), stacklevel=2)
-        return x
+            warnings.warn(AdvnormWarning(far, subject.source.path), stacklevel=3)
+        return x, far
 
     def _far_from_training(self, hist: np.ndarray) -> str | None:
         stored = self.run.get("input_histograms") or {}
@@ -100,12 +106,28 @@ class TrainedModel:
             "check that it is the same modality, unnormalized; its results may be unreliable"
         )
 
+    def segmentation_problem(self, prediction: Prediction) -> str | None:
+        """What makes ``prediction``'s segmentation implausible for this run (a class's share of the segmented
+        tissue far outside the training subjects' range, :mod:`advnorm.data.tissue_shares`), or None. Runs made
+        before the ranges were recorded are not judged. ``advnorm predict`` warns with it."""
+        ranges = self.run.get("tissue_shares") or {}
+        if not ranges:
+            return None
+        shares = tissue_shares(prediction.labels, len(self.classes))
+        try:  # hand-edited files are read defensively
+            return implausible_shares(shares, ranges, self.classes)
+        except (AttributeError, TypeError, ValueError) as exc:
+            raise AdvnormError(
+                f"run config: tissue_shares is unusable ({one_line(exc, 80)})", self.files.config
+            ) from None
+
     @torch.no_grad()
     def predict(
         self, subject: Subject, *, window: int = DEFAULT_WINDOW, overlap: float = 0.25, segment: bool = True
     ) -> Prediction:
         """G's output (or the fixed input transform) and, with ``segment``, S's probabilities, on the working grid."""
-        x = torch.from_numpy(self.network_input(subject))[None, None]
+        x_np, far = self._checked_input(subject)
+        x = torch.from_numpy(x_np)[None, None]
         m = torch.from_numpy(subject.mask.astype(np.float32))[None, None]
         stride = model_stride(self.cfg.model)
         shape = x.shape[2:]
@@ -132,7 +154,9 @@ class TrainedModel:
         assert isinstance(out, torch.Tensor)  # MONAI returns a tuple or dict only for such predictors
         stack = out[0, :, : shape[0], : shape[1], : shape[2]].cpu().numpy()
         normalized = np.where(subject.mask, stack[0], 0.0).astype(np.float32)
-        return Prediction(normalized=normalized, probs=stack[1:].astype(np.float32) if segment else None)
+        return Prediction(
+            normalized=normalized, probs=stack[1:].astype(np.float32) if segment else None, input_warning=far
+        )
 
 
 OUTPUT_KINDS = ("normalized", "seg")

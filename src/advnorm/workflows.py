@@ -6,6 +6,7 @@ import json
 import math
 import os
 import shutil
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,7 @@ from advnorm.config_file import resolve
 from advnorm.data.fingerprint import dataset_fingerprint, fingerprint_differences
 from advnorm.data.layouts import Dataset, enclosing_dataset, open_domains, open_input
 from advnorm.data.layouts.masks import attach_masks
-from advnorm.errors import AdvnormError
+from advnorm.errors import AdvnormError, AdvnormWarning
 from advnorm.io_atomic import atomic_write_json, staged_folder
 from advnorm.labels import CLASS_NAMES
 from advnorm.paths import check_output_target, refuse_inside_inputs
@@ -164,6 +165,9 @@ def _write_volumes(
             for ds, case in bar:
                 subject = ds.load_case(case, with_label=False)
                 pred = model.predict(subject, segment="seg" in kinds)
+                problem = model.segmentation_problem(pred) if "seg" in kinds else None
+                if problem is not None and pred.input_warning is None:  # one line per input: the first explains it
+                    warnings.warn(AdvnormWarning(problem, case.image), stacklevel=2)
                 paths = write_outputs(subject, pred, staging, kinds, values=values[id(ds)])
                 log(f"{case.case_id}: {', '.join(p.name for p in paths)}")
                 written += [out_dir / p.name for p in paths]

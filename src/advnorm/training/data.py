@@ -39,6 +39,7 @@ from advnorm.data.layouts import Dataset, read_alike
 from advnorm.data.patches import PatchIndex, gather
 from advnorm.data.splits import domain_split, stratified_patch_split
 from advnorm.data.subject import Subject
+from advnorm.data.tissue_shares import share_ranges, tissue_shares
 from advnorm.errors import AdvnormError
 from advnorm.labels import CLASS_NAMES
 from advnorm.methods import MethodSpec
@@ -69,6 +70,9 @@ class TrainingData:
     input_state: dict = field(default_factory=dict)
     input_histograms: dict[str, list[float]] = field(default_factory=dict)
     """Per domain, the brain histogram of the transformed training inputs: what inference compares a new input with."""
+    tissue_shares: dict[str, list[float]] = field(default_factory=dict)
+    """Per foreground class, the [lowest, highest] share of the labelled tissue over the training subjects: what
+    inference judges a segmentation's plausibility by (:mod:`advnorm.data.tissue_shares`)."""
     classes: tuple[str, ...] = CLASS_NAMES
     """The classes S learns (background first): the label set all training domains are read with."""
     value_range: tuple[float, float] = SCALE_RANGE
@@ -283,6 +287,7 @@ def prepare(datasets: list[Dataset], cfg: Config, spec: MethodSpec, *, log=print
         split=split,
         input_state=input_state,
         input_histograms=histograms,
+        tissue_shares=_training_tissue_shares(subjects, labels, train_ids, classes),
         classes=classes,
         value_range=value_range,
         transforms=[ImageTransform(kind, tuple(p["params"]), tuple(p["targets"])) for p in profiles],
@@ -295,6 +300,18 @@ def prepare(datasets: list[Dataset], cfg: Config, spec: MethodSpec, *, log=print
             else torch.zeros(0, PROFILE_POINTS)
         ),
     )
+
+
+def _training_tissue_shares(
+    subjects: list[Subject], labels: list[np.ndarray], train_ids: set[tuple[str, str]], classes: tuple[str, ...]
+) -> dict[str, list[float]]:
+    """Per foreground class, the range of its share of the labelled tissue over the training subjects."""
+    shares = []
+    for s, label in zip(subjects, labels, strict=True):
+        if (s.domain, s.case_id) in train_ids:
+            shares.append(tissue_shares(label, len(classes)))
+            release(label)
+    return share_ranges(shares, classes)
 
 
 def _derived(subject: Subject, name: str, params: Mapping[str, Any], compute: Callable[[], T]) -> T:

@@ -182,6 +182,7 @@ class TrainingRun:
             "split_kind": self.cfg.data.split,
             "input_state": data.input_state,
             "input_histograms": data.input_histograms,
+            "tissue_shares": data.tissue_shares,
             "dice_weights": [float(w) for w in weights],
             "patches": {"train": len(data.train), "val": len(data.val)},
             "device": str(device),
