@@ -7,6 +7,7 @@ import torch
 
 from advnorm.training.losses import (
     confusion_loss,
+    content_loss,
     default_dice_weights,
     discriminator_loss,
     generator_adversarial_loss,
@@ -231,3 +232,17 @@ def test_confusion_loss_is_least_when_d_is_uniform():
 )
 def test_dann_ramp(progress, expected):
     assert ramp(progress) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize(
+    ("x_hat", "x", "mask", "expected"),
+    [
+        ([1.0, 2.0, 3.0, 4.0], [1.0, 2.0, 3.0, 4.0], [1, 1, 1, 1], 0.0),  # the identity costs nothing
+        ([2.0, 2.0, 3.0, 9.0], [1.0, 2.0, 3.0, 4.0], [1, 1, 1, 0], 1 / 3),  # outside the brain does not count
+        ([0.5, 0.5, 0.0, 0.0], [0.0, 1.5, 0.0, 0.0], [1, 1, 0, 0], (0.25 + 1.0) / 2),
+        ([5.0, 5.0], [0.0, 0.0], [0, 0], 0.0),  # no brain: 0, not a division by zero
+    ],
+)
+def test_content_loss_hand_computed(x_hat, x, mask, expected):
+    t = [torch.tensor(v, dtype=torch.float64).reshape(1, 1, -1, 1, 1) for v in (x_hat, x, mask)]
+    assert float(content_loss(*t)) == pytest.approx(expected)

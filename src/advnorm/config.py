@@ -100,6 +100,10 @@ class LossConfig:
     adv_form: Literal["non_saturating", "saturating"] = "non_saturating"
     """G's adversarial term: ``saturating`` is eq. (1) as written, log p_D(fake | G(x)); ``non_saturating``
     minimises -log(1 - p_D(fake | G(x))), the same fixed point with gradients while D wins (docs/method.md)."""
+    content_weight: float = 0.0
+    """Weight of a content-preservation term on G: the mean squared difference between G's output and its input
+    over the brain voxels of each patch, added to G's loss (0: off). It keeps G near the identity (for
+    ``harmonized``, near the z-scored input) unless the segmentation or the adversary pays for the change."""
 
 
 @dataclass(frozen=True)
@@ -321,6 +325,7 @@ def validate(cfg: Config) -> None:
     need(0 <= t.seed < 2**32 and 0 <= cfg.data.split_seed < 2**32, "seeds must be integers in [0, 2^32)")
     need(m.discriminator_blocks >= 1, "model.discriminator_blocks must be >= 1")
     need(t.d_steps >= 1 and loss.adv_ramp_epochs >= 0, "train.d_steps must be >= 1 and loss.adv_ramp_epochs >= 0")
+    need(loss.content_weight >= 0, "loss.content_weight must be >= 0")
     need(t.patch_stride >= 1, "train.patch_stride must be >= 1")
     need(t.steps_per_epoch is None or t.steps_per_epoch >= 1, "train.steps_per_epoch must be >= 1")
     need(t.val_patches >= 1, "train.val_patches must be >= 1")

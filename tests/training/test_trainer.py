@@ -171,3 +171,31 @@ def test_confusion_form_sets_gs_adversarial_term(form, low, high):
     m.set_input(*batch())
     out = m.optimize_parameters()
     assert float(out["loss_adv"]) >= low and (high is None or float(out["loss_adv"]) <= high)
+
+
+@pytest.mark.parametrize(
+    ("method", "weight", "logged"),
+    [("harmonized", 1.0, True), ("unconstrained", 0.5, True), ("harmonized", 0.0, False), ("standardized", 1.0, False)],
+)
+def test_content_term_is_logged_for_g_only_when_weighted(method, weight, logged):
+    """``loss.content_weight`` adds G's mean squared change of its input to G + S's loss; methods without G
+    have nothing to preserve."""
+    m = make(method, **{"loss.content_weight": weight})
+    m.set_input(*batch())
+    out = m.optimize_parameters()
+    assert ("loss_content" in out) == logged
+    if logged:
+        assert float(out["loss_content"]) >= 0.0
+
+
+def test_content_term_changes_gs_update():
+    """The term reaches G's gradient: the same step with and without it leaves G different (the sigmoid G
+    of ``unconstrained`` is not the identity at the start, so the term is not 0)."""
+    after = []
+    for weight in (0.0, 10.0):
+        torch.manual_seed(0)
+        m = make("unconstrained", **{"loss.content_weight": weight})
+        m.set_input(*batch())
+        m.optimize_parameters()
+        after.append(torch.cat([p.detach().flatten() for p in m.nets.G.parameters()]))
+    assert not torch.allclose(after[0], after[1])

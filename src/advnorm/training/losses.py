@@ -124,6 +124,13 @@ def confusion_loss(logits: torch.Tensor, form: str = "cross_entropy") -> torch.T
     return -logp.mean(dim=1).mean()
 
 
+def content_loss(x_hat: torch.Tensor, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean squared difference between G's output and its input over the brain voxels of the batch
+    (``loss.content_weight``); 0 for a batch without brain."""
+    m = mask.float()
+    return ((x_hat.float() - x.float()) ** 2 * m).sum() / m.sum().clamp_min(1.0)
+
+
 def ramp(progress: float) -> float:
     """DANN's weight schedule, from 0 at ``progress`` 0 to ~1 at 1: ``2 / (1 + exp(-10 p)) - 1``."""
     return 2.0 / (1.0 + math.exp(-10.0 * min(max(progress, 0.0), 1.0))) - 1.0

@@ -24,6 +24,7 @@ from advnorm.training.batchnorm import recompute_batchnorm_statistics
 from advnorm.training.contrast import randomise_contrast
 from advnorm.training.losses import (
     confusion_loss,
+    content_loss,
     discriminator_loss,
     generator_adversarial_loss,
     segmentation_loss,
@@ -147,6 +148,10 @@ class Trainer:
         loss_seg = self.segmentation_loss(torch.softmax(self.logits.float(), dim=1), self.y)
         out = {"loss_seg": loss_seg.detach()}
         loss = loss_seg
+        if self.nets.G is not None and self.cfg.loss.content_weight > 0:
+            loss_content = content_loss(self.x_hat, self.x, self.mask)
+            loss = loss + self.cfg.loss.content_weight * loss_content
+            out["loss_content"] = loss_content.detach()
         if self.nets.D is not None:
             with self.nets.autocast():  # D frozen: call the plain module, so DDP sees one D pass per step
                 logits_fake = self.nets.plain.get("D", self.nets.D)(*self.adversary_input(self.x_hat))
