@@ -39,7 +39,6 @@ DEFAULT_WINDOW = 160
 class Prediction:
     normalized: np.ndarray  # working grid, float32 (G's output, or the fixed input transform without G)
     probs: np.ndarray | None  # (classes, ...) working grid; None when only the normalized image was asked for
-    input_warning: str | None = None  # what was said about the input (unlike every training domain), if anything
 
     @property
     def labels(self) -> np.ndarray:
@@ -66,10 +65,6 @@ class TrainedModel:
     def network_input(self, subject: Subject) -> np.ndarray:
         """The run's input transform of ``subject``; an image it cannot take is refused, one unlike every
         training domain gets a warning (:class:`AdvnormWarning`) naming the file."""
-        return self._checked_input(subject)[0]
-
-    def _checked_input(self, subject: Subject) -> tuple[np.ndarray, str | None]:
-        """The run's input transform of ``subject`` and what was said about it (warned; None: nothing)."""
         kind = self.spec.input_transform
         problem = raw_input_problem(kind, subject.image, subject.mask)
         if problem is not None:
@@ -89,8 +84,8 @@ class TrainedModel:
                 self.files.config,
             ) from None
         if far is not None:
-            warnings.warn(AdvnormWarning(far, subject.source.path), stacklevel=3)
-        return x, far
+            warnings.warn(AdvnormWarning(far, subject.source.path), stacklevel=2)
+        return x
 
     def _far_from_training(self, hist: np.ndarray) -> str | None:
         stored = self.run.get("input_histograms") or {}
@@ -126,8 +121,7 @@ class TrainedModel:
         self, subject: Subject, *, window: int = DEFAULT_WINDOW, overlap: float = 0.25, segment: bool = True
     ) -> Prediction:
         """G's output (or the fixed input transform) and, with ``segment``, S's probabilities, on the working grid."""
-        x_np, far = self._checked_input(subject)
-        x = torch.from_numpy(x_np)[None, None]
+        x = torch.from_numpy(self.network_input(subject))[None, None]
         m = torch.from_numpy(subject.mask.astype(np.float32))[None, None]
         stride = model_stride(self.cfg.model)
         shape = x.shape[2:]
@@ -154,9 +148,7 @@ class TrainedModel:
         assert isinstance(out, torch.Tensor)  # MONAI returns a tuple or dict only for such predictors
         stack = out[0, :, : shape[0], : shape[1], : shape[2]].cpu().numpy()
         normalized = np.where(subject.mask, stack[0], 0.0).astype(np.float32)
-        return Prediction(
-            normalized=normalized, probs=stack[1:].astype(np.float32) if segment else None, input_warning=far
-        )
+        return Prediction(normalized=normalized, probs=stack[1:].astype(np.float32) if segment else None)
 
 
 OUTPUT_KINDS = ("normalized", "seg")

@@ -163,10 +163,14 @@ def _write_volumes(
         with staged_folder(out_dir) as staging:  # all outputs appear together, or none (and no new folder)
             bar = tqdm(planned, disable=None if progress else True, unit="image", leave=False)  # None: a terminal only
             for ds, case in bar:
-                subject = ds.load_case(case, with_label=False)
-                pred = model.predict(subject, segment="seg" in kinds)
+                with warnings.catch_warnings(record=True) as said:  # shown below, once they are all known
+                    subject = ds.load_case(case, with_label=False)
+                    pred = model.predict(subject, segment="seg" in kinds)
+                for w in said:  # filtered already (--strict raised above): show each as it would have been
+                    warnings.showwarning(w.message, w.category, w.filename, w.lineno)
+                # one line per input: its own warning (unstripped, unlike the training data) explains a bad result
                 problem = model.segmentation_problem(pred) if "seg" in kinds else None
-                if problem is not None and pred.input_warning is None:  # one line per input: the first explains it
+                if problem is not None and not any(issubclass(w.category, AdvnormWarning) for w in said):
                     warnings.warn(AdvnormWarning(problem, case.image), stacklevel=2)
                 paths = write_outputs(subject, pred, staging, kinds, values=values[id(ds)])
                 log(f"{case.case_id}: {', '.join(p.name for p in paths)}")
