@@ -1,6 +1,6 @@
 """Compare one method trained under several settings, each a folder written by ``advnorm reproduce``.
 
-    .venv/bin/python experiments/variants.py [--unseen] METHOD BASE VARIANT [VARIANT ...]
+    .venv/bin/python experiments/variants.py [--unseen] [--per-domain] METHOD BASE VARIANT [VARIANT ...]
 
 Example (an ingredient of ``harmonized`` measured on 3 seeds: a stronger domain-confusion term)::
 
@@ -18,7 +18,8 @@ The ablations in docs/method.md come from here.
 A folder may name its own method as ``FOLDER:METHOD`` (compare two methods, each measured in its own folder).
 ``--unseen`` scores the leave-one-domain-out runs instead (``reproduce --unseen``: ``runs/METHOD-without-D``),
 each on its left-out domain's test subjects only, and adds the gap to the method's own in-domain score on that
-domain (``runs/METHOD`` of the same folder, same seed and subjects).
+domain (``runs/METHOD`` of the same folder, same seed and subjects). ``--per-domain`` adds each variant's paired
+difference to BASE on each test domain alone.
 """
 
 from __future__ import annotations
@@ -77,8 +78,9 @@ def unseen_scores(folder: Path, method: str) -> tuple[dict[tuple, float], dict[s
     return per_case, per_domain, gaps
 
 
-def main(method: str, folders: list[str], unseen: bool = False) -> None:
+def main(method: str, folders: list[str], unseen: bool = False, per_domain_pairs: bool = False) -> None:
     base_cases = None
+    said: list[str] = []
     third = "gap to in-domain" if unseen else "JSD of G's output"
     print("| folder | seeds | " + " | ".join(["test Dice per domain", "mean", third, "vs base"]) + " |")
     print("|---" * 6 + "|")
@@ -94,13 +96,20 @@ def main(method: str, folders: list[str], unseen: bool = False) -> None:
         vs = "-" if base_cases is None else paired_difference(cases, base_cases).words(name, "base")
         j = f"{mean(jsd):+.3f}" if unseen and jsd else f"{mean(jsd):.3f}" if jsd else "-"
         print(f"| {name} | {seeds} | {per_domain} | {overall:.3f} | {j} | {vs} |")
+        if base_cases is not None and per_domain_pairs:
+            for d in sorted(domains):
+                mine = {k: v for k, v in cases.items() if k[1] == d}
+                said.append(f"- on {d}: " + paired_difference(mine, base_cases).words(name, "base"))
         base_cases = cases if base_cases is None else base_cases
+    if said:
+        print("\nPer test domain (pairs of seed x subject of that domain):\n")
+        print("\n".join(said))
 
 
 if __name__ == "__main__":
     args = sys.argv[1:]
-    unseen = "--unseen" in args
-    args = [a for a in args if a != "--unseen"]
-    if len(args) < 3:
+    flags = {a for a in args if a.startswith("--")}
+    args = [a for a in args if not a.startswith("--")]
+    if len(args) < 3 or flags - {"--unseen", "--per-domain"}:
         sys.exit(__doc__)
-    main(args[0], args[1:], unseen)
+    main(args[0], args[1:], "--unseen" in flags, "--per-domain" in flags)
