@@ -79,6 +79,10 @@ def test_file_then_overrides():
         ),
         # a file that sets a profile's own value changes nothing
         ("quick", {"train": {"epochs": 16}}, {}, []),
+        # the method's own content weight is no change; another is, against the method's
+        ("quick", {"loss": {"content_weight": 1.0}}, {"method": "harmonized"}, []),
+        ("quick", {"loss": {"content_weight": 0.0}}, {"method": "harmonized"}, [("loss.content_weight", 0.0, 1.0)]),
+        ("quick", {"loss": {"content_weight": 0.5}}, {"method": "unconstrained"}, [("loss.content_weight", 0.5, 0.0)]),
         ("paper", {"optim": {"lr_segmenter": 3e-3}}, {}, [("optim.lr_segmenter", 3e-3, 1e-4)]),
     ],
 )
@@ -91,3 +95,23 @@ def test_changed_from_profile(tmp_path, profile, file, overrides, expected):
     assert [(k, list(v) if isinstance(v, tuple) else v, list(d) if isinstance(d, tuple) else d) for k, v, d in got] == (
         expected
     )
+
+
+@pytest.mark.parametrize(
+    ("method", "file", "expected"),
+    [
+        ("harmonized", None, 1.0),  # the method's (docs/method.md)
+        ("adversarial", None, 0.0),  # the paper's row stays eq. (1)-(4)
+        ("unconstrained", None, 0.0),
+        ("standardized", None, 0.0),
+        ("harmonized", {"loss": {"content_weight": 0.0}}, 0.0),  # a user's choice wins, 0 included
+        ("adversarial", {"loss": {"content_weight": 0.3}}, 0.3),
+    ],
+)
+def test_content_weight_is_resolved_per_method_and_stored(tmp_path, method, file, expected):
+    path = None
+    if file is not None:
+        path = tmp_path / "c.json"
+        path.write_text(json.dumps(file))
+    cfg = resolve("quick", file=path, overrides={"method": method})
+    assert cfg.loss.content_weight == expected  # resolved: config.json says what the run used

@@ -98,6 +98,30 @@ def test_a_run_made_before_a_default_changed_counts_as_made_with_the_old_one(
     assert RunFolder(run).read_config()[0].train.augment_noise == 0.0
 
 
+@pytest.mark.parametrize(("method", "reusable"), [("adversarial", True), ("standardized", True), ("harmonized", False)])
+def test_a_run_made_before_the_content_term_counts_as_made_without_it(
+    method, reusable, tiny_run, tiny_phantom, tmp_path
+):
+    """``loss.content_weight`` came with ``harmonized``'s default of 1.0: a config.json without it means 0, so an
+    older ``harmonized`` run is trained again and every other method's stays reusable."""
+    import json
+
+    from advnorm.run_folder import RunFolder
+
+    run = copy_run(tiny_run, tmp_path / "run")
+    stored = json.loads((run / "config.json").read_text())
+    del stored["loss"]["content_weight"]
+    (run / "config.json").write_text(json.dumps({**stored, "method": method}))
+    settings = tmp_path / "settings.json"  # the run's settings as a --config file, the weight left to the method
+    settings.write_text(json.dumps({k: v for k, v in stored.items() if k not in ("method", "run", "versions")}))
+    datasets = open_domains([str(p) for p in tiny_phantom])
+    diffs = reuse_differences(run, resolve("quick", file=settings, overrides={"method": method}), datasets)
+    assert (diffs == []) == reusable, diffs
+    if not reusable:
+        assert any("content_weight is 0.0 there, 1.0 now" in d for d in diffs), diffs
+    assert RunFolder(run).read_config()[0].loss.content_weight == 0.0
+
+
 @pytest.mark.parametrize("stored_version", [None, 1])
 def test_an_evaluation_of_another_version_is_recomputed_without_training(
     stored_version, tiny_run, tiny_phantom, tmp_path, monkeypatch

@@ -100,10 +100,12 @@ class LossConfig:
     adv_form: Literal["non_saturating", "saturating"] = "non_saturating"
     """G's adversarial term: ``saturating`` is eq. (1) as written, log p_D(fake | G(x)); ``non_saturating``
     minimises -log(1 - p_D(fake | G(x))), the same fixed point with gradients while D wins (docs/method.md)."""
-    content_weight: float = 0.0
+    content_weight: float | None = None
     """Weight of a content-preservation term on G: the mean squared difference between G's output and its input
     over the brain voxels of each patch, added to G's loss (0: off). It keeps G near the identity (for
-    ``harmonized``, near the z-scored input) unless the segmentation or the adversary pays for the change."""
+    ``harmonized``, near the z-scored input) unless the segmentation or the adversary pays for the change.
+    ``None``: the method's (1.0 for ``harmonized``, measured in docs/method.md; 0 for every other method, so
+    ``adversarial`` stays the paper's); a run's config.json holds the value it used."""
 
 
 @dataclass(frozen=True)
@@ -262,7 +264,10 @@ def paper_profile() -> Config:
 
 PROFILES = {"quick": quick_profile, "paper": paper_profile}
 
-ABSENT_MEANS: dict[str, tuple[Any, tuple[str, ...]]] = {"train.augment_noise": (0.08, ("augmented",))}
+ABSENT_MEANS: dict[str, tuple[Any, tuple[str, ...]]] = {
+    "train.augment_noise": (0.08, ("augmented",)),
+    "loss.content_weight": (0.0, tuple(METHOD_SPECS)),
+}
 """What a setting missing from a stored run's ``config.json`` means where that is not today's profile default (a
 setting whose default changed after it was added: the run was made before, with the old value), and the methods
 it acts in. A setting missing otherwise means the profile's default, which kept the behaviour from before it
@@ -325,7 +330,7 @@ def validate(cfg: Config) -> None:
     need(0 <= t.seed < 2**32 and 0 <= cfg.data.split_seed < 2**32, "seeds must be integers in [0, 2^32)")
     need(m.discriminator_blocks >= 1, "model.discriminator_blocks must be >= 1")
     need(t.d_steps >= 1 and loss.adv_ramp_epochs >= 0, "train.d_steps must be >= 1 and loss.adv_ramp_epochs >= 0")
-    need(loss.content_weight >= 0, "loss.content_weight must be >= 0")
+    need(loss.content_weight is None or loss.content_weight >= 0, "loss.content_weight must be >= 0")
     need(t.patch_stride >= 1, "train.patch_stride must be >= 1")
     need(t.steps_per_epoch is None or t.steps_per_epoch >= 1, "train.steps_per_epoch must be >= 1")
     need(t.val_patches >= 1, "train.val_patches must be >= 1")
@@ -393,6 +398,8 @@ class Ingredients:
     """``paper``, ``confusion``, or ``None`` (no D)."""
     discriminator: str
     stem_norm: str
+    content_weight: float
+    """The content-preservation term's weight (0 without G)."""
 
 
 def ingredients(cfg: Config) -> Ingredients:
@@ -408,4 +415,11 @@ def ingredients(cfg: Config) -> Ingredients:
         adversary=pick(loss.adversary, spec.adversary) if spec.uses_discriminator else None,
         discriminator=pick(m.discriminator, spec.discriminator),
         stem_norm=pick(m.discriminator_stem_norm, spec.stem_norm),
+        content_weight=method_content_weight(cfg) if spec.uses_generator else 0.0,
     )
+
+
+def method_content_weight(cfg: Config) -> float:
+    """``loss.content_weight``, or the method's when it is ``None``."""
+    weight = cfg.loss.content_weight
+    return METHOD_SPECS[cfg.method].content_weight if weight is None else weight

@@ -12,7 +12,7 @@ from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any, Literal
 
-from advnorm.config import PROFILES, Config, validate
+from advnorm.config import PROFILES, Config, method_content_weight, validate
 from advnorm.errors import AdvnormError
 
 
@@ -45,12 +45,21 @@ def resolve(
         for part in reversed(head.split(".") if head else []):
             nested = {part: nested}
         cfg = _merge(cfg, nested, "command line", "")
+    cfg = with_method_defaults(cfg)
     try:
         validate(cfg)
     except AdvnormError as exc:
         if file is not None and _invalid(replace(from_file, method=cfg.method)):
             raise AdvnormError(exc.problem, file) from None  # the bad value is in the file: name it
         raise
+    return cfg
+
+
+def with_method_defaults(cfg: Config) -> Config:
+    """``cfg`` with the settings left to the method (``None``) set to the method's value, as a run's config.json
+    stores them: a run says what it used, whatever the default was."""
+    if cfg.loss.content_weight is None:
+        return replace(cfg, loss=replace(cfg.loss, content_weight=method_content_weight(cfg)))
     return cfg
 
 
@@ -155,7 +164,8 @@ def changed_from_profile(cfg: Config, ignore: tuple[str, ...] = PER_RUN_SETTINGS
             out.update(flat(value, f"{prefix}{key}.") if isinstance(value, dict) else {f"{prefix}{key}": value})
         return out
 
-    mine, base = flat(cfg.to_dict()), flat(PROFILES[cfg.profile]().to_dict())
+    profile = with_method_defaults(replace(PROFILES[cfg.profile](), method=cfg.method))
+    mine, base = flat(cfg.to_dict()), flat(profile.to_dict())
 
     def same(a: Any, b: Any) -> bool:
         return list(a) == list(b) if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)) else a == b

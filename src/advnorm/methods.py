@@ -49,6 +49,8 @@ class MethodSpec:
     """D's input: ``patch`` or ``histogram``."""
     stem_norm: str = "group"
     """``group`` (the paper's ResNet stem) or ``none``."""
+    content_weight: float = 0.0
+    """With a G: the weight of the content-preservation term (``loss.content_weight``, which overrides it)."""
 
 
 METHOD_SPECS: dict[str, MethodSpec] = {
@@ -78,6 +80,7 @@ METHOD_SPECS: dict[str, MethodSpec] = {
         adversary="confusion",
         discriminator="histogram",
         stem_norm="none",
+        content_weight=1.0,
     ),
 }
 

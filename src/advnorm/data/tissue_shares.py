@@ -8,8 +8,9 @@ segmented tissue: CSF was 5.9 % of it, where the training subjects had 14.9-17.2
 vary by a few times at most (an infant against an atrophied adult), so training records each class's share in
 every training subject, and inference warns when a prediction's share of a class lies more than
 :data:`PLAUSIBLE_FACTOR` times outside the range the training subjects spanned. On the legitimate test subjects
-of the 18 multi-domain phantom runs of Table 1 (`docs/method.md`) it flagged 1 of 54 predictions, one that was
-poor in fact (`nyul`, seed 1, T2Like: WM 13.0 % of the tissue against 30.1-31.2 %, WM Dice 0.57).
+of the 18 multi-domain runs of Table 1 (`docs/method.md`; `experiments/tissue_shares_check.py`) it flagged none of
+54 predictions on realistic-layout data and 1 of 54 on the phantom, one that was poor in fact (`nyul`, seed 1,
+T2Like: WM 13.0 % of the tissue against 30.1-31.2 %, WM Dice 0.57).
 """
 
 from __future__ import annotations

@@ -148,9 +148,9 @@ class Trainer:
         loss_seg = self.segmentation_loss(torch.softmax(self.logits.float(), dim=1), self.y)
         out = {"loss_seg": loss_seg.detach()}
         loss = loss_seg
-        if self.nets.G is not None and self.cfg.loss.content_weight > 0:
+        if self.nets.G is not None and self.nets.ingredients.content_weight > 0:
             loss_content = content_loss(self.x_hat, self.x, self.mask)
-            loss = loss + self.cfg.loss.content_weight * loss_content
+            loss = loss + self.nets.ingredients.content_weight * loss_content
             out["loss_content"] = loss_content.detach()
         if self.nets.D is not None:
             with self.nets.autocast():  # D frozen: call the plain module, so DDP sees one D pass per step
