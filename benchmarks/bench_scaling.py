@@ -115,7 +115,7 @@ def grid_worker(args: dict) -> dict:
     import advnorm.training.trainer  # noqa: F401  (imported before the baseline: not the data's memory)
     from _common import peak_rss_bytes, profile_config, reset_peak_rss, rss_bytes
     from advnorm.data.sampler import DomainBalancedSampler
-    from advnorm.training.data import validation_rows
+    from advnorm.training.fixed_batches import validation_rows
     from advnorm.training.validation import validate
 
     k, n, batch = args["n_domains"], args["subjects"], args["batch"]

@@ -25,6 +25,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "advnorm.labels",
             "advnorm.config",
             "advnorm.config_file",
+            "advnorm.config_history",
             "advnorm.config_doc",
             "advnorm.run_folder",
             "advnorm.plotting",

@@ -78,7 +78,7 @@ def test_a_run_made_before_a_default_changed_counts_as_made_with_the_old_one(
     asked, reusable, tiny_run, tiny_phantom, tmp_path
 ):
     """``train.augment_noise`` was 0.08 before its default became 0: a config.json without it means 0.08, for
-    reuse and when the run is read back (``advnorm.config.ABSENT_MEANS``)."""
+    reuse and when the run is read back (``advnorm.config_history.ABSENT_MEANS``)."""
     import json
 
     from advnorm.run_folder import RunFolder

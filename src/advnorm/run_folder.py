@@ -18,8 +18,9 @@ import numpy as np
 import torch
 
 import advnorm
-from advnorm.config import PROFILES, Config, absent_settings, as_made
+from advnorm.config import PROFILES, Config
 from advnorm.config_file import differences, resolve
+from advnorm.config_history import absent_settings, as_made
 from advnorm.errors import AdvnormError
 from advnorm.io_atomic import atomic_write_json
 
@@ -128,7 +129,7 @@ def config_differences(stored: dict[str, Any], cfg: Config, may_differ: tuple[st
     A setting the stored file lacks was added to advnorm after the run was made; every new setting's profile
     default keeps the behaviour from before it existed, so the run counts as made with that default (and stays
     reusable), but not with any other value. A setting whose default changed since counts as made with the
-    old one (:func:`advnorm.config.as_made`)."""
+    old one (:func:`advnorm.config_history.as_made`)."""
     new = cfg.to_dict()
     defaults = PROFILES[cfg.profile]().to_dict() if cfg.profile in PROFILES else new
     old = as_made({k: v for k, v in stored.items() if k not in ("run", "versions")}, defaults)

@@ -10,7 +10,8 @@ from advnorm.data.layouts import open_domains
 from advnorm.errors import AdvnormError
 from advnorm.methods import METHOD_SPECS
 from advnorm.models.transfer import PROFILE_POINTS
-from advnorm.training.data import prepare, validation_rows
+from advnorm.training.data import prepare
+from advnorm.training.fixed_batches import validation_rows
 from tests.conftest import tiny_cfg
 
 

@@ -15,8 +15,9 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
-from advnorm.config import PROFILES, as_made
+from advnorm.config import PROFILES
 from advnorm.config_file import differences
+from advnorm.config_history import as_made
 from advnorm.errors import AdvnormError, one_line
 from advnorm.io_atomic import atomic_path
 from advnorm.models.networks import Networks

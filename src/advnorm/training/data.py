@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 import numpy as np
 import torch
 
-from advnorm.config import Config, TrainConfig
+from advnorm.config import Config
 from advnorm.data.cache import derived, release
 from advnorm.data.intensity import (
     NYUL_PERCENTILES,
@@ -287,7 +287,7 @@ def prepare(datasets: list[Dataset], cfg: Config, spec: MethodSpec, *, log=print
         split=split,
         input_state=input_state,
         input_histograms=histograms,
-        tissue_shares=_training_tissue_shares(subjects, labels, train_ids, classes),
+        tissue_shares=_training_tissue_shares(subjects, train_ids, classes),
         classes=classes,
         value_range=value_range,
         transforms=[ImageTransform(kind, tuple(p["params"]), tuple(p["targets"])) for p in profiles],
@@ -303,15 +303,22 @@ def prepare(datasets: list[Dataset], cfg: Config, spec: MethodSpec, *, log=print
 
 
 def _training_tissue_shares(
-    subjects: list[Subject], labels: list[np.ndarray], train_ids: set[tuple[str, str]], classes: tuple[str, ...]
+    subjects: list[Subject], train_ids: set[tuple[str, str]], classes: tuple[str, ...]
 ) -> dict[str, list[float]]:
-    """Per foreground class, the range of its share of the labelled tissue over the training subjects."""
-    shares = []
-    for s, label in zip(subjects, labels, strict=True):
-        if (s.domain, s.case_id) in train_ids:
-            shares.append(tissue_shares(label, len(classes)))
-            release(label)
+    """Per foreground class, the range of its share of the labelled tissue over the training subjects (each
+    subject's shares kept beside its cache entry: a warm cache does not read the label maps again)."""
+    shares = [
+        np.asarray(
+            _derived(s, "tissue-shares", {"classes": list(classes)}, partial(_shares, s, len(classes))), dtype=float
+        )
+        for s in subjects
+        if (s.domain, s.case_id) in train_ids
+    ]
     return share_ranges(shares, classes)
+
+
+def _shares(subject: Subject, n_classes: int) -> list[float]:
+    return [float(v) for v in tissue_shares(subject.require_label(), n_classes)]
 
 
 def _derived(subject: Subject, name: str, params: Mapping[str, Any], compute: Callable[[], T]) -> T:
@@ -378,27 +385,3 @@ def _foreground(labels: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
     for label in labels:
         yield label
         release(label)
-
-
-def validation_rows(data: TrainingData, n: int, seed: int, index: PatchIndex | None = None) -> np.ndarray:
-    """A fixed, domain-balanced sample of ``n`` patches of ``index`` (default: the validation patches)."""
-    rng = np.random.default_rng(seed + 1)
-    doms = data.row_domains(data.val if index is None else index)
-    per = max(1, n // len(np.unique(doms)))
-    rows = [
-        rng.choice(np.flatnonzero(doms == d), size=min(per, int(np.sum(doms == d))), replace=False)
-        for d in np.unique(doms)
-    ]
-    return np.sort(np.concatenate(rows))
-
-
-def batchnorm_batches(data: TrainingData, t: TrainConfig) -> list[np.ndarray]:
-    """The fixed training batches BatchNorm statistics are recomputed on: ``t.bn_recalibration_batches`` batches
-    of ``t.batch_size`` patches, domain-balanced overall and shuffled so every batch mixes domains as in training.
-    The same on every rank, so the statistics agree under torchrun."""
-    n = t.bn_recalibration_batches * t.batch_size
-    if n == 0:
-        return []
-    rows = validation_rows(data, n, t.seed + 7919, data.train)
-    rows = np.random.default_rng(t.seed + 7919).permutation(rows)
-    return [rows[i : i + t.batch_size] for i in range(0, len(rows), t.batch_size)]

@@ -38,8 +38,9 @@ from advnorm.models.weights import save_weights
 from advnorm.run_folder import RunFolder, pick_device
 from advnorm.training import distributed, tensorboard
 from advnorm.training.checkpoint import load_train_state, save_train_state
-from advnorm.training.data import batchnorm_batches, prepare, validation_rows
+from advnorm.training.data import prepare
 from advnorm.training.divergence import check_finite
+from advnorm.training.fixed_batches import batchnorm_batches, validation_rows
 from advnorm.training.log import Row, epoch_line, plot_learning_curves, read_log, write_log
 from advnorm.training.losses import default_dice_weights, ramp
 from advnorm.training.resume import check_data, prepare_run_folder, restore_state
