@@ -129,6 +129,10 @@ class OptimConfig:
     """Epochs without a lower validation loss before the learning rates drop."""
     plateau_factor: float = 0.1
     """Factor the learning rates are multiplied by on a plateau."""
+    plateau_floor: float = 0.0
+    """The lowest learning rate the plateau rule may set, as a fraction of each network's initial rate (0: no
+    floor, the paper's). Without one, a long run whose validation loss rises once is compared with its best epoch
+    ever after and cut every ``plateau_patience + 1`` epochs until it freezes (docs/method.md, the strided stall)."""
 
 
 @dataclass(frozen=True)
@@ -303,6 +307,7 @@ def validate(cfg: Config) -> None:
     need(all(lr > 0 for lr in (o.lr_generator, o.lr_segmenter, o.lr_discriminator)), "learning rates must be > 0")
     need(0 <= o.momentum < 1 and o.weight_decay >= 0, "optim.momentum must be in [0, 1) and weight_decay >= 0")
     need(o.plateau_patience >= 0 and 0 < o.plateau_factor < 1, "optim.plateau_factor must be in (0, 1)")
+    need(0 <= o.plateau_floor < 1, "optim.plateau_floor must be in [0, 1)")
     for name in ("generator_widths", "segmenter_widths", "discriminator_widths"):
         widths = getattr(m, name)
         need(len(widths) >= 2 and all(w >= 1 for w in widths), f"model.{name} needs >= 2 positive widths")

@@ -199,3 +199,30 @@ def test_content_term_changes_gs_update():
         m.optimize_parameters()
         after.append(torch.cat([p.detach().flatten() for p in m.nets.G.parameters()]))
     assert not torch.allclose(after[0], after[1])
+
+
+@pytest.mark.parametrize(
+    ("floor", "cuts_to"),
+    [
+        (0.0, 1e-3),  # the paper's rule: every plateau cuts again, 3 cuts in 12 bad epochs
+        (0.01, 1e-2),  # two cuts of 0.1, then held at the floor
+        (0.05, 5e-2),  # the floor lies between cuts: the second cut stops on it
+    ],
+)
+def test_plateau_rule_never_cuts_below_its_floor(floor, cuts_to):
+    m = make("adversarial", **{"optim.plateau_floor": floor, "optim.plateau_patience": 3})
+    schedulers = m.plateau_schedulers()
+    assert set(schedulers) == {"GS", "D"}  # G's warm-up is not on the plateau rule
+    start = {k: [g["lr"] for g in m.optimizers()[k].param_groups] for k in schedulers}
+    for sch in schedulers.values():
+        sch.step(1.0)  # the best epoch
+        for _ in range(12):  # 12 epochs no better: 3 plateaus of patience 3
+            sch.step(2.0)
+    for k in schedulers:
+        for group, lr0 in zip(m.optimizers()[k].param_groups, start[k], strict=True):
+            assert group["lr"] == pytest.approx(lr0 * cuts_to, rel=1e-6)
+
+
+def test_plateau_floor_must_be_a_fraction():
+    with pytest.raises(Exception, match="plateau_floor"):
+        make(**{"optim.plateau_floor": 1.0})

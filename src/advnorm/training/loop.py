@@ -124,13 +124,7 @@ class TrainingRun:
             )
             self.nets = Networks(cfg, len(self.data.domains), device, classes=self.data.classes)
             self.trainer = Trainer(self.nets, weights)
-            self.schedulers = {
-                k: torch.optim.lr_scheduler.ReduceLROnPlateau(
-                    o, patience=cfg.optim.plateau_patience, factor=cfg.optim.plateau_factor
-                )
-                for k, o in self.trainer.optimizers().items()
-                if k != "G_warmup"
-            }
+            self.schedulers = self.trainer.plateau_schedulers()
             if state is not None:
                 self.start_epoch, self.best = restore_state(
                     state, self.files.state, self.nets, self.trainer, self.schedulers, self.data.domains

@@ -65,6 +65,22 @@ class Trainer:
         named = {"GS": self.opt_GS, "G_warmup": self.opt_G_warmup, "D": self.opt_D}
         return {k: v for k, v in named.items() if v is not None}
 
+    def plateau_schedulers(self) -> dict[str, torch.optim.lr_scheduler.ReduceLROnPlateau]:
+        """The main phase's plateau rule for each optimizer but G's warm-up one: ``optim.plateau_factor`` after
+        ``optim.plateau_patience`` epochs without a lower validation loss, never below ``optim.plateau_floor``
+        times a parameter group's initial rate."""
+        o = self.cfg.optim
+        return {
+            k: torch.optim.lr_scheduler.ReduceLROnPlateau(
+                opt,
+                patience=o.plateau_patience,
+                factor=o.plateau_factor,
+                min_lr=[group["lr"] * o.plateau_floor for group in opt.param_groups],
+            )
+            for k, opt in self.optimizers().items()
+            if k != "G_warmup"
+        }
+
     # -- the step -----------------------------------------------------------------------------
     def set_input(
         self,
