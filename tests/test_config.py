@@ -80,8 +80,8 @@ def test_file_then_overrides():
         # a file that sets a profile's own value changes nothing
         ("quick", {"train": {"epochs": 16}}, {}, []),
         # the method's own content weight is no change; another is, against the method's
-        ("quick", {"loss": {"content_weight": 1.0}}, {"method": "harmonized"}, []),
-        ("quick", {"loss": {"content_weight": 0.0}}, {"method": "harmonized"}, [("loss.content_weight", 0.0, 1.0)]),
+        ("quick", {"loss": {"content_weight": 3.0}}, {"method": "harmonized"}, []),
+        ("quick", {"loss": {"content_weight": 1.0}}, {"method": "harmonized"}, [("loss.content_weight", 1.0, 3.0)]),
         ("quick", {"loss": {"content_weight": 0.5}}, {"method": "unconstrained"}, [("loss.content_weight", 0.5, 0.0)]),
         ("paper", {"optim": {"lr_segmenter": 3e-3}}, {}, [("optim.lr_segmenter", 3e-3, 1e-4)]),
     ],
@@ -100,7 +100,7 @@ def test_changed_from_profile(tmp_path, profile, file, overrides, expected):
 @pytest.mark.parametrize(
     ("method", "file", "expected"),
     [
-        ("harmonized", None, 1.0),  # the method's (docs/method.md)
+        ("harmonized", None, 3.0),  # the method's (docs/method.md)
         ("adversarial", None, 0.0),  # the paper's row stays eq. (1)-(4)
         ("unconstrained", None, 0.0),
         ("standardized", None, 0.0),

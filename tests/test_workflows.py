@@ -102,7 +102,7 @@ def test_a_run_made_before_a_default_changed_counts_as_made_with_the_old_one(
 def test_a_run_made_before_the_content_term_counts_as_made_without_it(
     method, reusable, tiny_run, tiny_phantom, tmp_path
 ):
-    """``loss.content_weight`` came with ``harmonized``'s default of 1.0: a config.json without it means 0, so an
+    """``loss.content_weight`` came with a non-zero default for ``harmonized``: a config.json without it means 0, so an
     older ``harmonized`` run is trained again and every other method's stays reusable."""
     import json
 
@@ -118,7 +118,7 @@ def test_a_run_made_before_the_content_term_counts_as_made_without_it(
     diffs = reuse_differences(run, resolve("quick", file=settings, overrides={"method": method}), datasets)
     assert (diffs == []) == reusable, diffs
     if not reusable:
-        assert any("content_weight is 0.0 there, 1.0 now" in d for d in diffs), diffs
+        assert any("content_weight is 0.0 there, 3.0 now" in d for d in diffs), diffs
     assert RunFolder(run).read_config()[0].loss.content_weight == 0.0
 
 

@@ -104,7 +104,7 @@ class LossConfig:
     """Weight of a content-preservation term on G: the mean squared difference between G's output and its input
     over the brain voxels of each patch, added to G's loss (0: off). It keeps G near the identity (for
     ``harmonized``, near the z-scored input) unless the segmentation or the adversary pays for the change.
-    ``None``: the method's (1.0 for ``harmonized``, measured in docs/method.md; 0 for every other method, so
+    ``None``: the method's (3.0 for ``harmonized``, measured in docs/method.md; 0 for every other method, so
     ``adversarial`` stays the paper's); a run's config.json holds the value it used."""
 
 

@@ -80,7 +80,7 @@ METHOD_SPECS: dict[str, MethodSpec] = {
         adversary="confusion",
         discriminator="histogram",
         stem_norm="none",
-        content_weight=1.0,
+        content_weight=3.0,
     ),
 }
 
