@@ -24,7 +24,6 @@ The explanation of the content term's JSD in docs/method.md comes from this scri
 from __future__ import annotations
 
 import argparse
-import json
 import warnings
 from collections import defaultdict
 from pathlib import Path
@@ -33,41 +32,39 @@ from statistics import mean
 import numpy as np
 
 from advnorm.data.layouts import open_domains
+from advnorm.evaluation.evaluate import held_out_cases
+from advnorm.evaluation.intensity_agreement import shared_histograms
 from advnorm.inference import TrainedModel
 
 SPIKE_BINS = 128
 
 
 def spike(values: np.ndarray) -> float:
-    """The largest share of ``values`` in one of ``SPIKE_BINS`` bins on their 0.5-99.5th percentile range."""
-    lo, hi = np.percentile(values, [0.5, 99.5])
-    counts, _ = np.histogram(np.clip(values, lo, hi), bins=SPIKE_BINS, range=(lo, hi))
-    return float(counts.max() / counts.sum())
+    """The largest share of ``values`` in one of ``SPIKE_BINS`` bins on their 0.5-99.5th percentile range (the
+    report's JSD binning, :func:`advnorm.evaluation.intensity_agreement.shared_histograms`)."""
+    hist, _ = shared_histograms([values], SPIKE_BINS)
+    return float(hist[0].max())
 
 
-def positions(run: Path, domains) -> dict[tuple[str, str], tuple[float, float]]:
-    """(site, tissue) -> (median, IQR) of the normalized test volumes' voxels of that tissue, pooled over subjects;
-    (site, "spike") -> (:func:`spike` of the site's brain voxels, 0)."""
-    cfg = json.loads((run / "config.json").read_text())
-    split = cfg["run"]["split"]
+def positions(run: Path, domains) -> tuple[dict[tuple[str, str], tuple[float, float]], dict[str, float]]:
+    """(site, tissue) -> (median, IQR) of the normalized test volumes' voxels of that tissue, pooled over the
+    run's test subjects; and site -> :func:`spike` of the site's brain voxels."""
     model = TrainedModel(run)
-    out = {}
+    tissues, spikes = {}, {}
     for ds in domains:
-        cases = {c.case_id: c for c in ds.labelled()}
         values: dict[str, list[np.ndarray]] = defaultdict(list)
-        brain: list[np.ndarray] = []
-        for cid in split.get(ds.name, {}).get("test", []):
-            subject = ds.load_case(cases[cid])
+        for case in held_out_cases(model, ds):
+            subject = ds.load_case(case)
             label = subject.require_label()
             normalized = model.predict(subject).normalized
-            brain.append(normalized[label > 0])
+            values["brain"].append(normalized[label > 0])
             for k, tissue in enumerate(model.classes[1:], start=1):
                 values[tissue].append(normalized[label == k])
+        spikes[ds.name] = spike(np.concatenate(values.pop("brain")))
         for tissue, parts in values.items():
             q25, q50, q75 = np.percentile(np.concatenate(parts), [25, 50, 75])
-            out[ds.name, tissue] = (float(q50), float(q75 - q25))
-        out[ds.name, "spike"] = (spike(np.concatenate(brain)), 0.0)
-    return out
+            tissues[ds.name, tissue] = (float(q50), float(q75 - q25))
+    return tissues, spikes
 
 
 def main() -> int:
@@ -87,21 +84,21 @@ def main() -> int:
     print("| method | tissue | " + " | ".join(f"median {d.name}" for d in domains) + " | gap | iqr | gap/iqr |")
     print("| --- " * (len(domains) + 5) + "|")
     for method, per_seed in measured.items():
-        tissues = [t for t in dict.fromkeys(t for _, t in per_seed[0]) if t != "spike"]
+        tissues = list(dict.fromkeys(t for _, t in per_seed[0][0]))
         for tissue in tissues:
-            medians = [mean(p[d.name, tissue][0] for p in per_seed) for d in domains]
+            medians = [mean(p[0][d.name, tissue][0] for p in per_seed) for d in domains]
             gaps = [
-                max(p[d.name, tissue][0] for d in domains) - min(p[d.name, tissue][0] for d in domains)
+                max(p[0][d.name, tissue][0] for d in domains) - min(p[0][d.name, tissue][0] for d in domains)
                 for p in per_seed
             ]
-            iqrs = [mean(p[d.name, tissue][1] for d in domains) for p in per_seed]
+            iqrs = [mean(p[0][d.name, tissue][1] for d in domains) for p in per_seed]
             ratio = mean(g / i for g, i in zip(gaps, iqrs, strict=True))
             cells = " | ".join(f"{m:.2f}" for m in medians)
             print(f"| {method} | {tissue} | {cells} | {mean(gaps):.2f} | {mean(iqrs):.2f} | {ratio:.2f} |")
     print("\n| method | site | spike: mean | min | max |\n| --- | --- | --- | --- | --- |")
     for method, per_seed in measured.items():
         for d in domains:
-            spikes = [p[d.name, "spike"][0] for p in per_seed]
+            spikes = [p[1][d.name] for p in per_seed]
             print(f"| {method} | {d.name} | {mean(spikes):.3f} | {min(spikes):.3f} | {max(spikes):.3f} |")
     return 0
 
