@@ -39,6 +39,8 @@ def test_profiles_are_frozen():
         ([1, 2], "JSON object"),
         ({"loss": {"adversary_view": "image"}}, "adversary_view 'image' needs a transfer-function G"),
         ({"method": "harmonized", "loss": {"adversary_view": "whole"}}, "must be one of"),
+        ({"loss": {"slope_floor": 0.5}}, "slope_floor needs a transfer-function G"),
+        ({"method": "harmonized", "loss": {"slope_floor": 1.5}}, r"slope_floor must be in \[0, 1\]"),
     ],
 )
 def test_bad_config_files(tmp_path, content, message):

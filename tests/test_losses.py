@@ -10,6 +10,7 @@ from advnorm.training.losses import (
     content_loss,
     default_dice_weights,
     discriminator_loss,
+    flat_curve_loss,
     generator_adversarial_loss,
     inverse_frequency_weights,
     per_class_dice_loss,
@@ -246,3 +247,19 @@ def test_dann_ramp(progress, expected):
 def test_content_loss_hand_computed(x_hat, x, mask, expected):
     t = [torch.tensor(v, dtype=torch.float64).reshape(1, 1, -1, 1, 1) for v in (x_hat, x, mask)]
     assert float(content_loss(*t)) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize(
+    ("slopes", "mask", "floor", "expected"),
+    [
+        ([1.0, 1.0, 1.0], [1, 1, 1], 0.5, 0.0),  # the identity costs nothing
+        ([0.0, 0.0, 0.0], [1, 1, 1], 0.5, 0.5),  # flat everywhere: the floor itself
+        ([-1.0, -0.6, 2.0], [1, 1, 1], 0.5, 0.0),  # steep inversions are free
+        ([0.2, -0.1, 0.0], [1, 1, 0], 0.5, (0.3 + 0.4) / 2),  # outside the brain does not count
+        ([0.2, 0.0], [0, 0], 0.5, 0.0),  # no brain: 0, not a division by zero
+        ([0.0, 0.4], [1, 1], 0.0, 0.0),  # floor 0: off
+    ],
+)
+def test_flat_curve_loss_hand_computed(slopes, mask, floor, expected):
+    s, m = (torch.tensor(v, dtype=torch.float64).reshape(1, 1, -1, 1, 1) for v in (slopes, mask))
+    assert float(flat_curve_loss(s, m, floor)) == pytest.approx(expected)

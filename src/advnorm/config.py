@@ -107,6 +107,12 @@ class LossConfig:
     ``None``: the method's (3.0 for ``harmonized``, measured in docs/method.md; 0 for every other method, so
     ``adversarial`` stays the paper's); a run's config.json holds the value it used."""
 
+    slope_floor: float = 0.0
+    """With the transfer G (``harmonized``): the slope of G's curve, relative to the identity's, below which the
+    brain voxels of a patch cost G ``max(0, slope_floor - |slope|)`` each, averaged and added to G's loss (0: off;
+    in [0, 1]). Against flat stretches that pile one tissue onto one value at a place of each site's own
+    (docs/method.md measures it)."""
+
 
 @dataclass(frozen=True)
 class OptimConfig:
@@ -300,6 +306,7 @@ def validate(cfg: Config) -> None:
     need(m.discriminator_blocks >= 1, "model.discriminator_blocks must be >= 1")
     need(t.d_steps >= 1 and loss.adv_ramp_epochs >= 0, "train.d_steps must be >= 1 and loss.adv_ramp_epochs >= 0")
     need(loss.content_weight is None or loss.content_weight >= 0, "loss.content_weight must be >= 0")
+    need(0 <= loss.slope_floor <= 1, "loss.slope_floor must be in [0, 1]")
     need(t.patch_stride >= 1, "train.patch_stride must be >= 1")
     need(t.steps_per_epoch is None or t.steps_per_epoch >= 1, "train.steps_per_epoch must be >= 1")
     need(t.val_patches >= 1, "train.val_patches must be >= 1")
@@ -336,6 +343,10 @@ def validate(cfg: Config) -> None:
         cfg.loss.adversary_view == "patch"
         or (ingredients(cfg).generator == "transfer" and ingredients(cfg).adversary == "confusion"),
         "loss.adversary_view 'image' needs a transfer-function G and the confusion adversary (method 'harmonized')",
+    )
+    need(
+        cfg.loss.slope_floor == 0 or ingredients(cfg).generator == "transfer",
+        "loss.slope_floor needs a transfer-function G (method 'harmonized', or model.generator 'transfer')",
     )
     need(
         ingredients(cfg).generator != "unet" or METHOD_SPECS[cfg.method].input_transform == "scale",

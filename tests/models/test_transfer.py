@@ -131,3 +131,33 @@ def test_a_profile_through_the_curve_is_the_profile_of_the_output():
     mapped = g(profile[None, None, :, None, None], stats).flatten()
     direct = intensity_profile(g(x, stats), m, 64)
     assert torch.allclose(mapped, direct, atol=2e-2)
+
+
+def test_slopes_of_the_identity_are_one():
+    x, m = _image()
+    assert torch.allclose(IntensityTransfer().slopes(x, image_stats(x, m)), torch.ones_like(x), atol=1e-5)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_slopes_are_the_curves_finite_differences(seed):
+    """Property: within a knot segment, G(x + h) - G(x) = slope * h (relative to the identity's slope 1)."""
+    torch.manual_seed(seed)
+    g = IntensityTransfer(knots=8)
+    for p in g.hyper[-1].parameters():
+        torch.nn.init.normal_(p, std=0.1)
+    x, m = _image(seed)
+    step = SCALE_TOP / 7
+    x = (x / step).floor() * step + step * (0.25 + 0.5 * torch.rand_like(x))  # inside a segment, off its knots
+    x = x.clamp(max=SCALE_TOP - step / 2)
+    stats = image_stats(x, m)
+    h = step * 0.05  # stays within the segment (x sits in its middle half); large enough for float32
+    with torch.no_grad():
+        finite = (g(x.double() + h, stats) - g(x.double(), stats)) / h
+        assert torch.allclose(g.slopes(x, stats).double(), finite, atol=1e-3)
+
+
+def test_slopes_carry_the_curves_gradient():
+    g = IntensityTransfer()
+    x, m = _image()
+    g.slopes(x, image_stats(x, m)).sum().backward()
+    assert g.hyper[-1].bias.grad is not None and float(g.hyper[-1].bias.grad.abs().sum()) > 0

@@ -4,6 +4,8 @@ import pytest
 import torch
 
 from advnorm.methods import METHOD_SPECS
+from advnorm.models.transfer import image_stats
+from advnorm.training.losses import flat_curve_loss
 from tests.conftest import make_trainer, tiny_cfg
 
 
@@ -199,6 +201,57 @@ def test_content_term_changes_gs_update():
         m.optimize_parameters()
         after.append(torch.cat([p.detach().flatten() for p in m.nets.G.parameters()]))
     assert not torch.allclose(after[0], after[1])
+
+
+@pytest.mark.parametrize(("floor", "logged"), [(0.5, True), (0.0, False)])
+def test_slope_floor_term_is_logged_when_on(floor, logged):
+    m = make("harmonized", **{"loss.slope_floor": floor})
+    m.set_input(*batch())
+    out = m.optimize_parameters()
+    assert ("loss_slope" in out) == logged
+    if logged:
+        assert 0.0 <= float(out["loss_slope"]) <= floor
+
+
+def _nearly_flat(G, slope: float = 0.1) -> None:
+    """Make a fresh transfer G's curve ``slope`` times the identity, through 0 (curve = positions + range * bias)."""
+    with torch.no_grad():
+        G.hyper[-1].bias.copy_(-(1 - slope) * G.positions / (G.high - G.low))
+
+
+def test_slope_floor_term_reaches_g():
+    """The same G + S step on a nearly flat curve leaves G different with the term and without it (SGD: Adam's
+    first step is the gradient's sign, which the term need not flip)."""
+    after = []
+    for floor in (0.0, 1.0):
+        torch.manual_seed(0)
+        m = make("harmonized", **{"loss.slope_floor": floor, "optim.optimizer": "sgd"})
+        _nearly_flat(m.nets.G)
+        m.set_input(*batch())
+        m.optimize_parameters()
+        after.append(torch.cat([p.detach().flatten() for p in m.nets.G.parameters()]))
+    assert not torch.allclose(after[0], after[1])
+
+
+def test_slope_floor_alone_steepens_a_flat_curve_where_the_brain_lies():
+    """Property: descending the term alone lifts the curve's slope at the brain's values to the floor, and leaves
+    the knots where no brain voxel lies where they were."""
+    m = make("harmonized", **{"loss.slope_floor": 0.5})
+    G = m.nets.G
+    _nearly_flat(G)
+    x = torch.linspace(-1.0, 1.0, 4096).reshape(1, 1, 16, 16, 16)  # the brain's values: a middle stretch
+    mask = torch.ones_like(x)
+    stats = image_stats(x, mask, m.nets.value_range)
+    far = (G.positions < -1.5) | (G.positions > 1.5)
+    before = G.curve(stats).detach()
+    opt = torch.optim.SGD(G.parameters(), lr=0.01)
+    for _ in range(100):
+        opt.zero_grad()
+        flat_curve_loss(m.nets.curve_slopes(x, mask, stats), mask, 0.5).backward()
+        opt.step()
+    slopes = m.nets.curve_slopes(x, mask, stats).detach()
+    assert float(slopes.abs().min()) >= 0.45  # 0.1 before
+    assert torch.equal(G.curve(stats).detach()[:, far], before[:, far])
 
 
 @pytest.mark.parametrize(

@@ -17,7 +17,7 @@ from advnorm.data.intensity import VALUE_RANGE
 from advnorm.labels import CLASS_NAMES
 from advnorm.methods import METHOD_SPECS, MethodSpec
 from advnorm.models.builders import build_discriminator, build_generator, build_segmenter
-from advnorm.models.transfer import image_stats
+from advnorm.models.transfer import IntensityTransfer, image_stats
 
 
 class Networks(nn.Module):
@@ -74,8 +74,19 @@ class Networks(nn.Module):
         if self.G is None:
             return x
         if self.ingredients.generator == "transfer":
-            return self.G(x, image_stats(x, mask, self.value_range) if stats is None else stats) * mask
+            return self.G(x, self._image_stats(x, mask, stats)) * mask
         return self.G(x) * mask
+
+    def curve_slopes(self, x: torch.Tensor, mask: torch.Tensor, stats: torch.Tensor | None = None) -> torch.Tensor:
+        """The slope of a transfer G's curve at each voxel of ``x``, relative to the identity's
+        (:meth:`advnorm.models.transfer.IntensityTransfer.slopes`); through the plain module, as D's frozen pass."""
+        G = self.plain.get("G", self.G)
+        if not isinstance(G, IntensityTransfer):
+            raise ValueError("curve slopes need a transfer-function G (model.generator 'transfer')")
+        return G.slopes(x, self._image_stats(x, mask, stats))
+
+    def _image_stats(self, x: torch.Tensor, mask: torch.Tensor, stats: torch.Tensor | None) -> torch.Tensor:
+        return image_stats(x, mask, self.value_range) if stats is None else stats
 
     def segment(self, x_hat: torch.Tensor) -> torch.Tensor:
         """S's logits for the normalized image."""

@@ -68,6 +68,7 @@ class IntensityTransfer(nn.Module):
     def __init__(self, knots: int = 24, hidden: int = 64, value_range: ValueRange = SCALE_RANGE) -> None:
         super().__init__()
         self.low, self.high = float(value_range[0]), float(value_range[1])
+        self.knot_step = (self.high - self.low) / (knots - 1)
         positions = torch.linspace(self.low, self.high, knots)
         self.register_buffer("positions", positions)
         last = nn.Linear(hidden, knots)
@@ -85,14 +86,24 @@ class IntensityTransfer(nn.Module):
         v = self.positions + (self.high - self.low) * self.hyper(stats.float())
         return v + (v.clamp(self.low, self.high) - v).detach()
 
-    def forward(self, x: torch.Tensor, stats: torch.Tensor) -> torch.Tensor:
+    def _segment_ends(self, x: torch.Tensor, stats: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """For each voxel of ``x``: the curve's values at the two knots around it and its position between them."""
         values = self.curve(stats)  # (B, K)
         k = values.shape[1]
         t = ((x.float().clamp(self.low, self.high) - self.low) / (self.high - self.low)) * (k - 1)
         i = t.floor().clamp(0, k - 2)
-        w = t - i
         b = x.shape[0]
         flat_i = i.long().reshape(b, -1)
         lo = torch.gather(values, 1, flat_i).reshape(x.shape)
         hi = torch.gather(values, 1, flat_i + 1).reshape(x.shape)
+        return lo, hi, t - i
+
+    def forward(self, x: torch.Tensor, stats: torch.Tensor) -> torch.Tensor:
+        lo, hi, w = self._segment_ends(x, stats)
         return (lo * (1 - w) + hi * w).to(x.dtype)
+
+    def slopes(self, x: torch.Tensor, stats: torch.Tensor) -> torch.Tensor:
+        """The slope of each voxel's curve at its value, relative to the identity's (1: the identity, 0: flat,
+        negative: inverted); differentiable in the curve (``loss.slope_floor``)."""
+        lo, hi, _ = self._segment_ends(x, stats)
+        return (hi - lo) / self.knot_step

@@ -131,6 +131,15 @@ def content_loss(x_hat: torch.Tensor, x: torch.Tensor, mask: torch.Tensor) -> to
     return ((x_hat.float() - x.float()) ** 2 * m).sum() / m.sum().clamp_min(1.0)
 
 
+def flat_curve_loss(slopes: torch.Tensor, mask: torch.Tensor, floor: float) -> torch.Tensor:
+    """Mean over the batch's brain voxels of ``max(0, floor - |slope|)``: what a transfer G pays for running its
+    curve flatter than ``floor`` (relative to the identity) where tissue lies (``loss.slope_floor``). A flat
+    stretch maps a whole tissue onto one value, a spike in the output's histogram at a place of each site's own
+    (docs/method.md); inversions are free, as long as they are steep. 0 for a batch without brain."""
+    m = mask.float()
+    return (torch.relu(floor - slopes.float().abs()) * m).sum() / m.sum().clamp_min(1.0)
+
+
 def ramp(progress: float) -> float:
     """DANN's weight schedule, from 0 at ``progress`` 0 to ~1 at 1: ``2 / (1 + exp(-10 p)) - 1``."""
     return 2.0 / (1.0 + math.exp(-10.0 * min(max(progress, 0.0), 1.0))) - 1.0

@@ -26,6 +26,7 @@ from advnorm.training.losses import (
     confusion_loss,
     content_loss,
     discriminator_loss,
+    flat_curve_loss,
     generator_adversarial_loss,
     segmentation_loss,
 )
@@ -168,6 +169,11 @@ class Trainer:
             loss_content = content_loss(self.x_hat, self.x, self.mask)
             loss = loss + self.nets.ingredients.content_weight * loss_content
             out["loss_content"] = loss_content.detach()
+        if self.cfg.loss.slope_floor > 0:
+            slopes = self.nets.curve_slopes(self.x, self.mask, self.stats)
+            loss_slope = flat_curve_loss(slopes, self.mask, self.cfg.loss.slope_floor)
+            loss = loss + loss_slope
+            out["loss_slope"] = loss_slope.detach()
         if self.nets.D is not None:
             with self.nets.autocast():  # D frozen: call the plain module, so DDP sees one D pass per step
                 logits_fake = self.nets.plain.get("D", self.nets.D)(*self.adversary_input(self.x_hat))
