@@ -12,12 +12,12 @@ Prints one line per prediction and how many were flagged; the figures in the mod
 from __future__ import annotations
 
 import argparse
-import json
 import warnings
 from pathlib import Path
 
 from advnorm.data.layouts import open_domains
 from advnorm.data.tissue_shares import implausible_shares, share_ranges, tissue_shares
+from advnorm.evaluation.evaluate import held_out_cases
 from advnorm.inference import TrainedModel
 
 
@@ -30,27 +30,26 @@ def main() -> int:
     warnings.simplefilter("ignore")  # the input checks' own warnings are not what is counted here
     flagged = total = 0
     for run in sorted(a.folder.glob("runs/*/seed*")):
-        cfg = json.loads((run / "config.json").read_text())
-        if cfg["method"] == "single":
+        model = TrainedModel(run)
+        if model.cfg.method == "single":
             continue
-        split = cfg["run"]["split"]
-        cases = {ds.name: {c.case_id: c for c in ds.labelled()} for ds in domains}
+        split = model.run["split"]
         train = [
-            tissue_shares(ds.load_case(cases[ds.name][cid]).require_label(), len(ds.classes))
+            tissue_shares(ds.load_case(case).require_label(), len(ds.classes))
             for ds in domains
             if ds.name in split
-            for cid in split[ds.name]["train"]
+            for case in ds.labelled()
+            if case.case_id in split[ds.name]["train"]
         ]
         ranges = share_ranges(train, domains[0].classes)
-        model = TrainedModel(run)
         for ds in domains:
-            for cid in split.get(ds.name, {}).get("test", []):
-                pred = model.predict(ds.load_case(cases[ds.name][cid], with_label=False))
+            for case in held_out_cases(model, ds) if ds.name in split else []:
+                pred = model.predict(ds.load_case(case, with_label=False))
                 shares = tissue_shares(pred.labels, len(ds.classes))
                 said = implausible_shares(shares, ranges, ds.classes)
                 total += 1
                 flagged += said is not None
-                where = f"{run.relative_to(a.folder)} {ds.name}/{cid}"
+                where = f"{run.relative_to(a.folder)} {ds.name}/{case.case_id}"
                 print(where, " ".join(f"{v:.3f}" for v in shares), f"FLAGGED: {said}" if said else "ok", flush=True)
     print(f"{flagged} of {total} test predictions flagged")
     return 0
