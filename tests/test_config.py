@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from advnorm.config import paper_profile, quick_profile
+from advnorm.config import ingredients, paper_profile, quick_profile
 from advnorm.config_file import changed_from_profile, resolve
 from advnorm.errors import AdvnormError
 
@@ -97,6 +97,27 @@ def test_changed_from_profile(tmp_path, profile, file, overrides, expected):
     assert [(k, list(v) if isinstance(v, tuple) else v, list(d) if isinstance(d, tuple) else d) for k, v, d in got] == (
         expected
     )
+
+
+@pytest.mark.parametrize(
+    ("method", "file", "expected"),
+    [
+        ("harmonized", None, 0.25),  # the method's, with its transfer G (docs/method.md)
+        ("adversarial", None, 0.0),
+        ("standardized", None, 0.0),
+        ("harmonized", {"loss": {"slope_floor": 0.0}}, 0.0),  # a user's choice wins, 0 included
+        ("harmonized", {"loss": {"slope_floor": 0.5}}, 0.5),
+        ("adversarial", {"model": {"generator": "transfer"}}, 0.0),  # only harmonized's own default is non-zero
+    ],
+)
+def test_slope_floor_is_resolved_per_method_and_stored(tmp_path, method, file, expected):
+    path = None
+    if file is not None:
+        path = tmp_path / "c.json"
+        path.write_text(json.dumps(file))
+    cfg = resolve("quick", file=path, overrides={"method": method})
+    assert cfg.loss.slope_floor == expected  # resolved: config.json says what the run used
+    assert ingredients(cfg).slope_floor == expected
 
 
 @pytest.mark.parametrize(

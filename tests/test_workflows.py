@@ -98,28 +98,37 @@ def test_a_run_made_before_a_default_changed_counts_as_made_with_the_old_one(
     assert RunFolder(run).read_config()[0].train.augment_noise == 0.0
 
 
-@pytest.mark.parametrize(("method", "reusable"), [("adversarial", True), ("standardized", True), ("harmonized", False)])
-def test_a_run_made_before_the_content_term_counts_as_made_without_it(
-    method, reusable, tiny_run, tiny_phantom, tmp_path
+@pytest.mark.parametrize(
+    ("key", "now", "method", "reusable"),
+    [
+        ("content_weight", 3.0, "adversarial", True),
+        ("content_weight", 3.0, "standardized", True),
+        ("content_weight", 3.0, "harmonized", False),
+        ("slope_floor", 0.25, "adversarial", True),
+        ("slope_floor", 0.25, "harmonized", False),
+    ],
+)
+def test_a_run_made_before_a_harmonized_term_counts_as_made_without_it(
+    key, now, method, reusable, tiny_run, tiny_phantom, tmp_path
 ):
-    """``loss.content_weight`` came with a non-zero default for ``harmonized``: a config.json without it means 0, so an
-    older ``harmonized`` run is trained again and every other method's stays reusable."""
+    """``loss.content_weight`` and ``loss.slope_floor`` came with a non-zero default for ``harmonized``: a config.json
+    without one means 0, so an older ``harmonized`` run is trained again and every other method's stays reusable."""
     import json
 
     from advnorm.run_folder import RunFolder
 
     run = copy_run(tiny_run, tmp_path / "run")
     stored = json.loads((run / "config.json").read_text())
-    del stored["loss"]["content_weight"]
+    del stored["loss"][key]
     (run / "config.json").write_text(json.dumps({**stored, "method": method}))
-    settings = tmp_path / "settings.json"  # the run's settings as a --config file, the weight left to the method
+    settings = tmp_path / "settings.json"  # the run's settings as a --config file, the term left to the method
     settings.write_text(json.dumps({k: v for k, v in stored.items() if k not in ("method", "run", "versions")}))
     datasets = open_domains([str(p) for p in tiny_phantom])
     diffs = reuse_differences(run, resolve("quick", file=settings, overrides={"method": method}), datasets)
     assert (diffs == []) == reusable, diffs
     if not reusable:
-        assert any("content_weight is 0.0 there, 3.0 now" in d for d in diffs), diffs
-    assert RunFolder(run).read_config()[0].loss.content_weight == 0.0
+        assert any(f"{key} is 0.0 there, {now} now" in d for d in diffs), diffs
+    assert getattr(RunFolder(run).read_config()[0].loss, key) == 0.0
 
 
 @pytest.mark.parametrize("stored_version", [None, 1])

@@ -107,11 +107,12 @@ class LossConfig:
     ``None``: the method's (3.0 for ``harmonized``, measured in docs/method.md; 0 for every other method, so
     ``adversarial`` stays the paper's); a run's config.json holds the value it used."""
 
-    slope_floor: float = 0.0
-    """With the transfer G (``harmonized``): the slope of G's curve, relative to the identity's, below which the
+    slope_floor: float | None = None
+    """With a transfer G (``harmonized``): the slope of G's curve, relative to the identity's, below which the
     brain voxels of a patch cost G ``max(0, slope_floor - |slope|)`` each, averaged and added to G's loss (0: off;
-    in [0, 1]). Against flat stretches that pile one tissue onto one value at a place of each site's own
-    (docs/method.md measures it)."""
+    in [0, 1]). Against flat stretches that pile one tissue onto one value at a place of each site's own.
+    ``None``: the method's (0.25 for ``harmonized`` with its transfer G, measured in docs/method.md; 0 otherwise);
+    a run's config.json holds the value it used."""
 
 
 @dataclass(frozen=True)
@@ -306,7 +307,7 @@ def validate(cfg: Config) -> None:
     need(m.discriminator_blocks >= 1, "model.discriminator_blocks must be >= 1")
     need(t.d_steps >= 1 and loss.adv_ramp_epochs >= 0, "train.d_steps must be >= 1 and loss.adv_ramp_epochs >= 0")
     need(loss.content_weight is None or loss.content_weight >= 0, "loss.content_weight must be >= 0")
-    need(0 <= loss.slope_floor <= 1, "loss.slope_floor must be in [0, 1]")
+    need(loss.slope_floor is None or 0 <= loss.slope_floor <= 1, "loss.slope_floor must be in [0, 1]")
     need(t.patch_stride >= 1, "train.patch_stride must be >= 1")
     need(t.steps_per_epoch is None or t.steps_per_epoch >= 1, "train.steps_per_epoch must be >= 1")
     need(t.val_patches >= 1, "train.val_patches must be >= 1")
@@ -345,7 +346,7 @@ def validate(cfg: Config) -> None:
         "loss.adversary_view 'image' needs a transfer-function G and the confusion adversary (method 'harmonized')",
     )
     need(
-        cfg.loss.slope_floor == 0 or ingredients(cfg).generator == "transfer",
+        not cfg.loss.slope_floor or ingredients(cfg).generator == "transfer",
         "loss.slope_floor needs a transfer-function G (method 'harmonized', or model.generator 'transfer')",
     )
     need(
@@ -381,6 +382,8 @@ class Ingredients:
     stem_norm: str
     content_weight: float
     """The content-preservation term's weight (0 without G)."""
+    slope_floor: float
+    """The floor on a transfer G's slope (0: off, and without a transfer G)."""
 
 
 def ingredients(cfg: Config) -> Ingredients:
@@ -391,12 +394,17 @@ def ingredients(cfg: Config) -> Ingredients:
     def pick(value: str, default: str) -> str:
         return default if value == "auto" else value
 
+    generator = pick(m.generator, spec.generator) if spec.uses_generator else None
+    floor = loss.slope_floor
+    if floor is None:
+        floor = spec.slope_floor if generator == "transfer" else 0.0
     return Ingredients(
-        generator=pick(m.generator, spec.generator) if spec.uses_generator else None,
+        generator=generator,
         adversary=pick(loss.adversary, spec.adversary) if spec.uses_discriminator else None,
         discriminator=pick(m.discriminator, spec.discriminator),
         stem_norm=pick(m.discriminator_stem_norm, spec.stem_norm),
         content_weight=method_content_weight(cfg) if spec.uses_generator else 0.0,
+        slope_floor=floor,
     )
 
 

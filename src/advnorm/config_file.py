@@ -12,7 +12,7 @@ from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any, Literal
 
-from advnorm.config import PROFILES, Config, method_content_weight, validate
+from advnorm.config import PROFILES, Config, ingredients, method_content_weight, validate
 from advnorm.errors import AdvnormError
 
 
@@ -58,9 +58,12 @@ def resolve(
 def with_method_defaults(cfg: Config) -> Config:
     """``cfg`` with the settings left to the method (``None``) set to the method's value, as a run's config.json
     stores them: a run says what it used, whatever the default was."""
-    if cfg.loss.content_weight is None:
-        return replace(cfg, loss=replace(cfg.loss, content_weight=method_content_weight(cfg)))
-    return cfg
+    loss = cfg.loss
+    if loss.content_weight is None:
+        loss = replace(loss, content_weight=method_content_weight(cfg))
+    if loss.slope_floor is None:
+        loss = replace(loss, slope_floor=ingredients(cfg).slope_floor)
+    return replace(cfg, loss=loss)
 
 
 def _invalid(cfg: Config) -> bool:

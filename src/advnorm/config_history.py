@@ -11,6 +11,7 @@ from advnorm.methods import METHOD_SPECS
 ABSENT_MEANS: dict[str, tuple[Any, tuple[str, ...]]] = {
     "train.augment_noise": (0.08, ("augmented",)),
     "loss.content_weight": (0.0, tuple(METHOD_SPECS)),
+    "loss.slope_floor": (0.0, tuple(METHOD_SPECS)),
 }
 """What a setting missing from a stored run's ``config.json`` means where that is not today's profile default (a
 setting whose default changed after it was added: the run was made before, with the old value), and the methods

@@ -51,6 +51,8 @@ class MethodSpec:
     """``group`` (the paper's ResNet stem) or ``none``."""
     content_weight: float = 0.0
     """With a G: the weight of the content-preservation term (``loss.content_weight``, which overrides it)."""
+    slope_floor: float = 0.0
+    """With a transfer G: the floor on its curve's slope (``loss.slope_floor``, which overrides it)."""
 
 
 METHOD_SPECS: dict[str, MethodSpec] = {
@@ -81,6 +83,7 @@ METHOD_SPECS: dict[str, MethodSpec] = {
         discriminator="histogram",
         stem_norm="none",
         content_weight=3.0,
+        slope_floor=0.25,
     ),
 }
 

@@ -169,9 +169,9 @@ class Trainer:
             loss_content = content_loss(self.x_hat, self.x, self.mask)
             loss = loss + self.nets.ingredients.content_weight * loss_content
             out["loss_content"] = loss_content.detach()
-        if self.cfg.loss.slope_floor > 0:
+        if self.nets.ingredients.slope_floor > 0:
             slopes = self.nets.curve_slopes(self.x, self.mask, self.stats)
-            loss_slope = flat_curve_loss(slopes, self.mask, self.cfg.loss.slope_floor)
+            loss_slope = flat_curve_loss(slopes, self.mask, self.nets.ingredients.slope_floor)
             loss = loss + loss_slope
             out["loss_slope"] = loss_slope.detach()
         if self.nets.D is not None:
