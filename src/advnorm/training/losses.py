@@ -135,7 +135,8 @@ def flat_curve_loss(slopes: torch.Tensor, mask: torch.Tensor, floor: float) -> t
     """Mean over the batch's brain voxels of ``max(0, floor - |slope|)``: what a transfer G pays for running its
     curve flatter than ``floor`` (relative to the identity) where tissue lies (``loss.slope_floor``). A flat
     stretch maps a whole tissue onto one value, a spike in the output's histogram at a place of each site's own
-    (docs/method.md); inversions are free, as long as they are steep. 0 for a batch without brain."""
+    (docs/method.md); inversions are free, as long as they are steep. 0 for a batch without brain. A stretch
+    exactly flat (both its knots clamped to the same end of G's range) gets no push: |s| has no gradient at 0."""
     m = mask.float()
     return (torch.relu(floor - slopes.float().abs()) * m).sum() / m.sum().clamp_min(1.0)
 
