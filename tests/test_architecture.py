@@ -24,6 +24,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "advnorm.methods",
             "advnorm.labels",
             "advnorm.config",
+            "advnorm.config_checks",
             "advnorm.config_file",
             "advnorm.config_history",
             "advnorm.config_doc",

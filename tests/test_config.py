@@ -100,41 +100,28 @@ def test_changed_from_profile(tmp_path, profile, file, overrides, expected):
 
 
 @pytest.mark.parametrize(
-    ("method", "file", "expected"),
+    ("key", "method", "file", "expected"),
     [
-        ("harmonized", None, 0.25),  # the method's, with its transfer G (docs/method.md)
-        ("adversarial", None, 0.0),
-        ("standardized", None, 0.0),
-        ("harmonized", {"loss": {"slope_floor": 0.0}}, 0.0),  # a user's choice wins, 0 included
-        ("harmonized", {"loss": {"slope_floor": 0.5}}, 0.5),
-        ("adversarial", {"model": {"generator": "transfer"}}, 0.0),  # only harmonized's own default is non-zero
+        ("content_weight", "harmonized", None, 3.0),  # the method's (docs/method.md)
+        ("content_weight", "adversarial", None, 0.0),  # the paper's row stays eq. (1)-(4)
+        ("content_weight", "unconstrained", None, 0.0),
+        ("content_weight", "standardized", None, 0.0),
+        ("content_weight", "harmonized", {"loss": {"content_weight": 0.0}}, 0.0),  # a user's choice wins, 0 included
+        ("content_weight", "adversarial", {"loss": {"content_weight": 0.3}}, 0.3),
+        ("slope_floor", "harmonized", None, 0.25),  # the method's, with its transfer G (docs/method.md)
+        ("slope_floor", "adversarial", None, 0.0),
+        ("slope_floor", "standardized", None, 0.0),
+        ("slope_floor", "harmonized", {"loss": {"slope_floor": 0.0}}, 0.0),  # a user's choice wins, 0 included
+        ("slope_floor", "harmonized", {"loss": {"slope_floor": 0.5}}, 0.5),
+        ("slope_floor", "adversarial", {"model": {"generator": "transfer"}}, 0.0),  # only harmonized's is non-zero
     ],
 )
-def test_slope_floor_is_resolved_per_method_and_stored(tmp_path, method, file, expected):
+def test_a_per_method_setting_is_resolved_and_stored(tmp_path, key, method, file, expected):
+    """``loss.content_weight`` and ``loss.slope_floor`` left unset mean the method's value."""
     path = None
     if file is not None:
         path = tmp_path / "c.json"
         path.write_text(json.dumps(file))
     cfg = resolve("quick", file=path, overrides={"method": method})
-    assert cfg.loss.slope_floor == expected  # resolved: config.json says what the run used
-    assert ingredients(cfg).slope_floor == expected
-
-
-@pytest.mark.parametrize(
-    ("method", "file", "expected"),
-    [
-        ("harmonized", None, 3.0),  # the method's (docs/method.md)
-        ("adversarial", None, 0.0),  # the paper's row stays eq. (1)-(4)
-        ("unconstrained", None, 0.0),
-        ("standardized", None, 0.0),
-        ("harmonized", {"loss": {"content_weight": 0.0}}, 0.0),  # a user's choice wins, 0 included
-        ("adversarial", {"loss": {"content_weight": 0.3}}, 0.3),
-    ],
-)
-def test_content_weight_is_resolved_per_method_and_stored(tmp_path, method, file, expected):
-    path = None
-    if file is not None:
-        path = tmp_path / "c.json"
-        path.write_text(json.dumps(file))
-    cfg = resolve("quick", file=path, overrides={"method": method})
-    assert cfg.loss.content_weight == expected  # resolved: config.json says what the run used
+    assert getattr(cfg.loss, key) == expected  # resolved: config.json says what the run used
+    assert getattr(ingredients(cfg), key) == expected

@@ -1,5 +1,5 @@
 """Reading a configuration: a profile, then a JSON file, then command-line overrides, each value checked
-against the field's type and the whole against :func:`advnorm.config.validate`; and the differences between
+against the field's type and the whole against :func:`advnorm.config_checks.validate`; and the differences between
 two stored configurations, in words."""
 
 from __future__ import annotations
@@ -12,7 +12,8 @@ from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any, Literal
 
-from advnorm.config import PROFILES, Config, ingredients, method_content_weight, validate
+from advnorm.config import PROFILES, Config, ingredients, method_content_weight
+from advnorm.config_checks import validate
 from advnorm.errors import AdvnormError
 
 

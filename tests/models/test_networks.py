@@ -3,7 +3,8 @@ import dataclasses
 import pytest
 import torch
 
-from advnorm.config import paper_profile, quick_profile, segmenter_stride, validate
+from advnorm.config import paper_profile, quick_profile, segmenter_stride
+from advnorm.config_checks import validate
 from advnorm.data.intensity import SCALE_TOP
 from advnorm.errors import AdvnormError
 from advnorm.models import build_discriminator, build_generator, build_segmenter
