@@ -299,6 +299,7 @@ def ingredients(cfg: Config) -> Ingredients:
         return default if value == "auto" else value
 
     generator = pick(m.generator, spec.generator) if spec.uses_generator else None
+    weight = spec.content_weight if loss.content_weight is None else loss.content_weight
     floor = loss.slope_floor
     if floor is None:
         floor = spec.slope_floor if generator == "transfer" else 0.0
@@ -307,12 +308,6 @@ def ingredients(cfg: Config) -> Ingredients:
         adversary=pick(loss.adversary, spec.adversary) if spec.uses_discriminator else None,
         discriminator=pick(m.discriminator, spec.discriminator),
         stem_norm=pick(m.discriminator_stem_norm, spec.stem_norm),
-        content_weight=method_content_weight(cfg) if spec.uses_generator else 0.0,
+        content_weight=weight if spec.uses_generator else 0.0,
         slope_floor=floor,
     )
-
-
-def method_content_weight(cfg: Config) -> float:
-    """``loss.content_weight``, or the method's when it is ``None``."""
-    weight = cfg.loss.content_weight
-    return METHOD_SPECS[cfg.method].content_weight if weight is None else weight

@@ -12,7 +12,7 @@ from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any, Literal
 
-from advnorm.config import PROFILES, Config, ingredients, method_content_weight
+from advnorm.config import PROFILES, Config, ingredients
 from advnorm.config_checks import validate
 from advnorm.errors import AdvnormError
 
@@ -59,11 +59,11 @@ def resolve(
 def with_method_defaults(cfg: Config) -> Config:
     """``cfg`` with the settings left to the method (``None``) set to the method's value, as a run's config.json
     stores them: a run says what it used, whatever the default was."""
-    loss = cfg.loss
+    loss, chosen = cfg.loss, ingredients(cfg)
     if loss.content_weight is None:
-        loss = replace(loss, content_weight=method_content_weight(cfg))
+        loss = replace(loss, content_weight=chosen.content_weight)
     if loss.slope_floor is None:
-        loss = replace(loss, slope_floor=ingredients(cfg).slope_floor)
+        loss = replace(loss, slope_floor=chosen.slope_floor)
     return replace(cfg, loss=loss)
 
 
