@@ -26,11 +26,11 @@ CONFIG = {
 }
 
 
-def _train(argv_prefix, out: Path, data: list[str], config: Path) -> list[dict]:
+def _train(argv_prefix, out: Path, data: list[str], config: Path, method: str = "adversarial") -> list[dict]:
     argv = argv_prefix + [
         "train",
         "--method",
-        "adversarial",
+        method,
         "--out",
         str(out),
         "--config",
@@ -45,15 +45,23 @@ def _train(argv_prefix, out: Path, data: list[str], config: Path) -> list[dict]:
     return read_csv_rows(out / "training_log.csv")
 
 
-@pytest.mark.skipif(shutil.which("torchrun", path=str(Path(sys.executable).parent)) is None, reason="torchrun missing")
+needs_torchrun = pytest.mark.skipif(
+    shutil.which("torchrun", path=str(Path(sys.executable).parent)) is None, reason="torchrun missing"
+)
+
+
+def _torchrun() -> list[str]:
+    return [str(Path(sys.executable).parent / "torchrun"), "--standalone", "--nproc_per_node=2", "-m", "advnorm"]
+
+
+@needs_torchrun
 def test_two_process_run_matches_single_process(tmp_path):
     write_phantom(tmp_path / "ph", PhantomSpec(domains=2, subjects=3, seed=0, scale=0.3))
     data = sorted(str(p) for p in (tmp_path / "ph").glob("Dataset*"))
     config = tmp_path / "c.json"
     config.write_text(json.dumps(CONFIG))
     single = _train([sys.executable, "-m", "advnorm"], tmp_path / "single", data, config)
-    torchrun = str(Path(sys.executable).parent / "torchrun")
-    multi = _train([torchrun, "--standalone", "--nproc_per_node=2", "-m", "advnorm"], tmp_path / "ddp", data, config)
+    multi = _train(_torchrun(), tmp_path / "ddp", data, config)
     # epoch 0 (untrained), the warm-up of G, then the epochs that update S
     assert len(single) == len(multi) == 1 + CONFIG["train"]["warmup_epochs"] + CONFIG["train"]["epochs"]
     cfg = json.loads((tmp_path / "ddp" / "config.json").read_text())
@@ -89,3 +97,21 @@ def test_two_process_run_matches_single_process(tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     rows = read_csv_rows(tmp_path / "ddp" / "training_log.csv")
     assert [int(r["epoch"]) for r in rows] == [0, 1, 2, 3, 4, 5]
+
+
+@needs_torchrun
+def test_default_method_under_torchrun_matches_single_process(tmp_path):
+    """``harmonized`` (transfer G, histogram D, confusion term, content term, slope floor; the slope term goes
+    through the plain G beside the DDP-wrapped one) trains under torchrun and follows the single process."""
+    write_phantom(tmp_path / "ph", PhantomSpec(domains=2, subjects=3, seed=0, scale=0.3))
+    data = sorted(str(p) for p in (tmp_path / "ph").glob("Dataset*"))
+    config = tmp_path / "c.json"
+    config.write_text(json.dumps(CONFIG))
+    single = _train([sys.executable, "-m", "advnorm"], tmp_path / "single", data, config, "harmonized")
+    multi = _train(_torchrun(), tmp_path / "ddp", data, config, "harmonized")
+    assert len(single) == len(multi) == 1 + CONFIG["train"]["epochs"]  # a transfer G has no warm-up
+    for a, b in zip(single[1:], multi[1:], strict=True):
+        assert abs(float(a["val_dice_mean"]) - float(b["val_dice_mean"])) < 0.1, (a, b)
+        for term in ("loss_content", "loss_slope", "loss_adv"):
+            assert abs(float(a[term]) - float(b[term])) < 0.05, (term, a[term], b[term])
+    assert json.loads((tmp_path / "ddp" / "config.json").read_text())["run"]["world_size"] == 2
