@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/run.py                      # the default sections (about 25 min on 2 idle cores)
     .venv/bin/python benchmarks/run.py --only step,data     # some sections (others keep their last results)
-    .venv/bin/python benchmarks/run.py --only time_to_dice  # time to accuracy vs a MONAI loop (about 75 min)
+    .venv/bin/python benchmarks/run.py --only time_to_dice  # time to accuracy vs a MONAI loop (about 95 min)
     .venv/bin/python benchmarks/run.py --smoke              # seconds-long run of every code path (CI)
 
 The references need the benchmark extra, ``pip install -e ".[bench]"`` (TorchIO for ``data``): a section
@@ -15,9 +15,9 @@ TorchIO), ``scaling`` (epoch time vs patches, K = 2-6 domains and 5-45 subjects 
 memory vs patch centres, domains and subjects), ``probes`` (bf16 autocast and threading
 settings), and, only when asked for (``--only``), ``compile`` (torch.compile; minutes of
 compilation) and ``time_to_dice`` (training wall time until a held-out subject's mean Dice
-reaches 0.80 and 0.85, advnorm's ``single`` and ``harmonized``, as profiled and with S's
-strided stem, against the loop a MONAI user writes; six runs of 10 minutes of training each
-plus their scoring, about 75 minutes: too long for the default run). Every measure is a ratio
+reaches 0.80 and 0.85, advnorm's ``single`` and ``harmonized``, as profiled, with S's
+strided stem and with lean validation, against the loop a MONAI user writes; eight runs of 10 minutes
+of training each plus their scoring, about 95 minutes: too long for the default run). Every measure is a ratio
 against a reference run in the same process (or in fresh processes side by side), interleaved
 round by round.
 
