@@ -4,7 +4,7 @@
 
 For every run of ``REPRO_OUT/runs/<method>/seed<k>`` whose G is a transfer function (``harmonized``), puts each of
 the run's own test subjects through the run's input transform and takes the slope of G's curve at every brain
-voxel, relative to the identity's (:meth:`advnorm.models.transfer.IntensityTransfer.slopes`). Prints, per
+voxel, relative to the identity's (:meth:`advnorm.models.networks.Networks.curve_slopes`). Prints, per
 subject, the share of brain voxels on an exactly flat stretch (both knots clamped to one end of G's range: the
 floor term gives them no gradient), the share on stretches flatter than ``--floor`` (what the floor term charges
 for during training), and the smallest |slope|; docs/method.md quotes it.
@@ -22,7 +22,6 @@ import torch
 from advnorm.data.layouts import open_domains
 from advnorm.evaluation.evaluate import held_out_cases
 from advnorm.inference import TrainedModel
-from advnorm.models.transfer import IntensityTransfer, image_stats
 
 
 def main() -> int:
@@ -35,8 +34,7 @@ def main() -> int:
     warnings.simplefilter("ignore")  # the input checks' warnings are not what is measured here
     for run in sorted(a.folder.glob("runs/*/seed*")):
         model = TrainedModel(run)
-        G = model.nets.unwrapped().get("G")
-        if not isinstance(G, IntensityTransfer):
+        if model.nets.ingredients.generator != "transfer":
             continue
         for ds in domains:
             for case in held_out_cases(model, ds) if ds.name in model.run["split"] else []:
@@ -44,7 +42,7 @@ def main() -> int:
                 x = torch.from_numpy(model.network_input(subject).astype(np.float32))[None, None]
                 m = torch.from_numpy(subject.mask.astype(np.float32))[None, None]
                 with torch.no_grad():
-                    s = G.slopes(x, image_stats(x, m, model.nets.value_range))[m > 0].abs()
+                    s = model.nets.curve_slopes(x, m)[m > 0].abs()
                 print(
                     f"{run.relative_to(a.folder)} {ds.name}/{case.case_id}",
                     f"exactly flat {float((s == 0).float().mean()):.4f}",

@@ -76,17 +76,17 @@ def validate(cfg: Config) -> None:
         "data.fractions: training, validation and test each need a share > 0 (every set holds at least one subject)",
     )
     need(50 < cfg.data.scale_percentile <= 100, "data.scale_percentile must be in (50, 100]")
+    parts = ingredients(cfg)  # only now: it needs a known method, checked above
     need(
-        cfg.loss.adversary_view == "patch"
-        or (ingredients(cfg).generator == "transfer" and ingredients(cfg).adversary == "confusion"),
+        cfg.loss.adversary_view == "patch" or (parts.generator == "transfer" and parts.adversary == "confusion"),
         "loss.adversary_view 'image' needs a transfer-function G and the confusion adversary (method 'harmonized')",
     )
     need(
-        not cfg.loss.slope_floor or ingredients(cfg).generator == "transfer",
+        not cfg.loss.slope_floor or parts.generator == "transfer",
         "loss.slope_floor needs a transfer-function G (method 'harmonized', or model.generator 'transfer')",
     )
     need(
-        ingredients(cfg).generator != "unet" or METHOD_SPECS[cfg.method].input_transform == "scale",
+        parts.generator != "unet" or METHOD_SPECS[cfg.method].input_transform == "scale",
         f"model.generator 'unet' needs the rescaled input (its output is in (0, {SCALE_TOP})); method "
         f"{cfg.method!r} feeds G a {METHOD_SPECS[cfg.method].input_transform} image: use model.generator 'transfer'",
     )

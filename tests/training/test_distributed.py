@@ -26,7 +26,7 @@ CONFIG = {
 }
 
 
-def _train(argv_prefix, out: Path, data: list[str], config: Path, method: str = "adversarial") -> list[dict]:
+def _train(argv_prefix, out: Path, data: list[str], config: Path, method: str) -> list[dict]:
     argv = argv_prefix + [
         "train",
         "--method",
@@ -50,18 +50,21 @@ needs_torchrun = pytest.mark.skipif(
 )
 
 
-def _torchrun() -> list[str]:
-    return [str(Path(sys.executable).parent / "torchrun"), "--standalone", "--nproc_per_node=2", "-m", "advnorm"]
-
-
-@needs_torchrun
-def test_two_process_run_matches_single_process(tmp_path):
+def _single_and_two_processes(tmp_path: Path, method: str) -> tuple[list[str], list[dict], list[dict]]:
+    """The phantom's folders and the training logs of one process and of torchrun with 2, same config."""
     write_phantom(tmp_path / "ph", PhantomSpec(domains=2, subjects=3, seed=0, scale=0.3))
     data = sorted(str(p) for p in (tmp_path / "ph").glob("Dataset*"))
     config = tmp_path / "c.json"
     config.write_text(json.dumps(CONFIG))
-    single = _train([sys.executable, "-m", "advnorm"], tmp_path / "single", data, config)
-    multi = _train(_torchrun(), tmp_path / "ddp", data, config)
+    single = _train([sys.executable, "-m", "advnorm"], tmp_path / "single", data, config, method)
+    torchrun = [str(Path(sys.executable).parent / "torchrun"), "--standalone", "--nproc_per_node=2", "-m", "advnorm"]
+    multi = _train(torchrun, tmp_path / "ddp", data, config, method)
+    return data, single, multi
+
+
+@needs_torchrun
+def test_two_process_run_matches_single_process(tmp_path):
+    data, single, multi = _single_and_two_processes(tmp_path, "adversarial")
     # epoch 0 (untrained), the warm-up of G, then the epochs that update S
     assert len(single) == len(multi) == 1 + CONFIG["train"]["warmup_epochs"] + CONFIG["train"]["epochs"]
     cfg = json.loads((tmp_path / "ddp" / "config.json").read_text())
@@ -103,12 +106,7 @@ def test_two_process_run_matches_single_process(tmp_path):
 def test_default_method_under_torchrun_matches_single_process(tmp_path):
     """``harmonized`` (transfer G, histogram D, confusion term, content term, slope floor; the slope term goes
     through the plain G beside the DDP-wrapped one) trains under torchrun and follows the single process."""
-    write_phantom(tmp_path / "ph", PhantomSpec(domains=2, subjects=3, seed=0, scale=0.3))
-    data = sorted(str(p) for p in (tmp_path / "ph").glob("Dataset*"))
-    config = tmp_path / "c.json"
-    config.write_text(json.dumps(CONFIG))
-    single = _train([sys.executable, "-m", "advnorm"], tmp_path / "single", data, config, "harmonized")
-    multi = _train(_torchrun(), tmp_path / "ddp", data, config, "harmonized")
+    _, single, multi = _single_and_two_processes(tmp_path, "harmonized")
     assert len(single) == len(multi) == 1 + CONFIG["train"]["epochs"]  # a transfer G has no warm-up
     for a, b in zip(single[1:], multi[1:], strict=True):
         assert abs(float(a["val_dice_mean"]) - float(b["val_dice_mean"])) < 0.1, (a, b)
