@@ -108,7 +108,7 @@ def test_changed_from_profile(tmp_path, profile, file, overrides, expected):
         ("content_weight", "standardized", None, 0.0),
         ("content_weight", "harmonized", {"loss": {"content_weight": 0.0}}, 0.0),  # a user's choice wins, 0 included
         ("content_weight", "adversarial", {"loss": {"content_weight": 0.3}}, 0.3),
-        ("slope_floor", "harmonized", None, 0.25),  # the method's, with its transfer G (docs/method.md)
+        ("slope_floor", "harmonized", None, 0.35),  # the method's, with its transfer G (docs/method.md)
         ("slope_floor", "adversarial", None, 0.0),
         ("slope_floor", "standardized", None, 0.0),
         ("slope_floor", "harmonized", {"loss": {"slope_floor": 0.0}}, 0.0),  # a user's choice wins, 0 included

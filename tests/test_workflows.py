@@ -104,8 +104,8 @@ def test_a_run_made_before_a_default_changed_counts_as_made_with_the_old_one(
         ("content_weight", 3.0, "adversarial", True),
         ("content_weight", 3.0, "standardized", True),
         ("content_weight", 3.0, "harmonized", False),
-        ("slope_floor", 0.25, "adversarial", True),
-        ("slope_floor", 0.25, "harmonized", False),
+        ("slope_floor", 0.35, "adversarial", True),
+        ("slope_floor", 0.35, "harmonized", False),
     ],
 )
 def test_a_run_made_before_a_harmonized_term_counts_as_made_without_it(

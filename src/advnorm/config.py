@@ -109,7 +109,7 @@ class LossConfig:
     """With a transfer G (``harmonized``): the slope of G's curve, relative to the identity's, below which the
     brain voxels of a patch cost G ``max(0, slope_floor - |slope|)`` each, averaged and added to G's loss (0: off;
     in [0, 1]). Against flat stretches that pile one tissue onto one value at a place of each site's own.
-    ``None``: the method's (0.25 for ``harmonized`` with its transfer G, measured in docs/method.md; 0 otherwise);
+    ``None``: the method's (0.35 for ``harmonized`` with its transfer G, measured in docs/method.md; 0 otherwise);
     a run's config.json holds the value it used."""
 
 

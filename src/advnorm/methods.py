@@ -83,7 +83,7 @@ METHOD_SPECS: dict[str, MethodSpec] = {
         discriminator="histogram",
         stem_norm="none",
         content_weight=3.0,
-        slope_floor=0.25,
+        slope_floor=0.35,
     ),
 }
 
