@@ -198,7 +198,7 @@ def _demo(add: AddVerb) -> None:
     p = add(
         "demo",
         help="build the phantom (3 domains) and compare the paper's adversarial method, z-scoring and harmonized on "
-        "it with the quick profile (about 12 minutes on 2 cores); --full: every method of Table 1, 3 seeds",
+        "it with the quick profile (12-21 minutes on 2 cores, by machine); --full: every method of Table 1, 3 seeds",
     )
     p.add_argument("--out", type=Path, default=Path("advnorm-demo"))
     p.add_argument(
