@@ -159,8 +159,8 @@ def _config(run: PlannedRun, profile: str, config_file: str | None, overrides: d
 
 DEMO_METHODS = ("standardized", "adversarial", "harmonized")
 """What ``advnorm demo`` trains by default: the paper's method, the strongest simple baseline and advnorm's own, once
-each, meant to end within 15 minutes on 2 cores (12 min 15 s on one machine, 21 min 17 s on a slower one of the
-same kind: README); ``--full`` trains every method over 3 seeds."""
+each, meant to end within 15 minutes on 2 cores (the measured times, which depend on the machine: README);
+``--full`` trains every method over 3 seeds."""
 
 
 def demo(out: Path, *, full: bool = False, progress: bool = True, log: Callable[[str], None] = print) -> Path:
