@@ -141,8 +141,11 @@ def test_unseen_adds_leave_one_domain_out_runs_and_table3(tiny_phantom, tiny_con
 @pytest.mark.parametrize(
     "argv, methods, seeds",
     [
-        (["demo"], ["standardized", "adversarial", "harmonized"], 1),  # within 15 minutes on 2 cores
+        (["demo"], ["standardized", "harmonized"], 1),  # within 15 minutes on 2 cores
         (["demo", "--full"], None, 3),  # every method, the protocol's seeds
+        (["demo", "--methods", "standardized,adversarial"], ["standardized", "adversarial"], 1),
+        (["demo", "--methods", "harmonized,harmonized"], ["harmonized"], 1),  # a repeat trains once
+        (["demo", "--full", "--methods", "nyul,harmonized"], ["nyul", "harmonized"], 3),
     ],
 )
 def test_demo_trains_a_subset_unless_full(argv, methods, seeds, tmp_path, monkeypatch):
@@ -162,6 +165,18 @@ def test_demo_trains_a_subset_unless_full(argv, methods, seeds, tmp_path, monkey
         (tmp_path / "phantom" / f"Dataset00{k}_X{k}").mkdir()
     assert main([*argv, "--out", str(tmp_path), "--no-progress"]) == 0
     assert seen["methods"] == methods and seen["seeds"] == seeds and len(seen["folders"]) == 3
+
+
+def test_demo_refuses_an_unknown_method_before_building_anything(tmp_path, monkeypatch, capsys):
+    def no_phantom(*args, **kwargs):
+        raise AssertionError("the phantom was built for a demo that cannot run")
+
+    monkeypatch.setattr("advnorm.data.phantom.generate.write_phantom", no_phantom)
+    out = tmp_path / "demo"
+    assert main(["demo", "--methods", "standardized,zscore", "--out", str(out), "--no-progress"]) != 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "'zscore'" in err[0] and "standardized" in err[0]
+    assert not out.exists()
 
 
 @pytest.mark.parametrize(

@@ -117,7 +117,12 @@ def _reproduce(args: argparse.Namespace) -> None:
 def _demo(args: argparse.Namespace) -> None:
     from advnorm.reproduce import demo
 
-    demo(args.out, full=args.full, progress=not args.no_progress)
+    demo(
+        args.out,
+        full=args.full,
+        methods=args.methods.split(",") if args.methods else None,
+        progress=not args.no_progress,
+    )
 
 
 def _cache(args: argparse.Namespace) -> None:
