@@ -198,8 +198,8 @@ def _demo(add: AddVerb) -> None:
     p = add(
         "demo",
         help="build the phantom (3 domains) and compare z-scoring with harmonized on it with the quick profile "
-        "(about 10-12 minutes on 2 cores, by machine); --methods adds the paper's adversarial method or any other; "
-        "--full: 3 seeds",
+        "(within 15 minutes on 2 cores; the README gives the measured time); --methods adds the paper's adversarial "
+        "method or any other; --full: 3 seeds",
     )
     p.add_argument("--out", type=Path, default=Path("advnorm-demo"))
     p.add_argument(
