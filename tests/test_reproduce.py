@@ -148,7 +148,7 @@ def test_unseen_adds_leave_one_domain_out_runs_and_table3(tiny_phantom, tiny_con
         (["demo", "--full", "--methods", "nyul,harmonized"], ["nyul", "harmonized"], 3),
     ],
 )
-def test_demo_trains_a_subset_unless_full(argv, methods, seeds, tmp_path, monkeypatch):
+def test_demo_plans_its_methods_and_seeds(argv, methods, seeds, tmp_path, monkeypatch):
     import advnorm.reproduce as rep
 
     seen = {}

@@ -106,12 +106,17 @@ def _reproduce(args: argparse.Namespace) -> None:
         profile=args.profile,
         config_file=args.config,
         overrides=_training_overrides(args),
-        methods=args.methods.split(",") if args.methods else None,
+        methods=_methods(args),
         seeds=args.seeds,
         unseen=args.unseen,
         recompute=args.recompute,
         progress=not args.no_progress,
     )
+
+
+def _methods(args: argparse.Namespace) -> list[str] | None:
+    """``--methods`` as a list (checked by reproduce), or None when not given."""
+    return args.methods.split(",") if args.methods else None
 
 
 def _demo(args: argparse.Namespace) -> None:
@@ -120,7 +125,7 @@ def _demo(args: argparse.Namespace) -> None:
     demo(
         args.out,
         full=args.full,
-        methods=args.methods.split(",") if args.methods else None,
+        methods=_methods(args),
         progress=not args.no_progress,
     )
 
