@@ -146,6 +146,7 @@ def test_unseen_adds_leave_one_domain_out_runs_and_table3(tiny_phantom, tiny_con
         (["demo", "--methods", "standardized,adversarial"], ["standardized", "adversarial"], 1),
         (["demo", "--methods", "harmonized,harmonized"], ["harmonized"], 1),  # a repeat trains once
         (["demo", "--full", "--methods", "nyul,harmonized"], ["nyul", "harmonized"], 3),
+        (["demo", "--methods", "standardized, harmonized,"], ["standardized", "harmonized"], 1),  # as typed
     ],
 )
 def test_demo_plans_its_methods_and_seeds(argv, methods, seeds, tmp_path, monkeypatch):
@@ -167,15 +168,23 @@ def test_demo_plans_its_methods_and_seeds(argv, methods, seeds, tmp_path, monkey
     assert seen["methods"] == methods and seen["seeds"] == seeds and len(seen["folders"]) == 3
 
 
-def test_demo_refuses_an_unknown_method_before_building_anything(tmp_path, monkeypatch, capsys):
+@pytest.mark.parametrize(
+    "methods, named",
+    [
+        ("standardized,zscore", ["'zscore'", "standardized"]),  # the unknown name, and the known ones
+        (",", ["names no method"]),
+        ("", ["names no method"]),
+    ],
+)
+def test_demo_refuses_bad_methods_before_building_anything(methods, named, tmp_path, monkeypatch, capsys):
     def no_phantom(*args, **kwargs):
         raise AssertionError("the phantom was built for a demo that cannot run")
 
     monkeypatch.setattr("advnorm.data.phantom.generate.write_phantom", no_phantom)
     out = tmp_path / "demo"
-    assert main(["demo", "--methods", "standardized,zscore", "--out", str(out), "--no-progress"]) != 0
+    assert main(["demo", "--methods", methods, "--out", str(out), "--no-progress"]) != 0
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "'zscore'" in err[0] and "standardized" in err[0]
+    assert len(err) == 1 and all(word in err[0] for word in named)
     assert not out.exists()
 
 

@@ -115,8 +115,14 @@ def _reproduce(args: argparse.Namespace) -> None:
 
 
 def _methods(args: argparse.Namespace) -> list[str] | None:
-    """``--methods`` as a list (checked by reproduce), or None when not given."""
-    return args.methods.split(",") if args.methods else None
+    """``--methods`` as a list (names checked by reproduce), or None when not given; spaces around a name and
+    empty items (``a,,b``, a trailing comma) are dropped, and a list with no name at all is an error."""
+    if args.methods is None:
+        return None
+    names = [name.strip() for name in args.methods.split(",") if name.strip()]
+    if not names:
+        raise AdvnormError(f"--methods {args.methods!r} names no method")
+    return names
 
 
 def _demo(args: argparse.Namespace) -> None:
