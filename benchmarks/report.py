@@ -6,89 +6,9 @@ import json
 import sys
 from pathlib import Path
 
-TARGETS = {
-    "step_speedup": 1.5,
-    "step_peak_fraction": 0.5,
-    "inference_speedup": 8.0,
-    "inference_dice": 0.005,
-    "data_speedup": 10.0,
-    "data_memory": 1.5,
-    "data_wait": 0.05,
-}
-
-
-def _f(x, nd=2) -> str:
-    if x is None:
-        return "n/a"
-    if isinstance(x, float) and abs(x) >= 100:
-        return f"{x:,.0f}"
-    return f"{x:.{nd}f}"
-
-
-def _pct(x, nd=0) -> str:
-    return "n/a" if x is None else f"{100 * x:.{nd}f} %"
-
-
-def target_limits(step: dict, inf: dict | None) -> list[str]:
-    """One sentence per missed target, built from the same results: the best ratio measured and its limit."""
-    out = []
-    prof = {k: v for k, v in step.items() if isinstance(v, dict) and "variants" in v}
-    for name, p in prof.items():
-        ours, ref = p["variants"]["advnorm"], p["variants"]["reference"]
-        if ours["fraction_of_matmul_peak"] < TARGETS["step_peak_fraction"]:
-            other = {k: q["variants"]["advnorm"]["fraction_of_matmul_peak"] for k, q in prof.items() if k != name}
-            out.append(
-                f"**{name} widths, share of the matmul peak ({_pct(ours['fraction_of_matmul_peak'])})**: "
-                "the layer shapes set it, not the step's overhead. "
-                f"Convolutions of 1 to {max(p['widths']['S'])} channels do too little "
-                "arithmetic per byte moved to keep the cores' vector units busy. The straightforward reference reaches "
-                f"{_pct(ref['fraction_of_matmul_peak'])} on the same networks"
-                + (
-                    ", and advnorm's step reaches " + ", ".join(f"{_pct(v)} at {k} widths" for k, v in other.items())
-                    if other
-                    else ""
-                )
-                + "."
-            )
-        if ours["speedup_vs_reference"] < TARGETS["step_speedup"]:
-            need = TARGETS["step_speedup"] * ref["fraction_of_matmul_peak"]
-            out.append(
-                f"**{name} widths, speed vs the reference "
-                f"(x{_f(ours['speedup_vs_reference'])}, {p['rounds']} round(s))**: "
-                f"the reference already runs at {_pct(ref['fraction_of_matmul_peak'])} of the matmul peak, so "
-                f"x{TARGETS['step_speedup']} would need advnorm at {_pct(need)} of it"
-                + (" (more than the peak)" if need > 1 else "")
-                + f"; it reaches "
-                f"{_pct(ours['fraction_of_matmul_peak'])}. At these widths the convolutions themselves dominate both "
-                f"steps, and what advnorm removes (per-parameter optimizer loops, D's second pass, the weight-gradient "
-                f"reduction stalls) is a small share of a {_f(p['model_gflop_per_patch'], 0)} GFLOP/patch step."
-            )
-    if inf and abs(inf["mean_dice_difference"]) > TARGETS["inference_dice"]:
-        same = inf.get("monai_same_windows")
-        out.append(
-            f"**inference Dice ({inf['mean_dice_difference']:+.4f} against the 32^3 windows)**: the gap is the 32^3 "
-            "windows' border error, each seeing little context and zero padding on every side. advnorm is the higher"
-            if inf["mean_dice_difference"] > 0
-            else f"**inference Dice ({inf['mean_dice_difference']:+.4f} against the 32^3 windows)**: "
-            "advnorm is the lower"
-        )
-        if same:
-            out[-1] += (
-                f"; MONAI's own sliding window at advnorm's windows agrees with advnorm on "
-                f"{_pct(same['label_agreement'], 2)} of the brain voxels (mean Dice difference "
-                f"{inf['advnorm']['mean_dice'] - same['mean_dice']:+.4f})."
-            )
-        else:
-            out[-1] += "."
-    return out
-
-
-def _ok(flag: bool | None) -> str:
-    return "n/a" if flag is None else ("**met**" if flag else "not met")
-
-
-def _mib(b) -> str:
-    return f"{b / 2**20:,.0f} MiB"
+from report_format import mib, num, pct
+from report_targets import step_profiles, targets_section
+from report_time_to_dice import render_time_to_dice
 
 
 def render(results: dict) -> str:
@@ -96,7 +16,7 @@ def render(results: dict) -> str:
     sec = results.get("sections", {})
     step = sec.get("step", {})
     lines = _header(machine, sec, smoke=bool(results.get("smoke")))
-    lines += _targets(sec)
+    lines += targets_section(sec)
     if step:
         lines += _step_section(step)
     if sec.get("inference"):
@@ -110,11 +30,6 @@ def render(results: dict) -> str:
     if "time_to_dice" in sec:
         lines += render_time_to_dice(sec["time_to_dice"])
     return "\n".join(lines) + "\n"
-
-
-def _profiles(step: dict) -> list[str]:
-    """The step section's profiles (its entries with variants measured)."""
-    return [k for k, v in step.items() if isinstance(v, dict) and "variants" in v]
 
 
 def _header(m: dict, sec: dict, *, smoke: bool) -> list[str]:
@@ -144,7 +59,7 @@ def _header(m: dict, sec: dict, *, smoke: bool) -> list[str]:
         "Seconds each section took in the run recorded here: "
         + ", ".join(f"{k} {v:,.0f}" for k, v in secs.items() if v is not None)
         + " (load average at the end of each: "
-        + ", ".join(f"{k} {_f(v.get('load_average_after', [None])[0])}" for k, v in sec.items() if isinstance(v, dict))
+        + ", ".join(f"{k} {num(v.get('load_average_after', [None])[0])}" for k, v in sec.items() if isinstance(v, dict))
         + ")."
     )
     add("")
@@ -165,7 +80,7 @@ def _header(m: dict, sec: dict, *, smoke: bool) -> list[str]:
     add(
         f"| {m.get('date')} | {m.get('nproc')} | {m.get('cpu_model')} | {m.get('torch_cpu_capability')} "
         f"| {m.get('avx512')} | {m.get('avx512_bf16')} | {m.get('amx')} | {m.get('torch')} | {m.get('monai')} "
-        f"| {m.get('torch_threads')} | {m.get('omp_wait_policy')} | {' / '.join(_f(x) for x in la)} |"
+        f"| {m.get('torch_threads')} | {m.get('omp_wait_policy')} | {' / '.join(num(x) for x in la)} |"
     )
     add("")
     add("The benchmarks set `OMP_WAIT_POLICY=PASSIVE` (before torch is imported) unless the environment sets it or")
@@ -174,99 +89,6 @@ def _header(m: dict, sec: dict, *, smoke: bool) -> list[str]:
     add("")
     if smoke:
         add("**These are smoke-run numbers (tiny sizes); they measure nothing.**")
-        add("")
-    return lines
-
-
-def _targets(sec: dict) -> list[str]:
-    """The targets table (issue 5), then what limits the targets not met."""
-    lines: list[str] = []
-    add = lines.append
-    add("## Targets (issue 5)")
-    add("")
-    add("| measure | target | measured | |")
-    add("|---|---|---|---|")
-
-    def row(measure: str, target: str, measured: str, met: bool, note: str = "") -> None:
-        add(f"| {measure} | {target} | {measured} | {_ok(met)}{note} |")
-
-    step = sec.get("step", {})
-    for prof in _profiles(step):
-        p = step[prof]
-        v = p["variants"]["advnorm"]
-        row(
-            f"training step, {prof} widths, batch {p['batch']}: speed vs the straightforward reference",
-            ">= 1.5x",
-            f"{_f(v['speedup_vs_reference'])}x",
-            v["speedup_vs_reference"] >= TARGETS["step_speedup"],
-        )
-        row(
-            f"training step, {prof} widths: model FLOP/s / measured float32 matmul peak",
-            ">= 50 %",
-            _pct(v["fraction_of_matmul_peak"]),
-            v["fraction_of_matmul_peak"] >= TARGETS["step_peak_fraction"],
-        )
-    inf = sec.get("inference")
-    if inf:
-        d = inf["mean_dice_difference"]
-        row(
-            f"full-volume inference {'x'.join(map(str, inf['volume_shape']))}: "
-            "speed vs 32^3 sliding window (0.75 overlap)",
-            ">= 8x",
-            f"{_f(inf['speedup_vs_reference'], 1)}x",
-            inf["speedup_vs_reference"] >= TARGETS["inference_speedup"],
-        )
-        row(
-            "full-volume inference: mean Dice (CSF, GM, WM) difference to the sliding window",
-            "within 0.005",
-            f"{d:+.4f}",
-            abs(d) <= TARGETS["inference_dice"],
-            " (advnorm's Dice is the higher)" if d > TARGETS["inference_dice"] else "",
-        )
-    data = sec.get("data")
-    if data:
-        ref = data["reference"]
-        row(
-            f"data pipeline: patches/s vs {'TorchIO Queue + LabelSampler' if ref == 'torchio' else 'a per-patch loop'}",
-            ">= 10x",
-            f"{_f(data['speedup_vs_reference'], 1)}x",
-            data["speedup_vs_reference"] >= TARGETS["data_speedup"],
-        )
-        row(
-            "data pipeline: peak memory / the volumes' own size",
-            "<= 1.5x",
-            f"{_f(data['advnorm']['peak_over_volumes'])}x",
-            data["advnorm"]["peak_over_volumes"] <= TARGETS["data_memory"],
-        )
-    sc = sec.get("scaling")
-    if sc:
-        row(
-            "share of the training step spent waiting for data",
-            "< 5 %",
-            _pct(sc["data_wait_fraction"], 2),
-            sc["data_wait_fraction"] < TARGETS["data_wait"],
-        )
-        fit = sc["epoch_vs_patches_fit"]
-        row(
-            "epoch time linear in patches (least-squares line through the epochs)",
-            "linear",
-            f"R^2 = {fit['r2']:.4f}, {_f(fit['seconds_per_patch'], 3)} s/patch",
-            fit["r2"] >= 0.98,
-        )
-        row(
-            f"peak memory flat in the number of patch centres ({sc['memory_vs_patches'][0]['patch_centres']:,} to "
-            f"{sc['memory_vs_patches'][-1]['patch_centres']:,})",
-            "flat",
-            f"spread {_pct(sc['memory_spread'], 1)}",
-            sc["memory_spread"] < 0.05,
-        )
-    add("")
-    limits = target_limits(step, inf)
-    if limits:
-        add("### Targets not met, and what limits them")
-        add("")
-        for line in limits:
-            add(f"* {line}")
         add("")
     return lines
 
@@ -286,7 +108,7 @@ def _step_section(step: dict) -> list[str]:
     add("`ResNet` classes at the same widths; they are different, far cheaper networks (see GFLOP/patch), shown")
     add("for their FLOP rate only. FLOPs are counted with `torch.utils.flop_counter` (forward + backward).")
     add("")
-    for prof in _profiles(step):
+    for prof in step_profiles(step):
         p = step[prof]
         w = p["widths"]
         add(
@@ -301,15 +123,16 @@ def _step_section(step: dict) -> list[str]:
         add("|---|---|---|---|---|---|")
         for name, v in p["variants"].items():
             add(
-                f"| {name} | {_f(v['patches_per_s'])} | {_f(v['speedup_vs_reference'])}x "
-                f"| {_f(v['gflop_per_patch'])} | {_f(v['achieved_gflops'], 1)} | {_pct(v['fraction_of_matmul_peak'])} |"
+                f"| {name} | {num(v['patches_per_s'])} | {num(v['speedup_vs_reference'])}x "
+                f"| {num(v['gflop_per_patch'])} | {num(v['achieved_gflops'], 1)} "
+                f"| {pct(v['fraction_of_matmul_peak'])} |"
             )
         add("")
         peaks = p["matmul_peak_gflops_per_round"]
         add(
             "float32 matmul peak (2048^2 `torch.mm`, best of 3 before each round): "
-            f"median {_f(p['matmul_peak_gflops'], 1)} GFLOP/s "
-            f"(rounds: {', '.join(_f(x, 0) for x in peaks)}). First-step losses, advnorm vs reference: "
+            f"median {num(p['matmul_peak_gflops'], 1)} GFLOP/s "
+            f"(rounds: {', '.join(num(x, 0) for x in peaks)}). First-step losses, advnorm vs reference: "
             + ", ".join(f"{k} {a:.6f} / {b:.6f}" for k, (a, b) in p["same_losses_first_step"].items())
             + "."
         )
@@ -341,32 +164,32 @@ def _inference_section(inf: dict) -> list[str]:
     add("|---|---|---|---|---|")
     add(
         f"| advnorm `TrainedModel.predict` | {a['window']}^3 at {a['overlap']} overlap, {a['blend']} blending | "
-        f"{_f(a['median_seconds'], 1)} | {a['mean_dice']:.4f} | "
+        f"{num(a['median_seconds'], 1)} | {a['mean_dice']:.4f} | "
         f"{' / '.join(f'{d:.3f}' for d in a['dice_csf_gm_wm'])} |"
     )
     add(
         f"| MONAI `sliding_window_inference` | {r['windows']:,} windows of 32^3 at {r['overlap']} overlap, "
-        f"batch {r['sw_batch_size']}, {r['blend']} blending | {_f(r['median_seconds'], 1)} | {r['mean_dice']:.4f} | "
+        f"batch {r['sw_batch_size']}, {r['blend']} blending | {num(r['median_seconds'], 1)} | {r['mean_dice']:.4f} | "
         f"{' / '.join(f'{d:.3f}' for d in r['dice_csf_gm_wm'])} |"
     )
     same = inf.get("monai_same_windows")
     if same:
         add(
             f"| MONAI `sliding_window_inference`, advnorm's windows | {same['window']}^3 at {same['overlap']} overlap, "
-            f"{same['blend']} blending | {_f(same['median_seconds'], 1)} | {same['mean_dice']:.4f} | "
+            f"{same['blend']} blending | {num(same['median_seconds'], 1)} | {same['mean_dice']:.4f} | "
             f"{' / '.join(f'{d:.3f}' for d in same['dice_csf_gm_wm'])} |"
         )
     add("")
     add(
-        f"Speed-up x{_f(inf['speedup_vs_reference'], 1)}; mean Dice difference {inf['mean_dice_difference']:+.4f}; "
-        f"the two label maps agree on {_pct(inf['label_agreement'], 2)} of the brain voxels."
+        f"Speed-up x{num(inf['speedup_vs_reference'], 1)}; mean Dice difference {inf['mean_dice_difference']:+.4f}; "
+        f"the two label maps agree on {pct(inf['label_agreement'], 2)} of the brain voxels."
     )
     if same:
         add(
-            f"With advnorm's windows, MONAI's sliding window takes {_f(same['median_seconds'], 1)} s: "
-            f"the large windows alone give x{_f(r['median_seconds'] / same['median_seconds'], 1)} over the 32^3 "
-            f"windows, and advnorm's predict is x{_f(same['median_seconds'] / a['median_seconds'], 2)} as fast as "
-            f"MONAI's at the same windows. Those two agree on {_pct(same['label_agreement'], 2)} of the brain voxels "
+            f"With advnorm's windows, MONAI's sliding window takes {num(same['median_seconds'], 1)} s: "
+            f"the large windows alone give x{num(r['median_seconds'] / same['median_seconds'], 1)} over the 32^3 "
+            f"windows, and advnorm's predict is x{num(same['median_seconds'] / a['median_seconds'], 2)} as fast as "
+            f"MONAI's at the same windows. Those two agree on {pct(same['label_agreement'], 2)} of the brain voxels "
             f"(mean Dice difference {a['mean_dice'] - same['mean_dice']:+.4f})"
             + (
                 ": the Dice difference to the 32^3 windows is theirs (each sees little context and zero padding on "
@@ -407,13 +230,13 @@ def _data_section(data: dict) -> list[str]:
     )
     for label, v in (("advnorm `DomainBalancedSampler` + `TrainingData.batch`", a), (name_ref, r)):
         add(
-            f"| {label} | {v['holds']} | {_f(v['patches_per_s'], 0)} "
-            f"({', '.join(_f(x, 0) for x in v['patches_per_s_runs'])}) | "
-            f"{_mib(v['volumes_bytes'])} | {_mib(v['peak_above_baseline'])} | {_f(v['peak_over_volumes'])}x |"
+            f"| {label} | {v['holds']} | {num(v['patches_per_s'], 0)} "
+            f"({', '.join(num(x, 0) for x in v['patches_per_s_runs'])}) | "
+            f"{mib(v['volumes_bytes'])} | {mib(v['peak_above_baseline'])} | {num(v['peak_over_volumes'])}x |"
         )
     add("")
     add(
-        f"advnorm delivers x{_f(data['speedup_vs_reference'], 1)} the patches per second; its patch index is "
+        f"advnorm delivers x{num(data['speedup_vs_reference'], 1)} the patches per second; its patch index is "
         f"{a['index_bytes'] / 2**10:,.0f} KiB (16 bytes per patch)."
     )
     add("")
@@ -432,13 +255,13 @@ def _scaling_section(sc: dict) -> list[str]:
     add("|---|---|---|---|---|---|")
     for rw in sc["epoch_vs_patches"]:
         add(
-            f"| {rw['patches']} | 3 | {rw['steps']} | {_f(rw['seconds'], 1)} | {_f(rw['seconds_per_patch'], 3)} "
-            f"| {_pct(rw['data_fraction'], 2)} |"
+            f"| {rw['patches']} | 3 | {rw['steps']} | {num(rw['seconds'], 1)} | {num(rw['seconds_per_patch'], 3)} "
+            f"| {pct(rw['data_fraction'], 2)} |"
         )
     fit = sc["epoch_vs_patches_fit"]
     add("")
     add(
-        f"Least-squares line: {_f(fit['seconds_per_patch'], 3)} s per patch + {_f(fit['intercept_seconds'], 2)} s, "
+        f"Least-squares line: {num(fit['seconds_per_patch'], 3)} s per patch + {num(fit['intercept_seconds'], 2)} s, "
         f"R^2 = {fit['r2']:.4f}."
     )
     add("")
@@ -450,7 +273,7 @@ def _scaling_section(sc: dict) -> list[str]:
     for mm in sc["memory_vs_patches"]:
         add(
             f"| {mm['stride']} | {mm['patch_centres']:,} | {mm['index_bytes'] / 2**10:,.0f} KiB "
-            f"| {_mib(mm['volumes_bytes'])} | {_mib(mm['peak_above_baseline'])} | {_f(mm['peak_over_volumes'])}x |"
+            f"| {mib(mm['volumes_bytes'])} | {mib(mm['peak_above_baseline'])} | {num(mm['peak_over_volumes'])}x |"
         )
     add("")
     return lines
@@ -475,13 +298,13 @@ def _domains_and_subjects(ds: dict) -> list[str]:
     for rw in ds["rows"]:
         add(
             f"| {rw['n_domains']} | {rw['subjects_per_domain']} | {rw['volumes']} | {rw['patch_centres']:,} | "
-            f"{_f(rw['set_up_seconds'], 2)} s | {_f(rw['seconds_per_step'], 3)} | {_f(rw['epoch_seconds'], 1)} | "
-            f"{_mib(rw['volumes_bytes'])} | {_mib(rw['peak_above_baseline'])} "
-            f"| {_f(rw['peak_over_volumes'], 1)}x |"
+            f"{num(rw['set_up_seconds'], 2)} s | {num(rw['seconds_per_step'], 3)} | {num(rw['epoch_seconds'], 1)} | "
+            f"{mib(rw['volumes_bytes'])} | {mib(rw['peak_above_baseline'])} "
+            f"| {num(rw['peak_over_volumes'], 1)}x |"
         )
     lim = ds["linear_exponent"]
     verdict = [
-        f"{name} ~ volumes^{_f(ds[key], 2)} ({'linear or better' if ds[key] <= lim else 'worse than linear'})"
+        f"{name} ~ volumes^{num(ds[key], 2)} ({'linear or better' if ds[key] <= lim else 'worse than linear'})"
         for name, key in (
             ("epoch time", "epoch_exponent"),
             ("set-up time", "set_up_exponent"),
@@ -493,7 +316,7 @@ def _domains_and_subjects(ds: dict) -> list[str]:
     add(
         "Power laws fitted through the points (b <= "
         f"{lim} counts as linear or better): {'; '.join(verdict)}. Peak memory is "
-        f"{_mib(mf['intercept_bytes'])} plus {_f(mf['bytes_per_volume_byte'], 2)} bytes per byte of volumes "
+        f"{mib(mf['intercept_bytes'])} plus {num(mf['bytes_per_volume_byte'], 2)} bytes per byte of volumes "
         f"(R^2 {mf['r2']:.4f}): the epoch's cost does not grow with the data held, the memory grows with the "
         "volumes themselves and nothing else."
     )
@@ -512,7 +335,7 @@ def _probes_section(pr: dict | None, cp: dict | None, m: dict) -> list[str]:
         b = pr["bf16"]
         add(
             "* **bf16 autocast** (`train.amp`): the quick-profile step runs at "
-            f"x{_f(b['bf16_speed_over_float32'], 3)} the float32 speed "
+            f"x{num(b['bf16_speed_over_float32'], 3)} the float32 speed "
             f"(batch {b['batch']}; AVX-512 bf16: {m.get('avx512_bf16')}, AMX: {m.get('amx')}). "
             + (
                 "This CPU computes bf16 natively, so `--amp` pays here; the default stays off because on CPUs "
@@ -528,8 +351,8 @@ def _probes_section(pr: dict | None, cp: dict | None, m: dict) -> list[str]:
         be = cp.get("break_even_steps")
         add(
             f"* **torch.compile** of G, S, D (quick, batch {cp['batch']}): first step with compilation "
-            f"{_f(cp['first_step_seconds_with_compilation'], 0)} s; "
-            f"compiled step x{_f(cp['compiled_speed_over_eager'])} the eager one"
+            f"{num(cp['first_step_seconds_with_compilation'], 0)} s; "
+            f"compiled step x{num(cp['compiled_speed_over_eager'])} the eager one"
             + (f", paying back after about {be:,.0f} steps." if be else ".")
         )
     if pr or cp:
@@ -557,12 +380,12 @@ def _runtime_settings(t: dict) -> list[str]:
     add("  |---|---|---|")
     for k, label in names.items():
         if k in t:
-            add(f"  | {label} | {_f(t[k]['patches_per_s'])} | x{_f(t[k]['speed_over_default'])} |")
+            add(f"  | {label} | {num(t[k]['patches_per_s'])} | x{num(t[k]['speed_over_default'])} |")
     add("")
     if "advnorm_passive_over_reference_default" in t:
         add(
             "  advnorm with `OMP_WAIT_POLICY=PASSIVE` against the reference left at libgomp's defaults "
-            f"(separate processes): x{_f(t['advnorm_passive_over_reference_default'])}."
+            f"(separate processes): x{num(t['advnorm_passive_over_reference_default'])}."
         )
     return lines
 
@@ -592,8 +415,8 @@ def _speed_sources(step: dict) -> list[str]:
         "  order; checked in `tests/test_performance_equivalence.py`); 1x1x1 kernels use one matrix product."
         + (
             " In this run the step without it runs at "
-            f"x{_f(q['advnorm_without_fast_weight_grad']['speedup_vs_reference'])} the "
-            f"reference's speed, with it at x{_f(q['advnorm']['speedup_vs_reference'])}."
+            f"x{num(q['advnorm_without_fast_weight_grad']['speedup_vs_reference'])} the "
+            f"reference's speed, with it at x{num(q['advnorm']['speedup_vs_reference'])}."
             if "advnorm_without_fast_weight_grad" in q
             else ""
         )
@@ -602,7 +425,7 @@ def _speed_sources(step: dict) -> list[str]:
         "* **Channels-last 3-D memory format** for activations and weights (`train.channels_last`, the default):"
         + (
             " without it the step runs at "
-            f"x{_f(q['advnorm_without_channels_last']['speedup_vs_reference'])} the reference's speed."
+            f"x{num(q['advnorm_without_channels_last']['speedup_vs_reference'])} the reference's speed."
             if "advnorm_without_channels_last" in q
             else ""
         )
@@ -623,146 +446,6 @@ def _speed_sources(step: dict) -> list[str]:
     add("  process-wide and left to whoever launches training.")
     add("")
     return lines
-
-
-def _s(seconds: float | None) -> str:
-    return "never" if seconds is None else f"{seconds:,.0f} s"
-
-
-def _raced(res: dict) -> list[tuple[str, dict]]:
-    """(system, its thresholds against the reference) for advnorm and every variant that ran."""
-    return [("advnorm", res["thresholds"])] + [(v, r["thresholds"]) for v, r in res.get("variants", {}).items()]
-
-
-def _systems(res: dict) -> list[str]:
-    return [name for name, _ in _raced(res)] + ["reference"]
-
-
-def _threshold_row(method: str, system: str, thr: str, row: dict) -> str:
-    """One line of the threshold table: each side's seconds, the ratio (a bound where one side never got there)."""
-    ratio, met = row["ratio"], row["target_met"]
-    bound = {"lower": " or more", "upper": " or less"}.get(row["bound"] or "", "")
-    shown = "-" if ratio is None else f"x{ratio:.2f}{bound}"
-    verdict = "not decided" if met is None else ("met" if met else "missed")
-    return (
-        f"| {method} | {system} | {thr} | {_s(row['advnorm_seconds'])} | {_s(row['reference_seconds'])} | "
-        f"{shown} | {verdict} |"
-    )
-
-
-def _dotted(settings: dict) -> dict:
-    """A variant's settings as dotted keys; results from before variants could change more than the model hold
-    ``model`` keys alone, undotted."""
-    return {
-        f"{head}.{k}" if isinstance(inner, dict) else f"model.{head}": v
-        for head, inner in settings.items()
-        for k, v in (inner.items() if isinstance(inner, dict) else [(head, inner)])
-    }
-
-
-def _variants_said(ttd: dict) -> str:
-    """The variants' settings in words (older results have none)."""
-    said = [
-        f"`{name}` is advnorm with " + ", ".join(f"`{k} = {v}`" for k, v in _dotted(settings).items())
-        for name, settings in ttd.get("variants", {}).items()
-    ]
-    return (" " + "; ".join(said) + ", raced against the same reference run.") if said else ""
-
-
-def render_time_to_dice(ttd: dict) -> list[str]:
-    """The time-to-accuracy section (issue 14): per method and threshold, each side's training seconds and the
-    ratio, the Dice at the marks, and the target said met or missed."""
-    marks = ttd["marks_seconds"]
-    lines = [
-        "## Time to a good model (issue 14)",
-        "",
-        "```",
-        ".venv/bin/python benchmarks/run.py --only time_to_dice",
-        "```",
-        "",
-        f"Phantom {ttd['phantom']}, {ttd['threads']} threads, the `{ttd['profile']}` profile; one run per method and "
-        f"system (single measurements, no interval); each system trains for "
-        f"{ttd['budget_seconds']:.0f} s in a fresh process, "
-        f"in the order {', '.join('/'.join(o) for o in ttd['order'])} "
-        f"(ABBA), and is scored every {ttd['score_every_seconds']:.0f} s of training on the held-out test subjects' "
-        "full volumes by the same metric code (mean Dice over CSF, GM, WM); the clock stops while it is scored. "
-        "advnorm's times are rounded up to its epoch ends, the reference's only to its steps. The reference is the "
-        "loop a MONAI user writes from the tutorials (`benchmarks/reference.py`, `MonaiTutorialSegmentation`)."
-        + _variants_said(ttd),
-        "",
-        f"Measured {ttd.get('measured_at', '(date not recorded)')}"
-        + (
-            f" on {ttd['machine'].get('cpu_model')} ({ttd['machine'].get('torch_cpu_capability')}), load average "
-            f"{ttd['machine'].get('load_average_at_start', ['?'])[0]} at the start."
-            if "machine" in ttd
-            else "."
-        ),
-        "",
-        f"| method | system | threshold | system's time | reference | reference / system | "
-        f"target (>= x{ttd['target_ratio']:.0f}) |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    for method, res in ttd["methods"].items():
-        for system, thresholds in _raced(res):
-            lines += [_threshold_row(method, system, thr, row) for thr, row in thresholds.items()]
-    lines += [
-        "",
-        "| method | system | "
-        + " | ".join(f"mean Dice after {m:.0f} s" for m in marks)
-        + " | set-up | final | learning rate of S at the end |",
-        "|---|---|" + "---|" * len(marks) + "---|---|---|",
-    ]
-    for method, res in ttd["methods"].items():
-        for system in _systems(res):
-            run = res["runs"][system]
-            at = [res["dice_at"][f"{m:.0f}"][system] for m in marks]
-            lines.append(
-                f"| {method} | {system} | "
-                + " | ".join("-" if v is None else f"{v:.3f}" for v in at)
-                + f" | {run['phases'].get('set_up', 0.0):.0f} s | {run['curve'][-1]['mean_dice']:.3f} | "
-                + f"{learning_rate_said(run['curve'])} |"
-            )
-    lines += [
-        "",
-        "Where the time goes: training patches per second of training time (set-up excluded) and the patches each side "
-        "had seen when it first reached a threshold. A side that needs fewer patches but runs slower per patch "
-        "spends its time in the step and in its per-epoch work (advnorm: validation and BatchNorm recalibration "
-        "after every epoch of 25 steps), not in learning.",
-        "",
-        "| method | system | patches / s | "
-        + " | ".join(f"patches to {t}" for t in ttd["methods"][next(iter(ttd["methods"]))]["thresholds"])
-        + " | training time spent in |",
-        "|---|---|---|" + "---|" * len(next(iter(ttd["methods"].values()))["thresholds"]) + "---|",
-    ]
-    for method, res in ttd["methods"].items():
-        for system in _systems(res):
-            run = res["runs"][system]
-            if system == "reference":  # the reference's patches are in every comparison with it
-                seen = [row["reference_patches"] for row in res["thresholds"].values()]
-            else:
-                seen = [row["advnorm_patches"] for row in dict(_raced(res))[system].values()]
-            phases = {k: v for k, v in run["phases"].items() if k != "set_up"}
-            total = sum(phases.values()) or 1.0
-            shares = ", ".join(f"{k.replace('_', ' ')} {v / total:.0%}" for k, v in phases.items())
-            lines.append(
-                f"| {method} | {system} | {run['patches_per_training_second']:.1f} | "
-                + " | ".join("never" if v is None else f"{v:,}" for v in seen)
-                + f" | {shares} |"
-            )
-    lines.append("")
-    return lines
-
-
-def learning_rate_said(curve: list[dict]) -> str:
-    """S's learning rate at the last scoring and when the plateau rule first cut it (``lr_GS`` for advnorm,
-    ``lr`` for the reference); races from before it was recorded say so."""
-    key = next((k for k in ("lr_GS", "lr") if k in curve[-1]), None)
-    if key is None:
-        return "not recorded"
-    first = next((p for p in curve if key in p), curve[-1])[key]
-    cut = next((p for p in curve if key in p and p[key] < first), None)
-    said = f"{curve[-1][key]:.0e}"
-    return said + (f" (from {first:.0e}; first cut by {cut['train_seconds']:.0f} s)" if cut else " (never cut)")
 
 
 KEPT = ("<!-- benchmarks/scale_cache.py: begin -->", "<!-- benchmarks/scale_cache.py: end -->")

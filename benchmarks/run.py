@@ -137,6 +137,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"benchmarks/run.py: error: {exc}", file=sys.stderr)
         return 2
     out = args.out or HERE / ("results_smoke.json" if args.smoke else "results.json")
+    out.parent.mkdir(parents=True, exist_ok=True)  # before the sections run, not after their minutes of work
     docs = args.docs if args.docs is not None else (None if args.smoke else HERE.parent / "docs" / "performance.md")
 
     if args.smoke:
