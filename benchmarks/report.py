@@ -9,6 +9,7 @@ from pathlib import Path
 from report_format import mib, num, pct
 from report_targets import step_profiles, targets_section
 from report_time_to_dice import render_time_to_dice
+from scale_cache_report import BEGIN, END
 
 
 def render(results: dict) -> str:
@@ -448,7 +449,7 @@ def _speed_sources(step: dict) -> list[str]:
     return lines
 
 
-KEPT = ("<!-- benchmarks/scale_cache.py: begin -->", "<!-- benchmarks/scale_cache.py: end -->")
+KEPT = (BEGIN, END)
 """A section another script writes (``benchmarks/scale_cache.py --docs``): kept as it is when the rest is rewritten."""
 
 
