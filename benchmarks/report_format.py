@@ -25,3 +25,8 @@ def verdict(flag: bool | None) -> str:
 def mib(b: float) -> str:
     """Bytes in MiB."""
     return f"{b / 2**20:,.0f} MiB"
+
+
+def gib(b: float) -> str:
+    """Bytes in GiB."""
+    return f"{b / 2**30:.2f} GiB"

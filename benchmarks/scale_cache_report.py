@@ -6,16 +6,12 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from report_format import mib
+from report_format import gib, mib
 
 BEGIN = "<!-- benchmarks/scale_cache.py: begin -->"
 END = "<!-- benchmarks/scale_cache.py: end -->"
 FRACTIONS = (0.8, 0.1, 0.1)
 """Each domain's subjects for training, validation and test, in every measure (set here: the section says them)."""
-
-
-def _gib(b: float) -> str:
-    return f"{b / 2**30:.2f} GiB"
 
 
 PEAK_TARGET = 2 * 2**30
@@ -33,8 +29,8 @@ def targets(results: dict) -> list[str]:
     lines = ["### Targets (issue 14, item 5), at the largest size measured", ""]
     verdict = "met" if peak <= PEAK_TARGET else "missed"
     lines.append(
-        f"- Peak resident memory per process <= {_gib(PEAK_TARGET)}: **{verdict}**, {mib(peak)} with "
-        f"{int(n):,} subjects ({_gib(row['cold']['volumes_bytes'])} of volumes)."
+        f"- Peak resident memory per process <= {gib(PEAK_TARGET)}: **{verdict}**, {mib(peak)} with "
+        f"{int(n):,} subjects ({gib(row['cold']['volumes_bytes'])} of volumes)."
     )
     if "two_processes" in row:
         one, two = row["one_process"], row["two_processes"]
@@ -85,14 +81,14 @@ def render(results: dict) -> str:
         "OMP_NUM_THREADS=1 .venv/bin/python benchmarks/scale_cache.py --docs",
         "```",
         "",
-        f"on {results['date']}: {results['nproc']} CPU cores, {_gib(results['mem_total'])} of memory "
+        f"on {results['date']}: {results['nproc']} CPU cores, {gib(results['mem_total'])} of memory "
         f"(load average {la[0]:.2f} / {la[1]:.2f} / {la[2]:.2f} at the start, "
         f"{results['load_average_at_end'][0]:.2f} at the end; seconds grow with the load from other work, the memory "
         "measures do not). Subjects are phantom-like working-grid volumes of "
         f"{' x '.join(map(str, results['shape']))} voxels (image float32, label and mask 1 byte: "
         f"{mib(6 * math.prod(results['shape']))} each, as ABIDE's ~1,000 scans are ~28 GB on the 1 mm grid) made in "
         "memory instead of read from NIfTI files and resampled; they go through the cache's own write and read path "
-        f"and through `prepare()` unchanged. The cache held {_gib(results['cache_bytes'])} at the end. Training and "
+        f"and through `prepare()` unchanged. The cache held {gib(results['cache_bytes'])} at the end. Training and "
         f"validation take {FRACTIONS[0]:.0%} + {FRACTIONS[1]:.0%} of each domain's subjects, batches are 16 patches "
         "of 32^3, every measure is a fresh process (`OMP_NUM_THREADS=1`).",
         "",
@@ -108,7 +104,7 @@ def render(results: dict) -> str:
             mx = w["max"]
             lines.append(
                 f"| {int(n):,} ({row['domains']} x {row['per_domain']}), {label} cache | {w['subjects_loaded']:,} "
-                f"| {_gib(w['volumes_bytes'])} | {mib(w['peak_rss'])} | {mib(mx['rss'])} "
+                f"| {gib(w['volumes_bytes'])} | {mib(w['peak_rss'])} | {mib(mx['rss'])} "
                 f"({mib(mx['rss_file_shared'])}) | {mib(mx['pss'])} | {mib(mx['uss'])} "
                 f"| {mib(w['baseline']['pss'])} |"
             )

@@ -119,7 +119,7 @@ def _methods(args: argparse.Namespace) -> list[str] | None:
     empty items (``a,,b``, a trailing comma) are dropped, and a list with no name at all is an error."""
     if args.methods is None:
         return None
-    names = [name.strip() for name in args.methods.split(",") if name.strip()]
+    names = [name for name in (part.strip() for part in args.methods.split(",")) if name]
     if not names:
         raise AdvnormError(f"--methods {args.methods!r} names no method")
     return names
