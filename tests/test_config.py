@@ -41,6 +41,8 @@ def test_profiles_are_frozen():
         ({"method": "harmonized", "loss": {"adversary_view": "whole"}}, "must be one of"),
         ({"loss": {"slope_floor": 0.5}}, "slope_floor needs a transfer-function G"),
         ({"method": "harmonized", "loss": {"slope_floor": 1.5}}, r"slope_floor must be in \[0, 1\]"),
+        ({"method": "harmonized", "model": {"generator": "unet"}}, "feeds G a zscore image"),
+        ({"method": "unconstrained", "model": {"generator_output": "additive"}}, "feeds G a scale image"),
     ],
 )
 def test_bad_config_files(tmp_path, content, message):

@@ -48,9 +48,11 @@ class ModelConfig:
     discriminator_stem_norm: Literal["auto", "group", "none"] = "auto"
     """``group``: the paper's stem (GroupNorm right after the first convolution, blind to a patch's intensity
     scale); ``none``: no normalization in the stem. ``auto``: the method's."""
-    generator_output: Literal["sigmoid", "residual"] = "sigmoid"
-    """G's last step: ``sigmoid`` = 1.5 * sigmoid(U(x)), which learns the identity in the warm-up;
-    ``residual`` = 1.5 * sigmoid(logit(x / 1.5) + U(x)), the identity from the start (measured: docs/method.md)."""
+    generator_output: Literal["sigmoid", "residual", "additive"] = "sigmoid"
+    """A U-Net G's last step: ``sigmoid`` = 1.5 * sigmoid(U(x)), which learns the identity in the warm-up;
+    ``residual`` = 1.5 * sigmoid(logit(x / 1.5) + U(x)), the identity from the start (measured: docs/method.md);
+    ``additive`` = x + U(x), unbounded, the identity from the start: the form a U-Net G needs on the z-scored
+    input (``model.generator`` ``unet`` with ``harmonized``)."""
 
 
 def segmenter_stride(m: ModelConfig) -> int:

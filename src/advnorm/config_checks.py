@@ -86,9 +86,11 @@ def validate(cfg: Config) -> None:
         "loss.slope_floor needs a transfer-function G (method 'harmonized', or model.generator 'transfer')",
     )
     need(
-        parts.generator != "unet" or METHOD_SPECS[cfg.method].input_transform == "scale",
-        f"model.generator 'unet' needs the rescaled input (its output is in (0, {SCALE_TOP})); method "
-        f"{cfg.method!r} feeds G a {METHOD_SPECS[cfg.method].input_transform} image: use model.generator 'transfer'",
+        parts.generator != "unet"
+        or (METHOD_SPECS[cfg.method].input_transform == "scale") == (cfg.model.generator_output != "additive"),
+        f"model.generator 'unet': the rescaled input needs model.generator_output 'sigmoid' or 'residual' (an output "
+        f"in (0, {SCALE_TOP})), any other 'additive' (unbounded); method {cfg.method!r} feeds G a "
+        f"{METHOD_SPECS[cfg.method].input_transform} image and generator_output is {cfg.model.generator_output!r}",
     )
 
 

@@ -82,6 +82,39 @@ def test_residual_generator_starts_as_the_identity_on_the_input_range():
     assert float((y - x).abs().max()) <= 1e-3 * SCALE_TOP + 1e-6
 
 
+def test_additive_generator_starts_as_the_identity_and_is_unbounded():
+    """The U-Net G of the z-scored input: exactly the identity at the start, and free of (0, SCALE_TOP) after."""
+    g = build_generator(_model_cfg("additive")).eval()
+    x = torch.randn(2, 1, 16, 16, 16) * 3
+    with torch.no_grad():
+        assert torch.equal(g(x), x)
+        g.head.bias.fill_(-5.0)
+        assert float(g(x).min()) < -5.0 + float(x.min()) + 1e-4
+
+
+@pytest.mark.parametrize(
+    ("method", "output", "ok"),
+    [
+        ("harmonized", "additive", True),
+        ("harmonized", "residual", False),
+        ("harmonized", "sigmoid", False),
+        ("unconstrained", "additive", False),
+        ("unconstrained", "residual", True),
+    ],
+)
+def test_a_unet_generators_output_must_fit_its_input_range(method, output, ok):
+    cfg = dataclasses.replace(
+        quick_profile(),
+        method=method,
+        model=dataclasses.replace(quick_profile().model, generator="unet", generator_output=output),
+    )
+    if ok:
+        validate(cfg)
+    else:
+        with pytest.raises(AdvnormError, match="generator_output"):
+            validate(cfg)
+
+
 def test_sigmoid_generator_does_not_start_as_the_identity():
     """The plain form must learn the identity in the warm-up (the residual form starts there)."""
     torch.manual_seed(0)

@@ -12,15 +12,16 @@ from advnorm.models.unet import StridedStemUNet3D, UNet3D, kaiming_init
 
 
 def build_generator(cfg: ModelConfig, kind: str = "unet", value_range: ValueRange = SCALE_RANGE) -> nn.Module:
-    """G: output in (0, SCALE_TOP), the range of its input. ``unet``: the paper's; its residual form starts as the
-    identity (its head, the logit-space correction, is zero; every other layer Kaiming-initialized). ``transfer``:
+    """G: output in (0, SCALE_TOP), the range of its input. ``unet``: the paper's; its residual and additive forms
+    start as the identity (their head, the correction, is zero; every other layer Kaiming-initialized); the additive
+    form's output is unbounded (for the z-scored input). ``transfer``:
     a per-image intensity transfer function (:mod:`advnorm.models.transfer`) over ``value_range``, the range of
     the method's input transform; the identity at the start."""
     if kind == "transfer":
         return IntensityTransfer(value_range=value_range)
     net = UNet3D(1, 1, cfg.generator_widths, output=cfg.generator_output, top=SCALE_TOP)
     kaiming_init(net)
-    if cfg.generator_output == "residual":
+    if cfg.generator_output in ("residual", "additive"):
         nn.init.zeros_(net.head.weight)
         if net.head.bias is not None:
             nn.init.zeros_(net.head.bias)

@@ -39,7 +39,9 @@ class UNet3D(nn.Module):
     ``"sigmoid"`` (the image is ``top * sigmoid(u)``) or ``"residual"`` (``top * sigmoid(logit(x / top) + u)``,
     the network's output ``u`` a correction in logit space, so G is the identity when ``u = 0``). Either way
     the normalized image is defined in (0, ``top``) in training and inference alike (the authors applied a
-    ReLU in training only). docs/method.md has the measurement that chose the default.
+    ReLU in training only). docs/method.md has the measurement that chose the default. ``"additive"``
+    (``x + u``, unbounded) is G's form for an unbounded input such as the z-scored image: the identity when
+    ``u = 0``, a voxel-wise (so spatially varying) correction otherwise.
     """
 
     def __init__(
@@ -47,7 +49,7 @@ class UNet3D(nn.Module):
         in_channels: int,
         out_channels: int,
         widths: tuple[int, ...],
-        output: Literal["logits", "sigmoid", "residual"] = "logits",
+        output: Literal["logits", "sigmoid", "residual", "additive"] = "logits",
         top: float = 1.0,
     ) -> None:
         super().__init__()
@@ -128,6 +130,8 @@ def output_transform(u: torch.Tensor, x: torch.Tensor, output: str, top: float) 
         return top * torch.sigmoid(u)
     if output == "residual":
         return top * torch.sigmoid(torch.logit(x / top, eps=RESIDUAL_EPS) + u)
+    if output == "additive":
+        return x + u
     return u
 
 
