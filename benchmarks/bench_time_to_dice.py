@@ -33,29 +33,23 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import os
 import shutil
 import sys
 import tempfile
-import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from _common import log, require, run_worker, uptime
+from time_to_dice_race import Race
+from time_to_dice_summary import TARGET_RATIO, THRESHOLDS, seconds_to, summarize
 
-THRESHOLDS = (0.80, 0.85)
-"""Mean Dice (CSF, GM, WM) of the held-out subjects the race is to."""
 BUDGET_S = 600.0
 """Training time per run: the Dice after 2, 5 and 10 minutes is reported."""
 MARK_FRACTIONS = (0.2, 0.5, 1.0)
 """The marks (fractions of the budget: 120, 300 and 600 s) at which the Dice reached is reported."""
 SCORE_EVERY_S = 20.0
-TARGET_RATIO = 3.0
-"""Issue 14: advnorm reaches each threshold at least this many times sooner than the reference."""
 METHODS = ("single", "harmonized")
 VARIANTS: dict[str, dict[str, dict[str, object]]] = {
     "advnorm-strided": {"model": {"segmenter_stem": "strided"}},
@@ -92,87 +86,6 @@ SMOKE = {
     "reference": {"channels": [4, 8], "patch": 16, "volumes_per_batch": 2, "patches_per_volume": 2},
 }
 """Tiny sizes for ``run.py --smoke``: every code path in seconds, nothing measured."""
-
-
-# -- the race: one system's training clock, schedule and Dice curve ------------------------------------------------
-@dataclass
-class Race:
-    """Training time (wall clock minus scoring), patches used and the Dice curve of one run."""
-
-    tests: list  # advnorm.data.subject.Subject, labelled
-    classes: tuple[str, ...]
-    budget_s: float
-    every_s: float
-    train_s: float = 0.0
-    scoring_s: float = 0.0
-    patches: int = 0
-    next_score_s: float = 0.0
-    phases: dict[str, float] = field(default_factory=dict)
-    curve: list[dict] = field(default_factory=list)
-    state: dict[str, float] = field(default_factory=dict)
-    """What the system reports of its training at the last boundary (advnorm: its learning rates and validation
-    loss), copied into each scoring, so a stall can be told from a learning rate cut to nothing."""
-
-    def timed(self, phase: str, fn: Callable[[], object]) -> object:
-        """Run ``fn`` on the training clock, booked under ``phase``."""
-        t = time.perf_counter()
-        out = fn()
-        dt = time.perf_counter() - t
-        self.train_s += dt
-        self.phases[phase] = self.phases.get(phase, 0.0) + dt
-        return out
-
-    def over(self) -> bool:
-        return self.train_s >= self.budget_s
-
-    def due(self) -> bool:
-        return self.train_s >= self.next_score_s or self.over()
-
-    def score(self, segment: Callable[[object], np.ndarray]) -> None:
-        """Full-volume metrics of every test subject with the current weights; the clock is stopped meanwhile."""
-        from advnorm.evaluation.metrics import case_metrics
-
-        t = time.perf_counter()
-        subjects = {}
-        for s in self.tests:
-            m = case_metrics(segment(s), s.require_label(), s.spacing, names=self.classes)
-            subjects[f"{s.domain}/{s.case_id}"] = {
-                "dice": m["dice"],
-                "mean_dice": float(np.mean(list(m["dice"].values()))),
-                "hd95": m["hd95"],
-            }
-        self.curve.append(
-            {
-                "train_seconds": self.train_s,
-                "patches": self.patches,
-                "mean_dice": float(np.mean([v["mean_dice"] for v in subjects.values()])),
-                "subjects": subjects,
-                **dict(self.state),
-            }
-        )
-        self.scoring_s += time.perf_counter() - t
-        self.next_score_s = (math.floor(self.train_s / self.every_s) + 1) * self.every_s
-        log(
-            f"  {self.train_s:6.1f} s, {self.patches:6d} patches: mean Dice {self.curve[-1]['mean_dice']:.3f}",
-            err=True,
-        )
-
-    def run(self, set_up: Callable[[], None], advance: Callable[[Race], None], segment) -> dict:
-        """Set up, score the untrained model, then advance and score on schedule until the budget is spent."""
-        self.timed("set_up", set_up)
-        self.score(segment)
-        while not self.over():
-            advance(self)
-            if self.due():
-                self.score(segment)
-        return {
-            "train_seconds": self.train_s,
-            "scoring_seconds": self.scoring_s,
-            "patches": self.patches,
-            "phases": self.phases,
-            "patches_per_training_second": self.patches / max(self.train_s - self.phases.get("set_up", 0.0), 1e-9),
-            "curve": self.curve,
-        }
 
 
 # -- the two systems ------------------------------------------------------------------------------------------------
@@ -319,70 +232,6 @@ def worker(args: dict) -> dict:
 
 
 # -- the section ----------------------------------------------------------------------------------------------------
-def seconds_to(curve: list[dict], threshold: float) -> float | None:
-    """Training seconds at the first scoring whose mean Dice reaches ``threshold`` (None: never in the run)."""
-    return next((p["train_seconds"] for p in curve if p["mean_dice"] >= threshold), None)
-
-
-def patches_to(curve: list[dict], threshold: float) -> int | None:
-    return next((p["patches"] for p in curve if p["mean_dice"] >= threshold), None)
-
-
-def dice_at(curve: list[dict], mark_s: float) -> float | None:
-    """Mean Dice of the last scoring at or before ``mark_s`` seconds of training (None: none that early)."""
-    before = [p["mean_dice"] for p in curve if p["train_seconds"] <= mark_s]
-    return before[-1] if before else None
-
-
-def compare(ours: dict, ref: dict, thresholds=THRESHOLDS) -> dict:
-    """Per threshold: each side's seconds and patches, and ``ratio`` = reference seconds / advnorm seconds.
-
-    A side that never reached the threshold ran for its whole run: the ratio is then a bound (``bound``:
-    ``lower`` when only the reference missed it, ``upper`` when only advnorm did) computed with that run's
-    last training second; with both missing it is None.
-    """
-    out = {}
-    for thr in thresholds:
-        a, r = seconds_to(ours["curve"], thr), seconds_to(ref["curve"], thr)
-        row: dict = {
-            "advnorm_seconds": a,
-            "reference_seconds": r,
-            "ratio": None,
-            "bound": None,
-            "advnorm_patches": patches_to(ours["curve"], thr),
-            "reference_patches": patches_to(ref["curve"], thr),
-        }
-        if a is not None and r is not None:
-            row["ratio"] = r / a
-        elif a is not None:
-            row["ratio"], row["bound"] = ref["train_seconds"] / a, "lower"
-        elif r is not None:
-            row["ratio"], row["bound"] = r / ours["train_seconds"], "upper"
-        ratio, bound = row["ratio"], row["bound"]
-        row["target_met"] = (
-            None
-            if ratio is None or (bound == "lower" and ratio < TARGET_RATIO)
-            else (ratio >= TARGET_RATIO and bound != "upper")
-        )
-        out[f"{thr:.2f}"] = row
-    return out
-
-
-def summarize(runs: dict[str, dict[str, dict]], marks: tuple[float, ...]) -> dict:
-    """Per method: advnorm against the reference (``thresholds``), each variant that ran against the same
-    reference run (``variants``), every system's Dice at the marks, and the runs."""
-    methods = {}
-    for method, sides in runs.items():
-        ref = sides["reference"]
-        methods[method] = {
-            "thresholds": compare(sides["advnorm"], ref),
-            "variants": {v: {"thresholds": compare(sides[v], ref)} for v in VARIANTS if v in sides},
-            "dice_at": {f"{m:.0f}": {name: dice_at(side["curve"], m) for name, side in sides.items()} for m in marks},
-            "runs": sides,
-        }
-    return methods
-
-
 def _phantom(spec: dict) -> tuple[Path, list[str]]:
     from advnorm.data.phantom.generate import PhantomSpec, write_phantom
 
@@ -451,7 +300,7 @@ def run(
         "profile": base["profile"],
         "order": [list(o) for o in order],
         "variants": {v: VARIANTS[v] for v in VARIANTS if any(system == v for _, system in order)},
-        "methods": summarize(runs, marks),
+        "methods": summarize(runs, marks, tuple(VARIANTS)),
     }
 
 
