@@ -43,6 +43,9 @@ def test_profiles_are_frozen():
         ({"method": "harmonized", "loss": {"slope_floor": 1.5}}, r"slope_floor must be in \[0, 1\]"),
         ({"method": "harmonized", "model": {"generator": "unet"}}, "feeds G a zscore image"),
         ({"method": "unconstrained", "model": {"generator_output": "additive"}}, "feeds G a scale image"),
+        ({"method": "standardized", "model": {"generator": "unet"}}, "method 'standardized' has no G"),
+        ({"method": "nyul", "model": {"generator_output": "residual"}}, "this run's G is absent"),
+        ({"method": "harmonized", "model": {"generator_output": "additive"}}, "this run's G is transfer"),
     ],
 )
 def test_bad_config_files(tmp_path, content, message):

@@ -85,6 +85,17 @@ def validate(cfg: Config) -> None:
         not cfg.loss.slope_floor or parts.generator == "transfer",
         "loss.slope_floor needs a transfer-function G (method 'harmonized', or model.generator 'transfer')",
     )
+    spec = METHOD_SPECS[cfg.method]
+    need(
+        cfg.model.generator == "auto" or spec.uses_generator,
+        f"model.generator: method {cfg.method!r} has no G (methods with one: "
+        f"{', '.join(m for m, s in METHOD_SPECS.items() if s.uses_generator)})",
+    )
+    need(
+        cfg.model.generator_output == "sigmoid" or parts.generator == "unet",
+        f"model.generator_output {cfg.model.generator_output!r} shapes a U-Net G's output; this run's G is "
+        f"{parts.generator or 'absent'} (method {cfg.method!r})",
+    )
     need(
         parts.generator != "unet"
         or (METHOD_SPECS[cfg.method].input_transform == "scale") == (cfg.model.generator_output != "additive"),
