@@ -86,6 +86,22 @@ def test_every_method_steps(method):
     assert (m.nets.G is not None) == METHOD_SPECS[method].uses_generator
 
 
+def test_harmonized_with_a_unet_g_starts_as_its_z_scored_input_and_its_g_learns():
+    """``model.generator`` unet + ``generator_output`` additive: G(x) = x at the start, so the method starts as
+    ``standardized``; one step moves G, the content term counts what it changed, and D sees G's output."""
+    m = make("harmonized", **{"model.generator": "unet", "model.generator_output": "additive"})
+    x, y, mask, z = batch()
+    x = (x - 0.5) * 4  # a z-scored-like range, negative values included
+    m.set_input(x, y, mask, z)
+    m.forward()
+    assert torch.equal(m.x_hat, x * mask)
+    g0 = snapshot(m.nets.G)
+    out = m.optimize_parameters()
+    assert changed(m.nets.G, g0)
+    assert {"loss_content", "loss_adv", "loss_dis"} <= set(out) and "loss_slope" not in out
+    assert all(torch.isfinite(v) for v in out.values())
+
+
 def test_g_output_is_zero_outside_the_brain():
     m = make()
     x, y, mask, z = batch()
