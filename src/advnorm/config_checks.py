@@ -97,11 +97,10 @@ def validate(cfg: Config) -> None:
         f"{parts.generator or 'absent'} (method {cfg.method!r})",
     )
     need(
-        parts.generator != "unet"
-        or (METHOD_SPECS[cfg.method].input_transform == "scale") == (cfg.model.generator_output != "additive"),
+        parts.generator != "unet" or (spec.input_transform == "scale") == (cfg.model.generator_output != "additive"),
         f"model.generator 'unet': the rescaled input needs model.generator_output 'sigmoid' or 'residual' (an output "
         f"in (0, {SCALE_TOP})), any other 'additive' (unbounded); method {cfg.method!r} feeds G a "
-        f"{METHOD_SPECS[cfg.method].input_transform} image and generator_output is {cfg.model.generator_output!r}",
+        f"{spec.input_transform} image and generator_output is {cfg.model.generator_output!r}",
     )
 
 

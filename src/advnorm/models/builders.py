@@ -12,9 +12,9 @@ from advnorm.models.unet import StridedStemUNet3D, UNet3D, kaiming_init
 
 
 def build_generator(cfg: ModelConfig, kind: str = "unet", value_range: ValueRange = SCALE_RANGE) -> nn.Module:
-    """G: output in (0, SCALE_TOP), the range of its input. ``unet``: the paper's; its residual and additive forms
-    start as the identity (their head, the correction, is zero; every other layer Kaiming-initialized); the additive
-    form's output is unbounded (for the z-scored input). ``transfer``:
+    """G: its output in the range of its input. ``unet``: the paper's, in (0, SCALE_TOP) for the rescaled input, or
+    unbounded in its ``additive`` form (for the z-scored input); its residual and additive forms start as the
+    identity (their head, the correction, is zero; every other layer Kaiming-initialized). ``transfer``:
     a per-image intensity transfer function (:mod:`advnorm.models.transfer`) over ``value_range``, the range of
     the method's input transform; the identity at the start."""
     if kind == "transfer":
