@@ -41,7 +41,7 @@ class UNet3D(nn.Module):
     the normalized image is defined in (0, ``top``) in training and inference alike (the authors applied a
     ReLU in training only). docs/method.md has the measurement that chose the default. ``"additive"``
     (``x + u``, unbounded) is G's form for an unbounded input such as the z-scored image: the identity when
-    ``u = 0``, a voxel-wise (so spatially varying) correction otherwise.
+    ``u = 0``, otherwise a correction at each voxel that depends on its neighbourhood, not only on its intensity.
     """
 
     def __init__(
