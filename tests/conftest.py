@@ -141,26 +141,35 @@ def tiny_run(tiny_phantom, tiny_config, tmp_path_factory) -> Path:
     return out
 
 
+TINY_VARIANTS: dict[str, tuple[str, dict]] = {
+    "harmonized-transfer": ("harmonized", {"model.generator": "transfer"}),  # its G before the U-Net
+}
+"""Runs of :func:`tiny_method_run` that are a method with other settings: name -> (method, overrides)."""
+
+
 @pytest.fixture(scope="session")
 def tiny_method_run(tiny_phantom, tiny_config, tmp_path_factory):
-    """``tiny_method_run(method)`` -> a finished run of ``method`` (e.g. ``harmonized``, ``nyul``) on
-    :func:`tiny_phantom` with :func:`tiny_config`, trained on first use, once per session (read-only)."""
+    """``tiny_method_run(name)`` -> a finished run of a method (e.g. ``harmonized``, ``nyul``) or of a variant of
+    :data:`TINY_VARIANTS` on :func:`tiny_phantom` with :func:`tiny_config`, trained on first use, once per session
+    (read-only)."""
     from advnorm.workflows import train
 
     runs: dict[str, Path] = {}
 
-    def get(method: str) -> Path:
-        if method not in runs:
-            out = tmp_path_factory.mktemp(f"tiny_{method}_run") / "run"
+    def get(name: str) -> Path:
+        if name not in runs:
+            method, overrides = TINY_VARIANTS.get(name, (name, {}))
+            out = tmp_path_factory.mktemp(f"tiny_{name}_run") / "run"
             train(
                 [str(p) for p in tiny_phantom],
                 out,
                 method=method,
                 config_file=str(tiny_config),
+                overrides=overrides,
                 progress=False,
                 log=lambda _msg: None,
             )
-            runs[method] = out
-        return runs[method]
+            runs[name] = out
+        return runs[name]
 
     return get

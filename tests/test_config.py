@@ -5,6 +5,7 @@ import pytest
 
 from advnorm.config import ingredients, paper_profile, quick_profile
 from advnorm.config_file import changed_from_profile, resolve
+from advnorm.config_history import resolved_settings
 from advnorm.errors import AdvnormError
 
 
@@ -40,12 +41,20 @@ def test_profiles_are_frozen():
         ({"loss": {"adversary_view": "image"}}, "adversary_view 'image' needs a transfer-function G"),
         ({"method": "harmonized", "loss": {"adversary_view": "whole"}}, "must be one of"),
         ({"loss": {"slope_floor": 0.5}}, "slope_floor needs a transfer-function G"),
-        ({"method": "harmonized", "loss": {"slope_floor": 1.5}}, r"slope_floor must be in \[0, 1\]"),
-        ({"method": "harmonized", "model": {"generator": "unet"}}, "feeds G a zscore image"),
+        (
+            {"method": "harmonized", "model": {"generator": "transfer"}, "loss": {"slope_floor": 1.5}},
+            r"slope_floor must be in \[0, 1\]",
+        ),
+        ({"method": "harmonized", "model": {"generator_output": "sigmoid"}}, "feeds G a zscore image"),
+        ({"method": "harmonized", "loss": {"adversary_view": "image"}}, "needs a transfer-function G"),
+        ({"method": "harmonized", "loss": {"slope_floor": 0.35}}, "slope_floor needs a transfer-function G"),
         ({"method": "unconstrained", "model": {"generator_output": "additive"}}, "feeds G a scale image"),
         ({"method": "standardized", "model": {"generator": "unet"}}, "method 'standardized' has no G"),
         ({"method": "nyul", "model": {"generator_output": "residual"}}, "this run's G is absent"),
-        ({"method": "harmonized", "model": {"generator_output": "additive"}}, "this run's G is transfer"),
+        (
+            {"method": "harmonized", "model": {"generator": "transfer", "generator_output": "additive"}},
+            "this run's G is transfer",
+        ),
     ],
 )
 def test_bad_config_files(tmp_path, content, message):
@@ -104,29 +113,46 @@ def test_changed_from_profile(tmp_path, profile, file, overrides, expected):
     )
 
 
+TRANSFER = {"model": {"generator": "transfer"}}
+
+
 @pytest.mark.parametrize(
     ("key", "method", "file", "expected"),
     [
-        ("content_weight", "harmonized", None, 3.0),  # the method's (docs/method.md)
-        ("content_weight", "adversarial", None, 0.0),  # the paper's row stays eq. (1)-(4)
-        ("content_weight", "unconstrained", None, 0.0),
-        ("content_weight", "standardized", None, 0.0),
-        ("content_weight", "harmonized", {"loss": {"content_weight": 0.0}}, 0.0),  # a user's choice wins, 0 included
-        ("content_weight", "adversarial", {"loss": {"content_weight": 0.3}}, 0.3),
-        ("slope_floor", "harmonized", None, 0.35),  # the method's, with its transfer G (docs/method.md)
-        ("slope_floor", "adversarial", None, 0.0),
-        ("slope_floor", "standardized", None, 0.0),
-        ("slope_floor", "harmonized", {"loss": {"slope_floor": 0.0}}, 0.0),  # a user's choice wins, 0 included
-        ("slope_floor", "harmonized", {"loss": {"slope_floor": 0.5}}, 0.5),
-        ("slope_floor", "adversarial", {"model": {"generator": "transfer"}}, 0.0),  # only harmonized's is non-zero
+        ("loss.content_weight", "harmonized", None, 3.0),  # the method's (docs/method.md)
+        ("loss.content_weight", "adversarial", None, 0.0),  # the paper's row stays eq. (1)-(4)
+        ("loss.content_weight", "unconstrained", None, 0.0),
+        ("loss.content_weight", "standardized", None, 0.0),
+        ("loss.content_weight", "harmonized", {"loss": {"content_weight": 0.0}}, 0.0),  # a user's choice wins
+        ("loss.content_weight", "adversarial", {"loss": {"content_weight": 0.3}}, 0.3),
+        ("loss.slope_floor", "harmonized", None, 0.0),  # its U-Net G has no curve
+        ("loss.slope_floor", "harmonized", TRANSFER, 0.35),  # the transfer G's (docs/method.md)
+        ("loss.slope_floor", "adversarial", None, 0.0),
+        ("loss.slope_floor", "standardized", None, 0.0),
+        ("loss.slope_floor", "harmonized", {**TRANSFER, "loss": {"slope_floor": 0.0}}, 0.0),  # 0 is a choice too
+        ("loss.slope_floor", "harmonized", {**TRANSFER, "loss": {"slope_floor": 0.5}}, 0.5),
+        ("loss.slope_floor", "adversarial", TRANSFER, 0.0),  # only harmonized's is non-zero
+        ("model.generator", "harmonized", None, "unet"),
+        ("model.generator", "adversarial", None, "unet"),
+        ("model.generator", "harmonized", TRANSFER, "transfer"),
+        ("model.generator", "standardized", None, "auto"),  # no G: nothing to resolve
+        ("model.generator_output", "harmonized", None, "additive"),  # the z-scored input is unbounded
+        ("model.generator_output", "unconstrained", None, "sigmoid"),  # the paper's, on the rescaled input
+        ("model.generator_output", "adversarial", {"model": {"generator_output": "residual"}}, "residual"),
+        ("model.generator_output", "harmonized", TRANSFER, "sigmoid"),  # no U-Net: the setting does nothing
+        ("model.generator_output", "nyul", None, "sigmoid"),
     ],
 )
 def test_a_per_method_setting_is_resolved_and_stored(tmp_path, key, method, file, expected):
-    """``loss.content_weight`` and ``loss.slope_floor`` left unset mean the method's value."""
+    """Settings left to the method (``None``, or ``auto`` for G's kind and form) resolve to the method's value."""
     path = None
     if file is not None:
         path = tmp_path / "c.json"
         path.write_text(json.dumps(file))
     cfg = resolve("quick", file=path, overrides={"method": method})
-    assert getattr(cfg.loss, key) == expected  # resolved: config.json says what the run used
-    assert getattr(ingredients(cfg), key) == expected
+    head, name = key.split(".")
+    if head == "loss":  # resolved in the config: config.json says what the run used
+        assert getattr(cfg.loss, name) == expected
+    assert resolved_settings(cfg)[head][name] == expected  # what a weights file holds and reuse compares
+    if name != "generator":  # the ingredient is None without a G
+        assert getattr(ingredients(cfg), name) == expected

@@ -204,6 +204,7 @@ def test_a_method_specific_config_file_is_checked_against_the_planned_methods(
     monkeypatch.setattr(rep, "_run_all", lambda out, datasets, runs, base, **kw: planned.extend(runs) or out)
     config = json.loads(Path(tiny_config).read_text())
     config.setdefault("loss", {})["adversary_view"] = "image"
+    config.setdefault("model", {})["generator"] = "transfer"  # the view needs harmonized's curve G
     (path := tmp_path / "view.json").write_text(json.dumps(config))
     argv = ["reproduce", "--out", str(tmp_path / "out"), "--methods", methods, "--seeds", "1", "--config", str(path)]
     code = main(argv + [a for d in tiny_phantom for a in ("--data", str(d))])

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from advnorm.config import ingredients
 from advnorm.config_file import resolve
 from advnorm.data.layouts import open_domains
 from advnorm.workflows import reuse_differences, train_and_evaluate
@@ -64,7 +65,9 @@ def test_a_run_made_before_a_setting_existed_is_reused_only_for_its_default(
     (run / "config.json").write_text(json.dumps(stored))
     datasets = open_domains([str(p) for p in tiny_phantom])
     cfg = resolve(
-        "quick", file=tiny_run / "config.json", overrides={"method": "harmonized", "loss.adversary_view": asked}
+        "quick",
+        file=tiny_run / "config.json",
+        overrides={"method": "harmonized", "model.generator": "transfer", "loss.adversary_view": asked},
     )
     cfg_same_method = resolve("quick", file=tiny_run / "config.json", overrides={"loss.adversary_view": "patch"})
     diffs = reuse_differences(run, cfg_same_method if reusable else cfg, datasets)
@@ -120,15 +123,62 @@ def test_a_run_made_before_a_harmonized_term_counts_as_made_without_it(
     run = copy_run(tiny_run, tmp_path / "run")
     stored = json.loads((run / "config.json").read_text())
     del stored["loss"][key]
+    del stored["ingredients"]  # nor did runs record their ingredients then
     (run / "config.json").write_text(json.dumps({**stored, "method": method}))
     settings = tmp_path / "settings.json"  # the run's settings as a --config file, the term left to the method
     settings.write_text(json.dumps({k: v for k, v in stored.items() if k not in ("method", "run", "versions")}))
     datasets = open_domains([str(p) for p in tiny_phantom])
-    diffs = reuse_differences(run, resolve("quick", file=settings, overrides={"method": method}), datasets)
+    over = {"method": method, "model.generator": "transfer" if method == "harmonized" else None}  # its G of then
+    diffs = reuse_differences(run, resolve("quick", file=settings, overrides=over), datasets)
     assert (diffs == []) == reusable, diffs
     if not reusable:
         assert any(f"{key} is 0.0 there, {now} now" in d for d in diffs), diffs
     assert getattr(RunFolder(run).read_config()[0].loss, key) == 0.0
+
+
+@pytest.mark.parametrize(
+    ("stored", "recorded", "asked", "reusable", "read_as"),
+    [
+        ("auto", None, None, False, "transfer"),  # stored before ingredients were recorded: the transfer G of then
+        ("auto", None, "transfer", True, "transfer"),
+        ("auto", "unet", None, True, "unet"),  # stored as runs are now, ``auto`` and what it resolved to
+        ("auto", "transfer", None, False, "transfer"),  # if harmonized's G changes again, this run stays what it was
+        ("unet", None, None, True, "unet"),  # chosen in a config file: the same G as today's ``auto``
+        ("transfer", None, None, False, "transfer"),
+    ],
+)
+def test_a_stored_auto_generator_means_what_it_meant_when_the_run_was_made(
+    stored, recorded, asked, reusable, read_as, tiny_run, tiny_phantom, tmp_path
+):
+    """``harmonized``'s G was the transfer function while runs stored ``model.generator`` ``auto`` and nothing
+    else: such a run is read back, and reused, as the transfer-G run it is (``advnorm.config_history.AUTO_MEANT``),
+    never as a run of today's U-Net G; runs now also record what ``auto`` resolved to (``ingredients``)."""
+    import json
+
+    from advnorm.run_folder import RunFolder
+
+    run = copy_run(tiny_run, tmp_path / "run")
+    old = json.loads((run / "config.json").read_text())
+    unet = read_as == "unet"
+    old["model"].update(generator=stored, generator_output="auto" if stored == "auto" and unet else "sigmoid")
+    if stored == "unet":
+        old["model"]["generator_output"] = "additive"
+    old["loss"].update(content_weight=3.0, slope_floor=0.0 if unet else 0.35)
+    old.pop("ingredients", None)
+    if recorded is not None:
+        old["ingredients"] = {"generator": recorded, "generator_output": "additive" if unet else "sigmoid"}
+    (run / "config.json").write_text(json.dumps({**old, "method": "harmonized"}))
+    settings = {k: v for k, v in old.items() if k not in ("method", "run", "versions", "ingredients")}
+    settings["model"] = {**settings["model"], "generator": "auto", "generator_output": "auto"}
+    settings["loss"] = {k: v for k, v in settings["loss"].items() if k != "slope_floor"}
+    (tmp_path / "settings.json").write_text(json.dumps(settings))  # the run's settings, G left to the method
+    over = {"method": "harmonized", "model.generator": asked}
+    cfg = resolve("quick", file=tmp_path / "settings.json", overrides=over)
+    diffs = reuse_differences(run, cfg, open_domains([str(p) for p in tiny_phantom]))
+    assert (diffs == []) == reusable, diffs
+    if not reusable:
+        assert any("generator is 'transfer' there, 'unet' now" in d for d in diffs), diffs
+    assert ingredients(RunFolder(run).read_config()[0]).generator == read_as
 
 
 @pytest.mark.parametrize("stored_version", [None, 1])

@@ -41,18 +41,21 @@ class ModelConfig:
     """Residual blocks per discriminator stage (2 with widths 64-512 is a 3-D ResNet-18, as the authors used)."""
     generator: Literal["auto", "unet", "transfer"] = "auto"
     """G's kind: ``unet`` (the paper's 3-D U-Net) or ``transfer`` (a per-image intensity transfer function predicted
-    from the image's histogram: it cannot paint anatomy). ``auto``: the method's (docs/method.md)."""
+    from the image's histogram: it cannot paint anatomy; ``harmonized``'s until it was measured against the U-Net,
+    docs/method.md). ``auto``: the method's (``unet`` for every method with a G); a run's config.json holds the
+    kind it used."""
     discriminator: Literal["auto", "patch", "histogram"] = "auto"
     """D's input: ``patch`` (the paper's residual CNN on the patch) or ``histogram`` (a soft histogram of the
     patch's brain voxels: only the intensity distribution, not anatomy or texture). ``auto``: the method's."""
     discriminator_stem_norm: Literal["auto", "group", "none"] = "auto"
     """``group``: the paper's stem (GroupNorm right after the first convolution, blind to a patch's intensity
     scale); ``none``: no normalization in the stem. ``auto``: the method's."""
-    generator_output: Literal["sigmoid", "residual", "additive"] = "sigmoid"
+    generator_output: Literal["auto", "sigmoid", "residual", "additive"] = "auto"
     """A U-Net G's last step: ``sigmoid`` = 1.5 * sigmoid(U(x)), which learns the identity in the warm-up;
     ``residual`` = 1.5 * sigmoid(logit(x / 1.5) + U(x)), the identity from the start (measured: docs/method.md);
     ``additive`` = x + U(x), unbounded, the identity from the start: the form a U-Net G needs on the z-scored
-    input (``model.generator`` ``unet`` with ``harmonized``)."""
+    input (``harmonized``). ``auto``: ``additive`` for a U-Net G on the z-scored input, ``sigmoid`` otherwise
+    (the paper's); a run's config.json holds the form it used."""
 
 
 def segmenter_stride(m: ModelConfig) -> int:
@@ -90,7 +93,7 @@ class LossConfig:
     """What the confusion adversary's D judges: ``patch``, the intensities of each training patch; ``image``, the
     whole image each patch comes from (its brain intensity quantile profile put through G's curve), so G is pushed
     to make the sites' whole-image distributions alike, which is what the JSD measures. ``image`` needs a
-    transfer-function G (``harmonized``)."""
+    transfer-function G (``harmonized`` with ``model.generator`` ``transfer``)."""
     confusion_form: Literal["cross_entropy", "entropy"] = "cross_entropy"
     """The confusion term's form: ``cross_entropy`` against the uniform posterior (Dinsdale et al. 2021; no upper
     bound, so a confident D pushes G without limit) or ``entropy``, KL(D's posterior || uniform), bounded by log K
@@ -108,11 +111,11 @@ class LossConfig:
     ``adversarial`` stays the paper's); a run's config.json holds the value it used."""
 
     slope_floor: float | None = None
-    """With a transfer G (``harmonized``): the slope of G's curve, relative to the identity's, below which the
-    brain voxels of a patch cost G ``max(0, slope_floor - |slope|)`` each, averaged and added to G's loss (0: off;
-    in [0, 1]). Against flat stretches that pile one tissue onto one value at a place of each site's own.
-    ``None``: the method's (0.35 for ``harmonized`` with its transfer G, measured in docs/method.md; 0 otherwise);
-    a run's config.json holds the value it used."""
+    """With a transfer G (``model.generator`` ``transfer``): the slope of G's curve, relative to the identity's,
+    below which the brain voxels of a patch cost G ``max(0, slope_floor - |slope|)`` each, averaged and added to
+    G's loss (0: off; in [0, 1]). Against flat stretches that pile one tissue onto one value at a place of each
+    site's own. ``None``: the method's (0.35 for ``harmonized`` with a transfer G, measured in docs/method.md; 0
+    otherwise); a run's config.json holds the value it used."""
 
 
 @dataclass(frozen=True)
@@ -282,6 +285,8 @@ class Ingredients:
 
     generator: str | None
     """``unet``, ``transfer``, or ``None`` (no G)."""
+    generator_output: str
+    """A U-Net G's last step (``sigmoid`` also where there is no U-Net G: the setting does nothing there)."""
     adversary: str | None
     """``paper``, ``confusion``, or ``None`` (no D)."""
     discriminator: str
@@ -301,12 +306,15 @@ def ingredients(cfg: Config) -> Ingredients:
         return default if value == "auto" else value
 
     generator = pick(m.generator, spec.generator) if spec.uses_generator else None
+    additive = generator == "unet" and spec.input_transform != "scale"  # an unbounded input needs an unbounded G
+    output = pick(m.generator_output, "additive" if additive else "sigmoid")
     weight = spec.content_weight if loss.content_weight is None else loss.content_weight
     floor = loss.slope_floor
     if floor is None:
         floor = spec.slope_floor if generator == "transfer" else 0.0
     return Ingredients(
         generator=generator,
+        generator_output=output,
         adversary=pick(loss.adversary, spec.adversary) if spec.uses_discriminator else None,
         discriminator=pick(m.discriminator, spec.discriminator),
         stem_norm=pick(m.discriminator_stem_norm, spec.stem_norm),

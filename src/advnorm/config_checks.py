@@ -79,11 +79,12 @@ def validate(cfg: Config) -> None:
     parts = ingredients(cfg)  # only now: it needs a known method, checked above
     need(
         cfg.loss.adversary_view == "patch" or (parts.generator == "transfer" and parts.adversary == "confusion"),
-        "loss.adversary_view 'image' needs a transfer-function G and the confusion adversary (method 'harmonized')",
+        "loss.adversary_view 'image' needs a transfer-function G and the confusion adversary "
+        "(method 'harmonized' with model.generator 'transfer')",
     )
     need(
         not cfg.loss.slope_floor or parts.generator == "transfer",
-        "loss.slope_floor needs a transfer-function G (method 'harmonized', or model.generator 'transfer')",
+        "loss.slope_floor needs a transfer-function G (model.generator 'transfer')",
     )
     spec = METHOD_SPECS[cfg.method]
     need(
@@ -92,12 +93,12 @@ def validate(cfg: Config) -> None:
         f"{', '.join(m for m, s in METHOD_SPECS.items() if s.uses_generator)})",
     )
     need(
-        cfg.model.generator_output == "sigmoid" or parts.generator == "unet",
+        cfg.model.generator_output in ("auto", "sigmoid") or parts.generator == "unet",
         f"model.generator_output {cfg.model.generator_output!r} shapes a U-Net G's output; this run's G is "
         f"{parts.generator or 'absent'} (method {cfg.method!r})",
     )
     need(
-        parts.generator != "unet" or (spec.input_transform == "scale") == (cfg.model.generator_output != "additive"),
+        parts.generator != "unet" or (spec.input_transform == "scale") == (parts.generator_output != "additive"),
         f"model.generator 'unet': the rescaled input needs model.generator_output 'sigmoid' or 'residual' (an output "
         f"in (0, {SCALE_TOP})), any other 'additive' (unbounded); method {cfg.method!r} feeds G a "
         f"{spec.input_transform} image and generator_output is {cfg.model.generator_output!r}",

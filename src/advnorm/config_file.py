@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from advnorm.config import PROFILES, Config, ingredients
 from advnorm.config_checks import validate
+from advnorm.config_history import STORED_RECORDS
 from advnorm.errors import AdvnormError
 
 
@@ -34,8 +35,8 @@ def resolve(
             raise AdvnormError(f"config file is not valid JSON: {exc}", path) from None
         if not isinstance(data, dict):
             raise AdvnormError("config file must hold a JSON object", path)
-        data.pop("versions", None)
-        data.pop("run", None)
+        for record in STORED_RECORDS:  # a run's config.json is a config file too
+            data.pop(record, None)
         cfg = _merge(cfg, data, str(path), "")
     from_file = cfg
     for dotted, value in (overrides or {}).items():
@@ -58,7 +59,8 @@ def resolve(
 
 def with_method_defaults(cfg: Config) -> Config:
     """``cfg`` with the settings left to the method (``None``) set to the method's value, as a run's config.json
-    stores them: a run says what it used, whatever the default was."""
+    stores them: a run says what it used, whatever the default was. (``auto`` stays: a config file stays usable for
+    every method; a run's config.json records what its ``auto`` resolved to in its ``ingredients`` section.)"""
     loss, chosen = cfg.loss, ingredients(cfg)
     if loss.content_weight is None:
         loss = replace(loss, content_weight=chosen.content_weight)

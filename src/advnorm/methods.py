@@ -11,11 +11,13 @@ This table is the one source of the method names: the config's ``Method`` type, 
 | adversarial    | Exp. 7     | per-image rescale      | x | x |              |
 | nyul           | (reviewer) | Nyul standardization   |   |   |              |
 | augmented      | (reviewer) | per-image rescale      |   |   | x            |
-| harmonized     | (advnorm)  | per-image z-score      | intensity transfer | domain confusion | |
+| harmonized     | (advnorm)  | per-image z-score      | x + U-Net(x) | domain confusion | |
 
-``harmonized`` is advnorm's own method (docs/method.md): G is a per-image intensity transfer function (it cannot
-paint anatomy) and D a domain classifier on G's output whose posterior G makes uniform, so the adversary pulls the
-sites together instead of only keeping G's output "real". ``adversarial`` stays the paper's eq. (1)-(4).
+``harmonized`` is advnorm's own method (docs/method.md): G adds a U-Net's correction to the z-scored image (the
+identity at the start, held near it by a content term), and D is a domain classifier on the intensity histogram of
+G's output whose posterior G makes uniform, so the adversary pulls the sites together instead of only keeping G's
+output "real". Its earlier G, a per-image intensity transfer function, is ``model.generator`` ``transfer``.
+``adversarial`` stays the paper's eq. (1)-(4).
 """
 
 from __future__ import annotations
@@ -52,7 +54,8 @@ class MethodSpec:
     content_weight: float = 0.0
     """With a G: the weight of the content-preservation term (``loss.content_weight``, which overrides it)."""
     slope_floor: float = 0.0
-    """With a transfer G: the floor on its curve's slope (``loss.slope_floor``, which overrides it)."""
+    """With a transfer G (``model.generator`` ``transfer``): the floor on its curve's slope (``loss.slope_floor``,
+    which overrides it)."""
 
 
 METHOD_SPECS: dict[str, MethodSpec] = {
@@ -78,7 +81,7 @@ METHOD_SPECS: dict[str, MethodSpec] = {
         uses_discriminator=True,
         title="Adversarially harmonized (advnorm)",
         experiment="10",
-        generator="transfer",
+        generator="unet",
         adversary="confusion",
         discriminator="histogram",
         stem_norm="none",

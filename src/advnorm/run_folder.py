@@ -20,7 +20,7 @@ import torch
 import advnorm
 from advnorm.config import PROFILES, Config
 from advnorm.config_file import differences, resolve
-from advnorm.config_history import absent_settings, as_made
+from advnorm.config_history import absent_settings, as_made, resolved_settings, stored_ingredients
 from advnorm.errors import AdvnormError
 from advnorm.io_atomic import atomic_write_json
 
@@ -84,7 +84,8 @@ class RunFolder:
         return self.best if which == "best" else self.final
 
     def write_config(self, cfg: Config, run: dict[str, Any]) -> None:
-        atomic_write_json(self.config, {**cfg.to_dict(), "run": run, "versions": versions()})
+        record = {"ingredients": stored_ingredients(cfg), "run": run, "versions": versions()}
+        atomic_write_json(self.config, {**cfg.to_dict(), **record})
 
     def read_raw_config(self) -> dict[str, Any]:
         """``config.json`` as JSON, with its ``run`` section checked; every problem names the file."""
@@ -130,7 +131,7 @@ def config_differences(stored: dict[str, Any], cfg: Config, may_differ: tuple[st
     default keeps the behaviour from before it existed, so the run counts as made with that default (and stays
     reusable), but not with any other value. A setting whose default changed since counts as made with the
     old one (:func:`advnorm.config_history.as_made`)."""
-    new = cfg.to_dict()
+    new = resolved_settings(cfg)  # ``auto`` compared by what it means, on both sides
     defaults = PROFILES[cfg.profile]().to_dict() if cfg.profile in PROFILES else new
     old = as_made({k: v for k, v in stored.items() if k not in ("run", "versions")}, defaults)
     for dotted in may_differ:

@@ -3,7 +3,7 @@ import dataclasses
 import pytest
 import torch
 
-from advnorm.config import paper_profile, quick_profile, segmenter_stride
+from advnorm.config import ingredients, paper_profile, quick_profile, segmenter_stride
 from advnorm.config_checks import validate
 from advnorm.data.intensity import SCALE_TOP
 from advnorm.errors import AdvnormError
@@ -133,8 +133,11 @@ def test_generator_form_is_part_of_the_architecture():
 
 
 def test_profiles_choose_their_generator_form_and_dice():
-    assert (quick_profile().model.generator_output, quick_profile().loss.dice_form) == ("sigmoid", "per_class")
-    assert (paper_profile().model.generator_output, paper_profile().loss.dice_form) == ("sigmoid", "single_ratio")
+    """Both profiles leave G's form to the method: the paper's sigmoid for its rescaled input."""
+    quick, paper = quick_profile(), paper_profile()
+    assert (quick.model.generator_output, paper.model.generator_output) == ("auto", "auto")
+    assert (ingredients(quick).generator_output, quick.loss.dice_form) == ("sigmoid", "per_class")
+    assert (ingredients(paper).generator_output, paper.loss.dice_form) == ("sigmoid", "single_ratio")
 
 
 def test_paper_profile_sizes():

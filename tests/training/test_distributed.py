@@ -50,12 +50,15 @@ needs_torchrun = pytest.mark.skipif(
 )
 
 
-def _single_and_two_processes(tmp_path: Path, method: str) -> tuple[list[str], list[dict], list[dict]]:
-    """The phantom's folders and the training logs of one process and of torchrun with 2, same config."""
+def _single_and_two_processes(
+    tmp_path: Path, method: str, model: dict | None = None
+) -> tuple[list[str], list[dict], list[dict]]:
+    """The phantom's folders and the training logs of one process and of torchrun with 2, same config (``model``:
+    model settings added to it)."""
     write_phantom(tmp_path / "ph", PhantomSpec(domains=2, subjects=3, seed=0, scale=0.3))
     data = sorted(str(p) for p in (tmp_path / "ph").glob("Dataset*"))
     config = tmp_path / "c.json"
-    config.write_text(json.dumps(CONFIG))
+    config.write_text(json.dumps({**CONFIG, "model": {**CONFIG.get("model", {}), **(model or {})}}))
     single = _train([sys.executable, "-m", "advnorm"], tmp_path / "single", data, config, method)
     torchrun = [str(Path(sys.executable).parent / "torchrun"), "--standalone", "--nproc_per_node=2", "-m", "advnorm"]
     multi = _train(torchrun, tmp_path / "ddp", data, config, method)
@@ -103,13 +106,20 @@ def test_two_process_run_matches_single_process(tmp_path):
 
 
 @needs_torchrun
-def test_default_method_under_torchrun_matches_single_process(tmp_path):
-    """``harmonized`` (transfer G, histogram D, confusion term, content term, slope floor; the slope term goes
-    through the plain G beside the DDP-wrapped one) trains under torchrun and follows the single process."""
-    _, single, multi = _single_and_two_processes(tmp_path, "harmonized")
-    assert len(single) == len(multi) == 1 + CONFIG["train"]["epochs"]  # a transfer G has no warm-up
-    for a, b in zip(single[1:], multi[1:], strict=True):
+@pytest.mark.parametrize(
+    ("generator", "warmup", "terms"),
+    [
+        ("unet", CONFIG["train"]["warmup_epochs"], ("loss_content", "loss_adv")),  # the default: x + U-Net(x)
+        ("transfer", 0, ("loss_content", "loss_slope", "loss_adv")),  # the slope term goes through the plain G
+    ],
+)
+def test_default_method_under_torchrun_matches_single_process(tmp_path, generator, warmup, terms):
+    """``harmonized`` (its G, histogram D, confusion term, content term; with the transfer G also the slope
+    floor) trains under torchrun and follows the single process."""
+    _, single, multi = _single_and_two_processes(tmp_path, "harmonized", {"generator": generator})
+    assert len(single) == len(multi) == 1 + warmup + CONFIG["train"]["epochs"]  # a transfer G has no warm-up
+    for a, b in zip(single[1 + warmup :], multi[1 + warmup :], strict=True):
         assert abs(float(a["val_dice_mean"]) - float(b["val_dice_mean"])) < 0.1, (a, b)
-        for term in ("loss_content", "loss_slope", "loss_adv"):
+        for term in terms:
             assert abs(float(a[term]) - float(b[term])) < 0.05, (term, a[term], b[term])
     assert json.loads((tmp_path / "ddp" / "config.json").read_text())["run"]["world_size"] == 2

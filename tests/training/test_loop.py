@@ -81,7 +81,7 @@ def test_one_epoch_smoke_test_works_for_every_method(method, tiny_phantom, tiny_
     ]
     assert main(argv + [a for d in tiny_phantom for a in ("--data", str(d))]) == 0, capsys.readouterr().err
     phases = [r["phase"] for r in read_log(RunFolder(out).log)]
-    uses_g = method in ("unconstrained", "adversarial")
+    uses_g = method in ("unconstrained", "adversarial", "harmonized")  # a U-Net G's identity warm-up
     assert phases == ["init"] + ["warmup"] * uses_g + ["main"]
 
 
@@ -149,6 +149,7 @@ def test_harmonized_trains_with_the_whole_image_adversary_view(tiny_phantom, tin
     validation accuracy is measured on the same view."""
     config = json.loads(Path(tiny_config).read_text())
     config.setdefault("loss", {})["adversary_view"] = "image"
+    config.setdefault("model", {})["generator"] = "transfer"  # the view puts the image's profile through a curve
     (path := tmp_path / "image_view.json").write_text(json.dumps(config))
     out = tmp_path / "run"
     argv = ["train", "--method", "harmonized", "--out", str(out), "--config", str(path), "--no-progress"]

@@ -4,9 +4,13 @@ import pytest
 import torch
 
 from advnorm.methods import METHOD_SPECS
-from advnorm.models.transfer import image_stats
+from advnorm.models.transfer import N_STATS, image_stats
+from advnorm.models.unet import UNet3D
 from advnorm.training.losses import flat_curve_loss
 from tests.conftest import make_trainer, tiny_cfg
+
+TRANSFER = {"model.generator": "transfer"}
+"""``harmonized``'s G before its U-Net: the per-image intensity curve (the image view and slope floor need it)."""
 
 
 def make(method="adversarial", k=2, **over):
@@ -86,10 +90,13 @@ def test_every_method_steps(method):
     assert (m.nets.G is not None) == METHOD_SPECS[method].uses_generator
 
 
-def test_harmonized_with_a_unet_g_starts_as_its_z_scored_input_and_its_g_learns():
-    """``model.generator`` unet + ``generator_output`` additive: G(x) = x at the start, so the method starts as
-    ``standardized``; one step moves G, the content term counts what it changed, and D sees G's output."""
-    m = make("harmonized", **{"model.generator": "unet", "model.generator_output": "additive"})
+@pytest.mark.parametrize("over", [{}, {"model.generator": "unet", "model.generator_output": "additive"}])
+def test_harmonized_starts_as_its_z_scored_input_and_its_g_learns(over):
+    """Its default G, the U-Net in its additive form (spelled out or left to the method): G(x) = x at the start,
+    so the method starts as ``standardized``; one step moves G, the content term counts what it changed, and D
+    sees G's output."""
+    m = make("harmonized", **over)
+    assert isinstance(m.nets.G, UNet3D) and m.nets.ingredients.generator_output == "additive"
     x, y, mask, z = batch()
     x = (x - 0.5) * 4  # a z-scored-like range, negative values included
     m.set_input(x, y, mask, z)
@@ -112,7 +119,7 @@ def test_g_output_is_zero_outside_the_brain():
 
 
 def _image_view(**over):
-    m = make("harmonized", **{"loss.adversary_view": "image", **over})
+    m = make("harmonized", **{**TRANSFER, "loss.adversary_view": "image", **over})
     x, y, mask, z = batch()
     profile = torch.sort(torch.randn(len(x), 32), dim=1).values
     stats = torch.rand(len(x), m.nets.G.hyper[0].in_features)
@@ -146,7 +153,7 @@ def test_image_view_trains_g_through_d_and_d_on_the_profiles():
 
 
 def test_image_view_without_profiles_fails_loudly():
-    m = make("harmonized", **{"loss.adversary_view": "image"})
+    m = make("harmonized", **{**TRANSFER, "loss.adversary_view": "image"})
     m.set_input(*batch())
     m.forward()
     with pytest.raises(ValueError, match="intensity profile"):
@@ -156,7 +163,7 @@ def test_image_view_without_profiles_fails_loudly():
 def _with_profile(m):
     x, y, mask, z = batch()
     profile = torch.sort(torch.randn(len(x), 32), dim=1).values
-    stats = torch.rand(len(x), m.nets.G.hyper[0].in_features)
+    stats = torch.rand(len(x), N_STATS)
     return x, y, mask, z, stats, profile
 
 
@@ -221,7 +228,7 @@ def test_content_term_changes_gs_update():
 
 @pytest.mark.parametrize(("floor", "logged"), [(0.5, True), (0.0, False)])
 def test_slope_floor_term_is_logged_when_on(floor, logged):
-    m = make("harmonized", **{"loss.slope_floor": floor})
+    m = make("harmonized", **{**TRANSFER, "loss.slope_floor": floor})
     m.set_input(*batch())
     out = m.optimize_parameters()
     assert ("loss_slope" in out) == logged
@@ -241,7 +248,7 @@ def test_slope_floor_term_reaches_g():
     after = []
     for floor in (0.0, 1.0):
         torch.manual_seed(0)
-        m = make("harmonized", **{"loss.slope_floor": floor, "optim.optimizer": "sgd"})
+        m = make("harmonized", **{**TRANSFER, "loss.slope_floor": floor, "optim.optimizer": "sgd"})
         _nearly_flat(m.nets.G)
         m.set_input(*batch())
         m.optimize_parameters()
@@ -252,7 +259,7 @@ def test_slope_floor_term_reaches_g():
 def test_slope_floor_alone_steepens_a_flat_curve_where_the_brain_lies():
     """Property: descending the term alone lifts the curve's slope at the brain's values to the floor, and leaves
     the knots where no brain voxel lies where they were."""
-    m = make("harmonized", **{"loss.slope_floor": 0.5})
+    m = make("harmonized", **{**TRANSFER, "loss.slope_floor": 0.5})
     G = m.nets.G
     _nearly_flat(G)
     x = torch.linspace(-1.0, 1.0, 4096).reshape(1, 1, 16, 16, 16)  # the brain's values: a middle stretch

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal, cast
+
 from torch import nn
 
 from advnorm.config import SCALE_TOP, ModelConfig
@@ -11,17 +13,23 @@ from advnorm.models.transfer import SCALE_RANGE, IntensityTransfer, ValueRange
 from advnorm.models.unet import StridedStemUNet3D, UNet3D, kaiming_init
 
 
-def build_generator(cfg: ModelConfig, kind: str = "unet", value_range: ValueRange = SCALE_RANGE) -> nn.Module:
+def build_generator(
+    cfg: ModelConfig, kind: str = "unet", value_range: ValueRange = SCALE_RANGE, output: str | None = None
+) -> nn.Module:
     """G: its output in the range of its input. ``unet``: the paper's, in (0, SCALE_TOP) for the rescaled input, or
     unbounded in its ``additive`` form (for the z-scored input); its residual and additive forms start as the
-    identity (their head, the correction, is zero; every other layer Kaiming-initialized). ``transfer``:
-    a per-image intensity transfer function (:mod:`advnorm.models.transfer`) over ``value_range``, the range of
-    the method's input transform; the identity at the start."""
+    identity (their head, the correction, is zero; every other layer Kaiming-initialized). ``output``: the U-Net's
+    form as resolved for the method (:func:`advnorm.config.ingredients`); ``None`` takes ``cfg``'s, whose ``auto``
+    is the paper's ``sigmoid``. ``transfer``: a per-image intensity transfer function
+    (:mod:`advnorm.models.transfer`) over ``value_range``, the range of the method's input transform; the identity
+    at the start."""
     if kind == "transfer":
         return IntensityTransfer(value_range=value_range)
-    net = UNet3D(1, 1, cfg.generator_widths, output=cfg.generator_output, top=SCALE_TOP)
+    chosen = output or cfg.generator_output
+    form = cast(Literal["sigmoid", "residual", "additive"], "sigmoid" if chosen == "auto" else chosen)
+    net = UNet3D(1, 1, cfg.generator_widths, output=form, top=SCALE_TOP)
     kaiming_init(net)
-    if cfg.generator_output in ("residual", "additive"):
+    if form in ("residual", "additive"):
         nn.init.zeros_(net.head.weight)
         if net.head.bias is not None:
             nn.init.zeros_(net.head.bias)

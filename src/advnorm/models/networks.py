@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from advnorm.config import Config, ingredients
+from advnorm.config_history import resolved_settings
 from advnorm.data.intensity import VALUE_RANGE
 from advnorm.labels import CLASS_NAMES
 from advnorm.methods import METHOD_SPECS, MethodSpec
@@ -36,7 +37,11 @@ class Networks(nn.Module):
         self.ingredients = parts = ingredients(cfg)
         self.value_range = VALUE_RANGE[self.spec.input_transform]
         """The range of the method's input transform: a transfer G's curve and a histogram D are defined on it."""
-        self.G = build_generator(cfg.model, parts.generator, self.value_range) if parts.generator is not None else None
+        self.G = (
+            build_generator(cfg.model, parts.generator, self.value_range, parts.generator_output)
+            if parts.generator is not None
+            else None
+        )
         self.S = build_segmenter(cfg.model, len(self.classes))
         self.D = (
             build_discriminator(
@@ -108,7 +113,7 @@ def architecture(cfg: Config, n_domains: int, classes: tuple[str, ...] = CLASS_N
         "method": cfg.method,
         "n_domains": n_domains,
         "classes": list(classes),
-        "model": cfg.to_dict()["model"],
+        "model": resolved_settings(cfg)["model"],  # G's kind and form as the method resolved them
         "generator": parts.generator,
         "adversary": parts.adversary,
         "discriminator": parts.discriminator,
