@@ -301,7 +301,18 @@ def run(
         "order": [list(o) for o in order],
         "variants": {v: VARIANTS[v] for v in VARIANTS if any(system == v for _, system in order)},
         "methods": summarize(runs, marks, tuple(VARIANTS)),
+        "generators": {m: _generator_said(_config({**base, "method": m})) for m in methods},
     }
+
+
+def _generator_said(cfg) -> str | None:
+    """G's kind and form as the run resolved them (``None``: no G), so the results say which G was raced."""
+    from advnorm.config import ingredients
+
+    parts = ingredients(cfg)
+    if parts.generator is None:
+        return None
+    return f"{parts.generator} ({parts.generator_output})" if parts.generator == "unet" else parts.generator
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -48,6 +48,19 @@ def _variants_said(ttd: dict) -> str:
     return (" " + "; ".join(said) + ", raced against the same reference run.") if said else ""
 
 
+def _generators_said(ttd: dict) -> str:
+    """Which G each method raced with. Results written before they recorded it are from before 2026-11-27, when
+    ``harmonized``'s G was the transfer curve."""
+    given = ttd.get("generators")
+    if given is None:
+        return (
+            " `harmonized` raced with its transfer-curve G (`model.generator = transfer`), its default when these "
+            "results were measured; its U-Net G, the default since 2026-11-27, has not been raced."
+        )
+    said = [f"`{m}`: {g}" for m, g in given.items() if g is not None]
+    return (" G: " + ", ".join(said) + ".") if said else ""
+
+
 def render_time_to_dice(ttd: dict) -> list[str]:
     """The time-to-accuracy section (issue 14): per method and threshold, each side's training seconds and the
     ratio, the Dice at the marks, and the target said met or missed."""
@@ -67,7 +80,8 @@ def render_time_to_dice(ttd: dict) -> list[str]:
         "full volumes by the same metric code (mean Dice over CSF, GM, WM); the clock stops while it is scored. "
         "advnorm's times are rounded up to its epoch ends, the reference's only to its steps. The reference is the "
         "loop a MONAI user writes from the tutorials (`benchmarks/reference.py`, `MonaiTutorialSegmentation`)."
-        + _variants_said(ttd),
+        + _variants_said(ttd)
+        + _generators_said(ttd),
         "",
         f"Measured {ttd.get('measured_at', '(date not recorded)')}"
         + (
