@@ -41,7 +41,7 @@ from pathlib import Path
 
 import numpy as np
 
-from scale_cache_report import FRACTIONS, render, write_docs
+from scale_cache_report import render, write_docs
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -49,6 +49,8 @@ SHAPE = (160, 190, 155)
 SMOKE_SHAPE = (48, 56, 44)
 # (domains, subjects per domain, method): 5, 60 and 17 x 60 = 1,020 subjects
 SIZES = {5: (1, 5, "single"), 60: (3, 20, "adversarial"), 1020: (17, 60, "adversarial")}
+FRACTIONS = (0.8, 0.1, 0.1)
+"""Each domain's subjects for training, validation and test, in every measure (recorded in the results)."""
 
 
 # ------------------------------------------------------------------------------------------------ synthetic data
@@ -329,6 +331,7 @@ def measure(sizes: list[int], shape: tuple[int, int, int], work: Path, cache: Pa
         "mem_total": _meminfo("MemTotal"),
         "load_average_at_start": list(os.getloadavg()),
         "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "fractions": list(FRACTIONS),
         "sizes": {},
     }
     for n in sizes:

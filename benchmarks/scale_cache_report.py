@@ -10,9 +10,6 @@ from report_format import gib, mib
 
 BEGIN = "<!-- benchmarks/scale_cache.py: begin -->"
 END = "<!-- benchmarks/scale_cache.py: end -->"
-FRACTIONS = (0.8, 0.1, 0.1)
-"""Each domain's subjects for training, validation and test, in every measure (set here: the section says them)."""
-
 
 PEAK_TARGET = 2 * 2**30
 """Issue 14: peak resident memory per process at most this, whatever the number of subjects."""
@@ -66,6 +63,7 @@ def render(results: dict) -> str:
     """The "Working-grid cache" section of docs/performance.md, from results_cache.json."""
     sizes = results["sizes"]
     la = results["load_average_at_start"]
+    train, val, _ = results["fractions"]
     lines = [
         BEGIN,
         "## Working-grid cache",
@@ -89,8 +87,8 @@ def render(results: dict) -> str:
         f"{mib(6 * math.prod(results['shape']))} each, as ABIDE's ~1,000 scans are ~28 GB on the 1 mm grid) made in "
         "memory instead of read from NIfTI files and resampled; they go through the cache's own write and read path "
         f"and through `prepare()` unchanged. The cache held {gib(results['cache_bytes'])} at the end. Training and "
-        f"validation take {FRACTIONS[0]:.0%} + {FRACTIONS[1]:.0%} of each domain's subjects, batches are 16 patches "
-        "of 32^3, every measure is a fresh process (`OMP_NUM_THREADS=1`).",
+        f"validation take {train:.0%} + {val:.0%} of each domain's subjects, batches are 16 patches of 32^3, every "
+        "measure is a fresh process (`OMP_NUM_THREADS=1`).",
         "",
         *targets(results),
         "### Memory per process",
