@@ -181,6 +181,29 @@ def test_a_stored_auto_generator_means_what_it_meant_when_the_run_was_made(
     assert ingredients(RunFolder(run).read_config()[0]).generator == read_as
 
 
+def test_train_resume_continues_an_old_harmonized_run_with_the_transfer_g_it_had(
+    tiny_method_run, tiny_phantom, tmp_path
+):
+    """``advnorm train --resume`` reads the run's own config.json as made: a ``harmonized`` run stored with
+    ``model.generator`` ``auto`` and no ``ingredients`` goes on with its transfer G, not today's U-Net."""
+    import json
+
+    from advnorm.cli import main
+    from advnorm.run_folder import RunFolder
+
+    run = copy_run(tiny_method_run("harmonized-transfer"), tmp_path / "run")
+    old = json.loads((run / "config.json").read_text())
+    old["model"]["generator"] = "auto"  # as an advnorm before 2026-11-27 stored it
+    old.pop("ingredients")
+    (run / "config.json").write_text(json.dumps(old))
+    more = str(old["train"]["epochs"] + 1)
+    argv = ["train", "--out", str(run), "--resume", "--epochs", more, "--no-progress"]
+    assert main(argv + [a for d in tiny_phantom for a in ("--data", str(d))]) == 0
+    cfg = RunFolder(run).read_config()[0]
+    assert ingredients(cfg).generator == "transfer" and cfg.train.epochs == int(more)
+    assert json.loads((run / "config.json").read_text())["ingredients"]["generator"] == "transfer"
+
+
 @pytest.mark.parametrize("stored_version", [None, 1])
 def test_an_evaluation_of_another_version_is_recomputed_without_training(
     stored_version, tiny_run, tiny_phantom, tmp_path, monkeypatch

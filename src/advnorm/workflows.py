@@ -13,6 +13,7 @@ from typing import Any
 
 from advnorm.config import Config
 from advnorm.config_file import resolve
+from advnorm.config_history import absent_settings
 from advnorm.data.fingerprint import dataset_fingerprint, fingerprint_differences
 from advnorm.data.layouts import Dataset, enclosing_dataset, open_domains, open_input
 from advnorm.data.layouts.masks import attach_masks
@@ -40,6 +41,8 @@ def train(
     out = Path(out)
     if resume and config_file is None and (out / "config.json").exists():
         config_file = str(out / "config.json")
+        # what an older advnorm's stored settings meant (an absent setting's old default, a stored ``auto``'s G)
+        overrides = {**absent_settings(RunFolder(out).read_raw_config()), **(overrides or {})}
     cfg = resolve(profile, file=config_file, overrides={**(overrides or {}), "method": method})  # None: the file's
     datasets = open_domains(data)
     refuse_inside_inputs(out, [d.root for d in datasets], "run folder")
