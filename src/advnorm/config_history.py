@@ -59,13 +59,17 @@ def absent_settings(stored: dict[str, Any]) -> dict[str, Any]:
     wrote them or leaves to its method, as dotted keys with the value the run was made with: those of
     :data:`ABSENT_MEANS` it lacks and that act in its method, and those of :data:`RESOLVED` it holds as ``auto``
     (its recorded ``ingredients``, or, stored before they were, :data:`AUTO_MEANT`)."""
+    return {**_absent(stored), **_autos(stored, stored)}
+
+
+def _absent(stored: dict[str, Any]) -> dict[str, Any]:
+    """The settings of :data:`ABSENT_MEANS` that ``stored`` lacks and that act in its method, with their old value."""
     out = {}
-    method = stored.get("method")
     for dotted, (value, methods) in ABSENT_MEANS.items():
         head, key = dotted.split(".")
-        if method in methods and key not in stored.get(head, {}):
+        if stored.get("method") in methods and key not in stored.get(head, {}):
             out[dotted] = value
-    return {**out, **_autos(stored, stored)}
+    return out
 
 
 def _autos(settings: dict[str, Any], stored: dict[str, Any]) -> dict[str, Any]:
@@ -91,7 +95,7 @@ def as_made(stored: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
     otherwise the value in ``defaults`` (a profile's config as a dict), which kept the behaviour from before the
     setting existed; and every ``auto`` it resolved, as it resolved. So a run or weights file older than a setting
     stays usable under its default."""
-    changed = absent_settings(stored)
+    changed = _absent(stored)
     out = {k: v for k, v in stored.items() if k != "ingredients"}
     for head, section in stored.items():
         base = defaults.get(head)

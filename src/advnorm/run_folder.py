@@ -115,10 +115,12 @@ class RunFolder:
             )
         return raw
 
-    def read_config(self) -> tuple[Config, dict[str, Any]]:
-        """The run's resolved config and its ``run`` section."""
+    def read_config(self, overrides: dict[str, Any] | None = None) -> tuple[Config, dict[str, Any]]:
+        """The run's resolved config, as made (what an older advnorm's stored settings meant:
+        :func:`advnorm.config_history.absent_settings`), then ``overrides``; and its ``run`` section."""
         raw = self.read_raw_config()
-        return resolve(raw.get("profile", "quick"), file=self.config, overrides=absent_settings(raw)), raw["run"]
+        settings = {**absent_settings(raw), **(overrides or {})}
+        return resolve(raw.get("profile", "quick"), file=self.config, overrides=settings), raw["run"]
 
     def write_summary(self, summary: dict[str, Any]) -> None:
         atomic_write_json(self.summary, summary)

@@ -13,7 +13,6 @@ from typing import Any
 
 from advnorm.config import Config
 from advnorm.config_file import resolve
-from advnorm.config_history import absent_settings
 from advnorm.data.fingerprint import dataset_fingerprint, fingerprint_differences
 from advnorm.data.layouts import Dataset, enclosing_dataset, open_domains, open_input
 from advnorm.data.layouts.masks import attach_masks
@@ -39,11 +38,11 @@ def train(
     from advnorm.training.loop import fit
 
     out = Path(out)
+    chosen = {**(overrides or {}), "method": method}  # a None method: the file's
     if resume and config_file is None and (out / "config.json").exists():
-        config_file = str(out / "config.json")
-        # what an older advnorm's stored settings meant (an absent setting's old default, a stored ``auto``'s G)
-        overrides = {**absent_settings(RunFolder(out).read_raw_config()), **(overrides or {})}
-    cfg = resolve(profile, file=config_file, overrides={**(overrides or {}), "method": method})  # None: the file's
+        cfg = RunFolder(out).read_config(chosen)[0]  # the run's own settings, as made
+    else:
+        cfg = resolve(profile, file=config_file, overrides=chosen)
     datasets = open_domains(data)
     refuse_inside_inputs(out, [d.root for d in datasets], "run folder")
     summary = fit(cfg, datasets, out, resume=resume, progress=progress, log=log)
