@@ -55,7 +55,8 @@ def _generators_said(ttd: dict) -> str:
     if given is None:
         return (
             " `harmonized` raced with its transfer-curve G (`model.generator = transfer`), its default when these "
-            "results were measured; its U-Net G, the default since 2026-11-27, has not been raced."
+            "results were measured; its U-Net G, the default since 2026-11-27, is not in this run (raced on its own "
+            "against the reference since: docs/method.md, `harmonized` with the U-Net G)."
         )
     said = [f"`{m}`: {g}" for m, g in given.items() if g is not None]
     return (" G: " + ", ".join(said) + ".") if said else ""
