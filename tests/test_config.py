@@ -76,6 +76,20 @@ def test_file_then_overrides():
     assert c.model.segmenter_widths == (64, 128, 256, 512)
 
 
+def test_content_already_read_resolves_as_the_file_and_names_it(tmp_path):
+    """A run folder hands over the config.json it has checked; the result and the errors are the file's."""
+    path = tmp_path / "config.json"
+    content = {"method": "single", "train": {"epochs": 3}, "run": {"domains": ["a"]}}
+    path.write_text(json.dumps(content))
+    assert resolve("quick", file=path, content=content) == resolve("quick", file=path)
+    assert "run" in content  # the caller's dict is left as it was
+    path.unlink()  # not read again
+    assert resolve("quick", file=path, content=content).train.epochs == 3
+    with pytest.raises(AdvnormError, match="config.json") as err:
+        resolve("quick", file=path, content={"train": {"epochs": -1}})
+    assert "\n" not in str(err.value)
+
+
 @pytest.mark.parametrize(
     "profile, file, overrides, expected",
     [

@@ -19,22 +19,22 @@ from advnorm.errors import AdvnormError
 
 
 def resolve(
-    profile: str = "quick", *, file: str | Path | None = None, overrides: dict[str, Any] | None = None
+    profile: str = "quick",
+    *,
+    file: str | Path | None = None,
+    overrides: dict[str, Any] | None = None,
+    content: dict[str, Any] | None = None,
 ) -> Config:
-    """Profile, then a JSON file, then ``overrides`` (``{"train.epochs": 3, "method": "single"}``)."""
+    """Profile, then a JSON file, then ``overrides`` (``{"train.epochs": 3, "method": "single"}``).
+
+    ``content`` is ``file``'s parsed JSON where the caller has read it already (a run folder checks its
+    config.json first); ``file`` then only names it in errors."""
     if profile not in PROFILES:
         raise AdvnormError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
     cfg = PROFILES[profile]()
     if file is not None:
         path = Path(file)
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise AdvnormError("config file does not exist", path) from None
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise AdvnormError(f"config file is not valid JSON: {exc}", path) from None
-        if not isinstance(data, dict):
-            raise AdvnormError("config file must hold a JSON object", path)
+        data = dict(content) if content is not None else _read_json_object(path)
         for record in STORED_RECORDS:  # a run's config.json is a config file too
             data.pop(record, None)
         cfg = _merge(cfg, data, str(path), "")
@@ -55,6 +55,18 @@ def resolve(
             raise AdvnormError(exc.problem, file) from None  # the bad value is in the file: name it
         raise
     return cfg
+
+
+def _read_json_object(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise AdvnormError("config file does not exist", path) from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise AdvnormError(f"config file is not valid JSON: {exc}", path) from None
+    if not isinstance(data, dict):
+        raise AdvnormError("config file must hold a JSON object", path)
+    return data
 
 
 def with_method_defaults(cfg: Config) -> Config:

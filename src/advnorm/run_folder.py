@@ -120,7 +120,8 @@ class RunFolder:
         :func:`advnorm.config_history.absent_settings`), then ``overrides``; and its ``run`` section."""
         raw = self.read_raw_config()
         settings = {**absent_settings(raw), **(overrides or {})}
-        return resolve(raw.get("profile", "quick"), file=self.config, overrides=settings), raw["run"]
+        cfg = resolve(raw.get("profile", "quick"), file=self.config, overrides=settings, content=raw)
+        return cfg, raw["run"]
 
     def write_summary(self, summary: dict[str, Any]) -> None:
         atomic_write_json(self.summary, summary)
