@@ -101,6 +101,27 @@ def test_a_run_made_before_a_default_changed_counts_as_made_with_the_old_one(
     assert RunFolder(run).read_config()[0].train.augment_noise == 0.0
 
 
+@pytest.mark.parametrize(("asked", "reusable"), [(0, True), (None, False), (16, False)])
+def test_a_run_made_before_precise_batchnorm_counts_as_made_without_it(
+    asked, reusable, tiny_run, tiny_phantom, tmp_path
+):
+    """A config.json without ``train.bn_recalibration_batches`` was written before BatchNorm's statistics were
+    recomputed before validation: it means 0, neither today's default (4) nor the old one (16)."""
+    import json
+
+    from advnorm.run_folder import RunFolder
+
+    run = copy_run(tiny_run, tmp_path / "run")
+    stored = json.loads((run / "config.json").read_text())
+    del stored["train"]["bn_recalibration_batches"]
+    (run / "config.json").write_text(json.dumps(stored))
+    datasets = open_domains([str(p) for p in tiny_phantom])
+    cfg = resolve("quick", file=tiny_run / "config.json", overrides={"train.bn_recalibration_batches": asked})
+    diffs = reuse_differences(run, cfg, datasets)
+    assert (diffs == []) == reusable, diffs
+    assert RunFolder(run).read_config()[0].train.bn_recalibration_batches == 0
+
+
 @pytest.mark.parametrize(
     ("key", "now", "method", "reusable"),
     [
