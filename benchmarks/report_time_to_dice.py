@@ -62,6 +62,21 @@ def _generators_said(ttd: dict) -> str:
     return (" G: " + ", ".join(said) + ".") if said else ""
 
 
+def _validation_said(ttd: dict) -> str:
+    """How `advnorm` validated. Results written before they recorded it are from before 2026-11-27, when the quick
+    profile validated on 96 patches after 16 BatchNorm recalibration batches."""
+    given = ttd.get("validation")
+    if given is None:
+        return (
+            " `advnorm` validated as the quick profile did then (96 patches, after 16 BatchNorm recalibration "
+            "batches); `advnorm-lean-validation`'s 48 and 4 are its default since 2026-11-27."
+        )
+    return (
+        f" `advnorm` validated on {given['val_patches']} patches after {given['bn_recalibration_batches']} "
+        "BatchNorm recalibration batches."
+    )
+
+
 def render_time_to_dice(ttd: dict) -> list[str]:
     """The time-to-accuracy section (issue 14): per method and threshold, each side's training seconds and the
     ratio, the Dice at the marks, and the target said met or missed."""
@@ -82,7 +97,8 @@ def render_time_to_dice(ttd: dict) -> list[str]:
         "advnorm's times are rounded up to its epoch ends, the reference's only to its steps. The reference is the "
         "loop a MONAI user writes from the tutorials (`benchmarks/reference.py`, `MonaiTutorialSegmentation`)."
         + _variants_said(ttd)
-        + _generators_said(ttd),
+        + _generators_said(ttd)
+        + _validation_said(ttd),
         "",
         f"Measured {ttd.get('measured_at', '(date not recorded)')}"
         + (
