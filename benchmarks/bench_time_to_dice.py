@@ -307,7 +307,7 @@ def run(
         "variants": {v: VARIANTS[v] for v in VARIANTS if any(system == v for _, system in order)},
         "methods": summarize(runs, marks, tuple(VARIANTS)),
         "generators": {m: _generator_said(_config({**base, "method": m})) for m in methods},
-        "validation": _validation_said(_config({**base, "method": methods[0]})),
+        "validation": _validation_raced(_config({**base, "method": methods[0]})),
     }
 
 
@@ -321,7 +321,7 @@ def _generator_said(cfg) -> str | None:
     return f"{parts.generator} ({parts.generator_output})" if parts.generator == "unet" else parts.generator
 
 
-def _validation_said(cfg) -> dict[str, int]:
+def _validation_raced(cfg) -> dict[str, int]:
     """advnorm's validation as raced (the profile's, or the smoke sizes): patches, and recalibration batches."""
     return {"val_patches": cfg.train.val_patches, "bn_recalibration_batches": cfg.train.bn_recalibration_batches}
 
