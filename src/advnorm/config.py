@@ -143,6 +143,11 @@ class OptimConfig:
     """The lowest learning rate the plateau rule may set, as a fraction of each network's initial rate (0: no
     floor, the paper's). Without one, a long run whose validation loss rises once is compared with its best epoch
     ever after and cut every ``plateau_patience + 1`` epochs until it freezes (docs/method.md, the strided stall)."""
+    schedule: Literal["plateau", "cosine"] = "plateau"
+    """How the main phase's learning rates change. ``plateau`` (the paper's): cut by ``plateau_factor`` when the
+    validation loss stalls. ``cosine``: every rate follows half a cosine from its initial value down to 0 over
+    ``train.epochs``, stepped after each main epoch, whatever the validation says, so a fixed budget ends annealed
+    (docs/method.md, "Annealing the quick budget")."""
 
 
 @dataclass(frozen=True)

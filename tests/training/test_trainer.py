@@ -1,5 +1,7 @@
 """The adversarial step (``training/trainer.py``): which nets each half updates, and that learning happens."""
 
+import math
+
 import pytest
 import torch
 
@@ -7,6 +9,7 @@ from advnorm.methods import METHOD_SPECS
 from advnorm.models.transfer import N_STATS, image_stats
 from advnorm.models.unet import UNet3D
 from advnorm.training.losses import flat_curve_loss
+from advnorm.training.trainer import step_schedulers
 from tests.conftest import make_trainer, tiny_cfg
 
 TRANSFER = {"model.generator": "transfer"}
@@ -287,7 +290,7 @@ def test_slope_floor_alone_steepens_a_flat_curve_where_the_brain_lies():
 )
 def test_plateau_rule_never_cuts_below_its_floor(floor, cuts_to):
     m = make("adversarial", **{"optim.plateau_floor": floor, "optim.plateau_patience": 3})
-    schedulers = m.plateau_schedulers()
+    schedulers = m.schedulers()
     assert set(schedulers) == {"GS", "D"}  # G's warm-up is not on the plateau rule
     start = {k: [g["lr"] for g in m.optimizers()[k].param_groups] for k in schedulers}
     for sch in schedulers.values():
@@ -302,3 +305,36 @@ def test_plateau_rule_never_cuts_below_its_floor(floor, cuts_to):
 def test_plateau_floor_must_be_a_fraction():
     with pytest.raises(Exception, match="plateau_floor"):
         make(**{"optim.plateau_floor": 1.0})
+
+
+@pytest.mark.parametrize(
+    ("epochs_done", "fraction"),
+    [
+        (0, 1.0),  # the first main epoch trains at the initial rate
+        (4, 0.5 * (1 + math.cos(math.pi / 4))),  # a quarter of 16 epochs: 0.854
+        (8, 0.5),  # half way: half the rate
+        (15, 0.5 * (1 + math.cos(math.pi * 15 / 16))),  # the last epoch trains at about 1 % of it
+        (16, 0.0),  # annealed to 0 at the budget
+    ],
+)
+@pytest.mark.filterwarnings("ignore:Detected call of")  # no optimizer step here: only the rates are read
+def test_cosine_schedule_anneals_every_main_rate_over_the_budget(epochs_done, fraction):
+    m = make("adversarial", **{"optim.schedule": "cosine", "train.epochs": 16})
+    schedulers = m.schedulers()
+    assert set(schedulers) == {"GS", "D"}  # G's warm-up keeps its rate
+    start = {k: [g["lr"] for g in m.optimizers()[k].param_groups] for k in schedulers}
+    for _ in range(epochs_done):
+        step_schedulers(schedulers, 5.0)  # the validation loss is ignored: no plateau can cut or hold it
+    for k in schedulers:
+        for group, lr0 in zip(m.optimizers()[k].param_groups, start[k], strict=True):
+            assert group["lr"] == pytest.approx(lr0 * fraction, abs=1e-12)
+
+
+@pytest.mark.filterwarnings("ignore:Detected call of")
+def test_step_schedulers_feeds_the_plateau_rule_the_validation_loss():
+    m = make("standardized", **{"optim.plateau_patience": 0})
+    schedulers = m.schedulers()
+    lr0 = m.optimizers()["GS"].param_groups[0]["lr"]
+    step_schedulers(schedulers, 1.0)
+    step_schedulers(schedulers, 1.0)  # no lower loss, patience 0: cut at once
+    assert m.optimizers()["GS"].param_groups[0]["lr"] == pytest.approx(lr0 * 0.1)

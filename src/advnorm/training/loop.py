@@ -44,7 +44,7 @@ from advnorm.training.fixed_batches import batchnorm_batches, validation_rows
 from advnorm.training.log import Row, epoch_line, plot_learning_curves, read_log, write_log
 from advnorm.training.losses import default_dice_weights, ramp
 from advnorm.training.resume import check_data, prepare_run_folder, restore_state
-from advnorm.training.trainer import Trainer
+from advnorm.training.trainer import Trainer, step_schedulers
 from advnorm.training.validation import validate
 
 CHECK_EVERY = 10
@@ -124,7 +124,7 @@ class TrainingRun:
             )
             self.nets = Networks(cfg, len(self.data.domains), device, classes=self.data.classes)
             self.trainer = Trainer(self.nets, weights)
-            self.schedulers = self.trainer.plateau_schedulers()
+            self.schedulers = self.trainer.schedulers()
             if state is not None:
                 self.start_epoch, self.best = restore_state(
                     state, self.files.state, self.nets, self.trainer, self.schedulers, self.data.domains
@@ -256,12 +256,11 @@ class TrainingRun:
         return lambda: (*self.data.batch(train, rows), self.data.stats(train, rows), self.data.profiles(train, rows))
 
     def end_epoch(self, row: Row) -> None:
-        """Learning rates, plateau schedulers, the best checkpoint, the log and the training state."""
+        """Learning rates, learning-rate schedules, the best checkpoint, the log and the training state."""
         epoch = int(row["epoch"]) - 1
         warm = row["phase"] == "warmup"
         if not warm:
-            for sch in self.schedulers.values():
-                sch.step(float(row["val_loss"]))
+            step_schedulers(self.schedulers, float(row["val_loss"]))
         self._finish_row(row)
         improved = not warm and float(row["val_loss"]) < self.best
         self.best = float(row["val_loss"]) if improved else self.best

@@ -38,6 +38,18 @@ def _set_requires_grad(net: nn.Module | None, flag: bool) -> None:
             p.requires_grad_(flag)
 
 
+Scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau | torch.optim.lr_scheduler.LRScheduler
+
+
+def step_schedulers(schedulers: dict[str, Scheduler], val_loss: float) -> None:
+    """End of a main epoch: a plateau rule reads the validation loss, a fixed schedule only counts the epoch."""
+    for sch in schedulers.values():
+        if isinstance(sch, torch.optim.lr_scheduler.ReduceLROnPlateau):
+            sch.step(val_loss)
+        else:
+            sch.step()
+
+
 class Trainer:
     """The optimizers of G, S, D and the training step; ``optimize_parameters`` performs one step."""
 
@@ -66,11 +78,18 @@ class Trainer:
         named = {"GS": self.opt_GS, "G_warmup": self.opt_G_warmup, "D": self.opt_D}
         return {k: v for k, v in named.items() if v is not None}
 
-    def plateau_schedulers(self) -> dict[str, torch.optim.lr_scheduler.ReduceLROnPlateau]:
-        """The main phase's plateau rule for each optimizer but G's warm-up one: ``optim.plateau_factor`` after
-        ``optim.plateau_patience`` epochs without a lower validation loss, never below ``optim.plateau_floor``
-        times a parameter group's initial rate."""
+    def schedulers(self) -> dict[str, Scheduler]:
+        """The main phase's learning-rate rule for each optimizer but G's warm-up one. ``optim.schedule``
+        ``plateau``: ``optim.plateau_factor`` after ``optim.plateau_patience`` epochs without a lower validation
+        loss, never below ``optim.plateau_floor`` times a parameter group's initial rate; ``cosine``: half a cosine
+        from the initial rate to 0 over ``train.epochs`` main epochs. Step them with :func:`step_schedulers`."""
         o = self.cfg.optim
+        main = {k: opt for k, opt in self.optimizers().items() if k != "G_warmup"}
+        if o.schedule == "cosine":
+            return {
+                k: torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=self.cfg.train.epochs, eta_min=0.0)
+                for k, opt in main.items()
+            }
         return {
             k: torch.optim.lr_scheduler.ReduceLROnPlateau(
                 opt,
@@ -78,8 +97,7 @@ class Trainer:
                 factor=o.plateau_factor,
                 min_lr=[group["lr"] * o.plateau_floor for group in opt.param_groups],
             )
-            for k, opt in self.optimizers().items()
-            if k != "G_warmup"
+            for k, opt in main.items()
         }
 
     # -- the step -----------------------------------------------------------------------------
