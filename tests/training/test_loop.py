@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,7 @@ import torch
 
 from advnorm.cli import main
 from advnorm.data.layouts import open_domains
+from advnorm.errors import AdvnormError
 from advnorm.methods import METHODS
 from advnorm.run_folder import RunFolder
 from advnorm.training.log import read_log
@@ -208,3 +210,18 @@ def test_stop_patience_off_runs_every_epoch(tiny_phantom, tmp_path):
         cfg, open_domains([str(p) for p in tiny_phantom]), tmp_path / "run", progress=False, log=lambda m: None
     )
     assert summary["budget"]["main_epochs"] == 2
+
+
+def test_cosine_schedule_logs_annealed_rates_and_resumes_only_with_its_own_budget(tiny_phantom, tmp_path):
+    """Each main epoch's row holds the rate in force after it: lr0 (1 + cos(pi k / E)) / 2 for main epoch k of E,
+    0 after the last; the validation loss moves nothing. A resume may not change E (the schedule is over it)."""
+    datasets = open_domains([str(p) for p in tiny_phantom])
+    cfg = tiny_cfg("single", **{"train.epochs": 3, "optim.schedule": "cosine"})
+    fit(cfg, datasets, tmp_path / "run", progress=False, log=lambda m: None)
+    rows = [r for r in read_log(RunFolder(tmp_path / "run").log) if r["phase"] == "main"]
+    lr0 = cfg.optim.lr_segmenter
+    expected = [lr0 * (1 + math.cos(math.pi * k / 3)) / 2 for k in (1, 2, 3)]
+    assert [r["lr_GS"] for r in rows] == pytest.approx(expected, abs=1e-12)
+    longer = tiny_cfg("single", **{"train.epochs": 5, "optim.schedule": "cosine"})
+    with pytest.raises(AdvnormError, match="train.epochs"):
+        fit(longer, datasets, tmp_path / "run", resume=True, progress=False, log=lambda m: None)
