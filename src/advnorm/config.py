@@ -147,7 +147,8 @@ class OptimConfig:
     """How the main phase's learning rates change. ``plateau`` (the paper's): cut by ``plateau_factor`` when the
     validation loss stalls. ``cosine``: every rate follows half a cosine from its initial value down to 0 over
     ``train.epochs``, stepped after each main epoch, whatever the validation says, so a fixed budget ends annealed
-    (docs/method.md, "Annealing the quick budget")."""
+    (docs/method.md, "Annealing the quick budget"); ``--resume`` with more epochs goes on along the longer budget's
+    curve from where the run stands."""
 
 
 @dataclass(frozen=True)

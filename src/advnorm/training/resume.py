@@ -29,14 +29,6 @@ RESUME_MAY_CHANGE = ("train.epochs", "train.stop_patience", "train.device")
 would be another run."""
 
 
-def resume_may_change(cfg: Config) -> tuple[str, ...]:
-    """:data:`RESUME_MAY_CHANGE`, but a cosine schedule keeps its ``train.epochs``: it anneals over that budget,
-    so another one would make the schedule already run a different one (and a longer run would train at 0)."""
-    if cfg.optim.schedule == "cosine":
-        return tuple(k for k in RESUME_MAY_CHANGE if k != "train.epochs")
-    return RESUME_MAY_CHANGE
-
-
 def prepare_run_folder(files: RunFolder, *, resume: bool) -> Path | None:
     """Check (and create) the run folder before any work; returns the top-most folder created here, if any."""
     root = files.root
@@ -89,13 +81,12 @@ def check_data(datasets: list[Dataset], files: RunFolder, cfg: Config, *, resume
             "--resume needs the data the run was started on; the --data folders differ: " + "; ".join(diffs[:3]),
             files.root,
         )
-    may_change = resume_may_change(cfg)
-    changed = config_differences(raw, cfg, may_change)
+    changed = config_differences(raw, cfg, RESUME_MAY_CHANGE)
     if changed:
         raise AdvnormError(
             "--resume continues the run with its own settings; these differ: "
             + "; ".join(changed[:3])
-            + f" (only {', '.join(may_change)} may change; start a new run instead)",
+            + f" (only {', '.join(RESUME_MAY_CHANGE)} may change; start a new run instead)",
             files.root,
         )
     return fingerprints
