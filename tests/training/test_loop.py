@@ -223,8 +223,12 @@ def test_cosine_schedule_logs_annealed_rates_and_a_longer_resume_follows_the_new
     def main_rates() -> list[float]:
         return [r["lr_GS"] for r in read_log(RunFolder(tmp_path / "run").log) if r["phase"] == "main"]
 
-    assert main_rates() == pytest.approx([lr0 * (1 + math.cos(math.pi * k / 3)) / 2 for k in (1, 2, 3)], rel=1e-5, abs=1e-12)
+    assert main_rates() == pytest.approx(
+        [lr0 * (1 + math.cos(math.pi * k / 3)) / 2 for k in (1, 2, 3)], rel=1e-5, abs=1e-12
+    )
     assert main_rates()[-1] == pytest.approx(0.0, abs=1e-12)
     longer = tiny_cfg("single", **{"train.epochs": 5, "optim.schedule": "cosine"})
     fit(longer, datasets, tmp_path / "run", resume=True, progress=False, log=lambda m: None)
-    assert main_rates()[3:] == pytest.approx([lr0 * (1 + math.cos(math.pi * k / 5)) / 2 for k in (4, 5)], rel=1e-5, abs=1e-12)
+    assert main_rates()[3:] == pytest.approx(
+        [lr0 * (1 + math.cos(math.pi * k / 5)) / 2 for k in (4, 5)], rel=1e-5, abs=1e-12
+    )

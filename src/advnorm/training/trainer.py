@@ -96,7 +96,9 @@ class Trainer:
         main = {k: opt for k, opt in self.optimizers().items() if k != "G_warmup"}
         if o.schedule == "cosine":
             budget = self.cfg.train.epochs
-            return {k: torch.optim.lr_scheduler.LambdaLR(opt, partial(cosine_factor, budget)) for k, opt in main.items()}
+            return {
+                k: torch.optim.lr_scheduler.LambdaLR(opt, partial(cosine_factor, budget)) for k, opt in main.items()
+            }
         return {
             k: torch.optim.lr_scheduler.ReduceLROnPlateau(
                 opt,
