@@ -65,6 +65,9 @@ def test_train_writes_the_run_folder(run):
     cfg = json.loads((run / "config.json").read_text())
     assert cfg["method"] == "adversarial" and cfg["versions"]["torch"] == torch.__version__
     assert set(cfg["run"]["split"]) == {"InfantT1", "AdultT1Thick"}
+    where = json.loads((run / "summary.json").read_text())["machine"]  # what the trajectory depends on
+    assert where["cpu_kernels"] == torch.backends.cpu.get_cpu_capability() and where["device"] == "cpu"
+    assert where["threads"] == torch.get_num_threads() and where["cpu"]
     header = (run / "training_log.csv").read_text().splitlines()[0].split(",")
     for col in (
         "loss_seg",

@@ -160,6 +160,39 @@ def versions() -> dict[str, str]:
     }
 
 
+def cpu_model() -> str:
+    """The processor's model name (``/proc/cpuinfo`` on Linux, else what the platform reports; ``unknown``)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace").splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"
+
+
+def machine(device: torch.device) -> dict[str, Any]:
+    """What a training's floating-point trajectory depends on besides the config, the data and the versions: the
+    processor, the instruction set torch's CPU kernels use, the thread count and the device. The same seed on
+    another CPU (or with another thread count) sums in another order and trains another model
+    (docs/method.md, "Why two machines give different numbers")."""
+    record: dict[str, Any] = {
+        "cpu": cpu_model(),
+        "cpu_kernels": torch.backends.cpu.get_cpu_capability(),
+        "threads": torch.get_num_threads(),
+        "device": str(device),
+    }
+    if device.type == "cuda":
+        record["gpu"] = torch.cuda.get_device_name(device)
+    return record
+
+
+def describe_machine(record: dict[str, Any]) -> str:
+    """One phrase for a ``machine`` record: ``Intel(R) Xeon(R) Processor, AVX512 kernels, 2 threads``."""
+    where = record.get("gpu") or record.get("cpu", "unknown processor")
+    return f"{where}, {record.get('cpu_kernels', '?')} kernels, {record.get('threads', '?')} threads"
+
+
 def pick_device(name: str = "auto") -> torch.device:
     """``auto`` (CUDA, then MPS, then CPU), or a device that exists here; anything else is a one-line error."""
     if name == "auto":

@@ -312,5 +312,36 @@ def test_the_report_states_every_setting_changed_from_the_profile() -> None:
     text = _setting([_Domain("A"), _Domain("B")], cfg, [], [0, 1, 2])
     assert text.endswith(
         "Settings changed from the profile: `loss.adv_lambda` 10.0 (profile: 1.0); "
-        "`train.contrast_randomisation` 0.5 (profile: 0.0)."
+        "`train.contrast_randomisation` 0.5 (profile: 0.0). "
+        "Trained on: not recorded (runs made before advnorm recorded the machine)."
     )
+
+
+_XEON = {"cpu": "Xeon", "cpu_kernels": "AVX512", "threads": 2, "device": "cpu"}
+_EPYC = {"cpu": "EPYC", "cpu_kernels": "AVX2", "threads": 1, "device": "cpu"}
+_GPU = {"cpu": "EPYC", "cpu_kernels": "AVX2", "threads": 8, "device": "cuda:0", "gpu": "NVIDIA A100"}
+
+
+@pytest.mark.parametrize(
+    ("machines", "says"),
+    [
+        ([_XEON, _XEON], "Trained on: Xeon, AVX512 kernels, 2 threads. Another processor"),
+        (
+            [_XEON, _EPYC, _EPYC],
+            "Trained on: Xeon, AVX512 kernels, 2 threads (1 of 3 runs); "
+            "EPYC, AVX2 kernels, 1 threads (2 of 3 runs). Another",
+        ),
+        ([_XEON, None], "Trained on: Xeon, AVX512 kernels, 2 threads (1 of 2 runs); 1 of 2 runs not recorded."),
+        ([_GPU], "Trained on: NVIDIA A100, AVX2 kernels, 8 threads. Another"),
+        ([None, None], "Trained on: not recorded (runs made before advnorm recorded the machine)."),
+    ],
+)
+def test_the_report_says_where_the_models_were_trained(machines: list, says: str) -> None:
+    """The same seed on another CPU or thread count trains another model: the report names each machine used."""
+    from advnorm.evaluation.report import _machines
+    from advnorm.evaluation.results import Cell
+
+    cells = [
+        Cell("m", "standardized", s, {}, summary={} if m is None else {"machine": m}) for s, m in enumerate(machines)
+    ]
+    assert _machines(cells).startswith(says)

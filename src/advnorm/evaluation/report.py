@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -42,6 +43,7 @@ from advnorm.evaluation.tables import (
 )
 from advnorm.io_atomic import atomic_write_text
 from advnorm.methods import METHOD_SPECS
+from advnorm.run_folder import describe_machine
 
 DEAD_BELOW = 0.5
 """A (method, seed, test domain, tissue) under this Dice counts as a lost tissue."""
@@ -170,7 +172,24 @@ def _setting(datasets: list[Dataset], cfg: Config, cells: list[Cell], seeds: lis
     return (
         f"Domains: {', '.join(f'{d.name} ({d.layout}, {len(d.labelled())} labelled)' for d in datasets)}. "
         f"Profile: `{cfg.profile}`; {spent}. Seeds: {', '.join(map(str, seeds))} (each changes the "
-        f"initialisation, the batches and the augmentation; not the split). Split: {split}. {settings}"
+        f"initialisation, the batches and the augmentation; not the split). Split: {split}. {settings} "
+        + _machines(cells)
+    )
+
+
+def _machines(cells: list[Cell]) -> str:
+    """Where the models were trained: the same seed on another processor or thread count trains another model."""
+    seen = Counter(describe_machine(m) for c in cells if isinstance(m := c.summary.get("machine"), dict))
+    unknown = sum(1 for c in cells if not isinstance(c.summary.get("machine"), dict))
+    if not seen:
+        return "Trained on: not recorded (runs made before advnorm recorded the machine)."
+    where = "; ".join(
+        f"{name} ({n} of {len(cells)} runs)" if len(seen) > 1 or unknown else name for name, n in seen.items()
+    )
+    rest = f"; {unknown} of {len(cells)} runs not recorded" if unknown else ""
+    return (
+        f"Trained on: {where}{rest}. Another processor or thread count sums in another order and, from the same "
+        "seed, trains another model."
     )
 
 

@@ -35,7 +35,7 @@ from advnorm.errors import AdvnormError
 from advnorm.methods import METHOD_SPECS
 from advnorm.models.networks import Networks
 from advnorm.models.weights import save_weights
-from advnorm.run_folder import RunFolder, pick_device
+from advnorm.run_folder import RunFolder, machine, pick_device
 from advnorm.training import distributed, tensorboard
 from advnorm.training.checkpoint import load_train_state, save_train_state
 from advnorm.training.data import prepare
@@ -332,6 +332,7 @@ class TrainingRun:
             "best_val_loss": self.best,
             "final": {k: v for k, v in last.items() if k.startswith(("val_", "d_"))},
             "seconds": last["seconds"],
+            "machine": machine(self.nets.device),
         }
         if self.tensorboard is not None:
             self.tensorboard.close()
