@@ -1,6 +1,6 @@
 """Has each run's validation Dice plateaued by the end of its budget? Read from the runs' training logs.
 
-    .venv/bin/python experiments/plateau.py REPRO_OUT [REPRO_OUT ...]
+    .venv/bin/python experiments/plateau.py [--marks 16,32,40] [--span 16] REPRO_OUT [REPRO_OUT ...]
 
 For every finished run's ``REPRO_OUT/runs/<cell>/seed<k>/training_log.csv`` written by
 ``advnorm reproduce`` (or ``advnorm train`` folders given directly), prints per cell the mean over
@@ -8,7 +8,9 @@ seeds of the validation Dice (``val_dice_mean``: the patch-level Dice of the val
 eval-mode networks) at the main epochs 4, 8, 12 and the last, and ``gain``: the last value minus the
 mean of the four epochs before it, averaged over seeds, with its smallest and largest seed. A gain
 within the epoch-to-epoch noise (about 0.01) is what docs/method.md calls a plateau; the figures
-there come from this script.
+there come from this script. ``--marks`` picks other epochs to print; ``--span N`` adds ``gain over the last N``:
+the mean of the last 4 epochs minus the mean of the 4 epochs that ended N epochs before the end (what the last N
+epochs of the budget still bought, with each end averaged over 4 epochs against the epoch-to-epoch noise).
 """
 
 from __future__ import annotations
@@ -40,23 +42,36 @@ def runs(folder: Path) -> dict[str, list[Path]]:
     return cells
 
 
-def main(folders: list[str]) -> None:
-    print("| cell | seeds | " + " | ".join(f"epoch {m}" for m in MARKS) + " | last | gain over the last 4 (min, max) |")
-    print("|---" * (len(MARKS) + 4) + "|")
+def _spread(values: list[float]) -> str:
+    return f"{mean(values):+.3f} ({min(values):+.3f}, {max(values):+.3f})"
+
+
+def main(folders: list[str], marks: tuple[int, ...] = MARKS, span: int = 0) -> None:
+    extra = f" gain over the last {span} (min, max) |" if span else ""
+    print(
+        "| cell | seeds | "
+        + " | ".join(f"epoch {m}" for m in marks)
+        + f" | last | gain over the last 4 (min, max) |{extra}"
+    )
+    print("|---" * (len(marks) + 4 + bool(span)) + "|")
     for folder in folders:
         for cell, logs in runs(Path(folder)).items():
-            curves = [c for c in map(main_curve, logs) if len(c) > 4]
+            curves = [c for c in map(main_curve, logs) if len(c) > max(4, span + 3)]
             if not curves:
                 continue
-            marks = [
-                mean(c[m - 1] for c in curves) if all(len(c) >= m for c in curves) else float("nan") for m in MARKS
-            ]
+            at = [mean(c[m - 1] for c in curves) if all(len(c) >= m for c in curves) else float("nan") for m in marks]
             gains = [c[-1] - mean(c[-5:-1]) for c in curves]
-            cols = " | ".join(f"{v:.3f}" for v in (*marks, mean(c[-1] for c in curves)))
-            print(f"| {cell} | {len(curves)} | {cols} | {mean(gains):+.3f} ({min(gains):+.3f}, {max(gains):+.3f}) |")
+            cols = " | ".join(f"{v:.3f}" for v in (*at, mean(c[-1] for c in curves)))
+            late = f" {_spread([mean(c[-4:]) - mean(c[-4 - span : -span]) for c in curves])} |" if span else ""
+            print(f"| {cell} | {len(curves)} | {cols} | {_spread(gains)} |{late}")
 
 
 if __name__ == "__main__":
-    if len(sys.argv) < 2:
+    args = sys.argv[1:]
+    options = {"--marks": "4,8,12", "--span": "0"}
+    while args and args[0] in options and len(args) > 1:
+        options[args[0]] = args[1]
+        args = args[2:]
+    if not args:
         sys.exit(__doc__)
-    main(sys.argv[1:])
+    main(args, tuple(int(m) for m in options["--marks"].split(",")), int(options["--span"]))

@@ -19,6 +19,12 @@ def test_paper_profile_matches_the_paper():
     assert c.loss.adv_lambda == 1.0
 
 
+def test_the_quick_profile_trains_to_its_plateau_budget():
+    """1,200 S updates: the budget shown to sit on every method's validation plateau (docs/method.md)."""
+    t = quick_profile().train
+    assert t.epochs * t.steps_per_epoch == 1200 and t.stop_patience == 0  # a fixed budget, equal for every method
+
+
 def test_profiles_are_frozen():
     with pytest.raises(dataclasses.FrozenInstanceError):
         quick_profile().train.epochs = 3  # type: ignore[misc]
@@ -108,7 +114,7 @@ def test_content_already_read_resolves_as_the_file_and_names_it(tmp_path):
             ],
         ),
         # a file that sets a profile's own value changes nothing
-        ("quick", {"train": {"epochs": 16}}, {}, []),
+        ("quick", {"train": {"epochs": 48}}, {}, []),
         # the method's own content weight is no change; another is, against the method's
         ("quick", {"loss": {"content_weight": 3.0}}, {"method": "harmonized"}, []),
         ("quick", {"loss": {"content_weight": 1.0}}, {"method": "harmonized"}, [("loss.content_weight", 1.0, 3.0)]),

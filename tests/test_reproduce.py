@@ -147,9 +147,11 @@ def test_unseen_adds_leave_one_domain_out_runs_and_table3(tiny_phantom, tiny_con
         (["demo", "--methods", "harmonized,harmonized"], ["harmonized"], 1),  # a repeat trains once
         (["demo", "--full", "--methods", "nyul,harmonized"], ["nyul", "harmonized"], 3),
         (["demo", "--methods", "standardized, harmonized,"], ["standardized", "harmonized"], 1),  # as typed
+        (["demo", "--recompute"], ["standardized", "harmonized"], 1),
     ],
 )
-def test_demo_plans_its_methods_and_seeds(argv, methods, seeds, tmp_path, monkeypatch):
+@pytest.mark.parametrize(("epochs", "budget"), [([], 16), (["--epochs", "48"], 48)])
+def test_demo_plans_its_methods_and_seeds(argv, methods, seeds, epochs, budget, tmp_path, monkeypatch):
     import advnorm.reproduce as rep
 
     seen = {}
@@ -164,25 +166,28 @@ def test_demo_plans_its_methods_and_seeds(argv, methods, seeds, tmp_path, monkey
     (tmp_path / "phantom" / "phantom.json").write_text('{"complete": true}')
     for k in (1, 2, 3):
         (tmp_path / "phantom" / f"Dataset00{k}_X{k}").mkdir()
-    assert main([*argv, "--out", str(tmp_path), "--no-progress"]) == 0
+    assert main([*argv, *epochs, "--out", str(tmp_path), "--no-progress"]) == 0
     assert seen["methods"] == methods and seen["seeds"] == seeds and len(seen["folders"]) == 3
+    assert seen["overrides"] == {"train.epochs": budget}  # below the quick profile's plateau unless asked
+    assert seen["recompute"] is ("--recompute" in argv)  # an earlier demo's runs of other settings: trained again
 
 
 @pytest.mark.parametrize(
-    "methods, named",
+    "argv, named",
     [
-        ("standardized,zscore", ["'zscore'", "standardized"]),  # the unknown name, and the known ones
-        (",", ["names no method"]),
-        ("", ["names no method"]),
+        (["--methods", "standardized,zscore"], ["'zscore'", "standardized"]),  # the unknown name, and the known ones
+        (["--methods", ","], ["names no method"]),
+        (["--methods", ""], ["names no method"]),
+        (["--epochs", "0"], ["train.epochs must be >= 1"]),
     ],
 )
-def test_demo_refuses_bad_methods_before_building_anything(methods, named, tmp_path, monkeypatch, capsys):
+def test_demo_refuses_bad_input_before_building_anything(argv, named, tmp_path, monkeypatch, capsys):
     def no_phantom(*args, **kwargs):
         raise AssertionError("the phantom was built for a demo that cannot run")
 
     monkeypatch.setattr("advnorm.data.phantom.generate.write_phantom", no_phantom)
     out = tmp_path / "demo"
-    assert main(["demo", "--methods", methods, "--out", str(out), "--no-progress"]) != 0
+    assert main(["demo", *argv, "--out", str(out), "--no-progress"]) != 0
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and all(word in err[0] for word in named)
     assert not out.exists()

@@ -212,6 +212,17 @@ def _demo(add: AddVerb) -> None:
         help="3 seeds, and every method (the single-domain models, all baselines) unless --methods: the README's "
         "table (hours on a CPU)",
     )
+    p.add_argument(
+        "--epochs",
+        type=int,
+        help="main epochs of 25 S updates (default 16: 400 updates, below the quick profile's plateau budget of 48, "
+        "to stay within 15 minutes; docs/method.md says what it costs in Dice)",
+    )
+    p.add_argument(
+        "--recompute",
+        action="store_true",
+        help="train again the runs of an earlier demo in --out that were made with other settings",
+    )
     p.add_argument("--no-progress", action="store_true")
 
 

@@ -169,19 +169,28 @@ to end within 15 minutes on 2 cores (the measured times, which depend on the mac
 method over 3 seeds."""
 
 
+DEMO_EPOCHS = 16
+"""The demo's main epochs: 400 S updates, a third of the quick profile's plateau budget, so that its two trainings end
+within 15 minutes on 2 cores. What it costs in Dice, measured: docs/method.md, "The quick profile"."""
+
+
 def demo(
     out: Path,
     *,
     full: bool = False,
     methods: list[str] | None = None,
+    epochs: int = DEMO_EPOCHS,
+    recompute: bool = False,
     progress: bool = True,
     log: Callable[[str], None] = print,
 ) -> Path:
-    """The phantom (3 domains) with the quick profile: ``methods`` (default :data:`DEMO_METHODS`) once each, or with
-    ``full`` ``methods`` (default: the whole of Table 1 and every baseline) over :data:`DEFAULT_SEEDS` seeds."""
+    """The phantom (3 domains) with the quick profile at ``epochs`` main epochs (default :data:`DEMO_EPOCHS`, below
+    the profile's plateau budget): ``methods`` (default :data:`DEMO_METHODS`) once each, or with ``full``
+    ``methods`` (default: the whole of Table 1 and every baseline) over :data:`DEFAULT_SEEDS` seeds."""
     from advnorm.data.phantom.generate import PhantomSpec, write_phantom
 
     chosen = checked_methods(methods) if methods else (None if full else list(DEMO_METHODS))  # before the phantom
+    resolve("quick", overrides={"train.epochs": epochs})  # an impossible budget, too
     out = Path(out)
     phantom = out / "phantom"
     marker = phantom / "phantom.json"
@@ -193,8 +202,10 @@ def demo(
         folders,
         out,
         profile="quick",
+        overrides={"train.epochs": epochs},
         methods=chosen,
         seeds=DEFAULT_SEEDS if full else 1,
+        recompute=recompute,
         progress=progress,
         log=log,
     )
