@@ -215,7 +215,7 @@ def _demo(add: AddVerb) -> None:
     p.add_argument(
         "--epochs",
         type=int,
-        help="main epochs of 25 S updates (default 16: 400 updates, below the quick profile's plateau budget of 48, "
+        help="main epochs of 25 S updates (default 16: 400 updates, a third of the quick profile's budget of 48, "
         "to stay within 15 minutes; docs/method.md says what it costs in Dice)",
     )
     p.add_argument(

@@ -157,9 +157,10 @@ class TrainConfig:
 
     epochs: int = 48
     """Epochs that update S (the main phase): the same budget of S updates for every method (with
-    ``stop_patience``, the most it may take). The quick profile's 48 x 25 = 1,200 updates sit on the validation
-    plateau of every method on the phantom and on realistic-layout data (16 until 2026-11-28, 0.02-0.05 mean Dice
-    below it; docs/method.md, "The quick profile"); ``advnorm demo`` trains 16 to stay within 15 minutes."""
+    ``stop_patience``, the most it may take). The quick profile's 48 x 25 = 1,200 updates are where every method's
+    validation curve has flattened on the phantom and on realistic-layout data, but ``augmented``'s on the phantom
+    (16 until 2026-11-28, 0.02-0.05 mean Dice below; docs/method.md, "The quick profile at the plateau budget");
+    ``advnorm demo`` trains 16 to stay within 15 minutes."""
     stop_patience: int = 0
     """Stop the main phase after this many epochs without a lower validation loss (the rule ``checkpoint_best``
     is chosen by); ``train.epochs`` stays the cap. 0: off, every method runs ``train.epochs`` (equal budgets)."""

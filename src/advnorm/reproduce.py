@@ -170,8 +170,8 @@ method over 3 seeds."""
 
 
 DEMO_EPOCHS = 16
-"""The demo's main epochs: 400 S updates, a third of the quick profile's plateau budget, so that its two trainings end
-within 15 minutes on 2 cores. What it costs in Dice, measured: docs/method.md, "The quick profile"."""
+"""The demo's main epochs: 400 S updates, a third of the quick profile's budget, so that its two trainings end within
+15 minutes on 2 cores. What it costs in Dice, measured: docs/method.md, "The quick profile at the plateau budget"."""
 
 
 def demo(
