@@ -26,17 +26,13 @@ BENCH_DIR = ROOT / "benchmarks"
 
 
 def machine() -> dict:
-    model = "unknown"
-    flags: set[str] = set()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name") and model == "unknown":
-                model = line.split(":", 1)[1].strip()
-            if line.startswith("flags") and not flags:
-                flags = set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
     import monai
+
+    from advnorm.run_folder import cpuinfo
+
+    info = cpuinfo()
+    model = info.get("model name", "unknown")
+    flags = set(info.get("flags", "").split())
 
     return {
         "date": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),

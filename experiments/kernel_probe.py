@@ -18,7 +18,12 @@ import os
 import subprocess
 import sys
 
-CAPS = {"this machine's": {}, "AVX2": {"AVX2": "avx2"}, "none (SSE4.1)": {"SSE41": "default"}}
+CAPS: dict[str, tuple[str, str] | None] = {
+    "this machine's": None,
+    "AVX2": ("AVX2", "avx2"),
+    "none (SSE4.1)": ("SSE41", "default"),
+}
+"""Each run's (``ONEDNN_MAX_CPU_ISA``, ``ATEN_CPU_CAPABILITY``); None: the machine's own."""
 
 
 def probe() -> str:
@@ -42,8 +47,8 @@ def main() -> None:
         return
     for name, cap in CAPS.items():
         env = dict(os.environ)
-        for onednn, aten in cap.items():
-            env.update(ONEDNN_MAX_CPU_ISA=onednn, ATEN_CPU_CAPABILITY=aten)
+        if cap is not None:
+            env.update(ONEDNN_MAX_CPU_ISA=cap[0], ATEN_CPU_CAPABILITY=cap[1])
         out = subprocess.run(
             [sys.executable, __file__, "--inner"], env=env, capture_output=True, text=True, check=True
         ).stdout.strip()

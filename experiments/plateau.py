@@ -15,7 +15,7 @@ epochs of the budget still bought, with each end averaged over 4 epochs against 
 
 from __future__ import annotations
 
-import sys
+import argparse
 from collections import defaultdict
 from pathlib import Path
 from statistics import mean
@@ -67,11 +67,9 @@ def main(folders: list[str], marks: tuple[int, ...] = MARKS, span: int = 0) -> N
 
 
 if __name__ == "__main__":
-    args = sys.argv[1:]
-    options = {"--marks": "4,8,12", "--span": "0"}
-    while args and args[0] in options and len(args) > 1:
-        options[args[0]] = args[1]
-        args = args[2:]
-    if not args:
-        sys.exit(__doc__)
-    main(args, tuple(int(m) for m in options["--marks"].split(",")), int(options["--span"]))
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("folders", nargs="+", metavar="REPRO_OUT")
+    parser.add_argument("--marks", default="4,8,12", help="main epochs to print, comma-separated")
+    parser.add_argument("--span", type=int, default=0, help="add the gain over the last N epochs")
+    args = parser.parse_args()
+    main(args.folders, tuple(int(m) for m in args.marks.split(",")), args.span)

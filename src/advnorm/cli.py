@@ -132,9 +132,9 @@ def _demo(args: argparse.Namespace) -> None:
         args.out,
         full=args.full,
         methods=_methods(args),
+        epochs=args.epochs,
         recompute=args.recompute,
         progress=not args.no_progress,
-        **({} if args.epochs is None else {"epochs": args.epochs}),
     )
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from advnorm import __version__
-from advnorm.config import PROFILES
+from advnorm.config import DEMO_EPOCHS, PROFILES
 from advnorm.methods import METHODS
 
 EXIT_USER_ERROR = 2
@@ -215,8 +215,9 @@ def _demo(add: AddVerb) -> None:
     p.add_argument(
         "--epochs",
         type=int,
-        help="main epochs of 25 S updates (default 16: 400 updates, a third of the quick profile's budget of 48, "
-        "to stay within 15 minutes; docs/method.md says what it costs in Dice)",
+        default=DEMO_EPOCHS,
+        help=f"main epochs of 25 S updates (default {DEMO_EPOCHS}: 400 updates, a third of the quick profile's "
+        "budget of 48, to stay within 15 minutes; docs/method.md says what it costs in Dice)",
     )
     p.add_argument(
         "--recompute",

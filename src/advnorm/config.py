@@ -151,6 +151,12 @@ class OptimConfig:
     curve from where the run stands."""
 
 
+DEMO_EPOCHS = 16
+"""``advnorm demo``'s main epochs: 400 S updates, a third of the quick profile's budget, so that its two trainings end
+within 15 minutes on 2 cores. What it costs in Dice, measured: docs/method.md, "The quick profile at the plateau
+budget"."""
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """The training budget, batches and patches, and where it runs."""

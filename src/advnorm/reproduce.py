@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from advnorm.config import Config
+from advnorm.config import DEMO_EPOCHS, Config
 from advnorm.config_file import resolve
 from advnorm.data.layouts import Dataset, open_domains
 from advnorm.errors import AdvnormError
@@ -167,11 +167,6 @@ DEMO_METHODS = ("standardized", "harmonized")
 to end within 15 minutes on 2 cores (the measured times, which depend on the machine: README). The paper's
 ``adversarial`` costs about twice either of them per run, so it comes with ``--methods``; ``--full`` trains every
 method over 3 seeds."""
-
-
-DEMO_EPOCHS = 16
-"""The demo's main epochs: 400 S updates, a third of the quick profile's budget, so that its two trainings end within
-15 minutes on 2 cores. What it costs in Dice, measured: docs/method.md, "The quick profile at the plateau budget"."""
 
 
 def demo(

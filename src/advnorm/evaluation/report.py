@@ -179,8 +179,9 @@ def _setting(datasets: list[Dataset], cfg: Config, cells: list[Cell], seeds: lis
 
 def _machines(cells: list[Cell]) -> str:
     """Where the models were trained: the same seed on another processor or thread count trains another model."""
-    seen = Counter(describe_machine(m) for c in cells if isinstance(m := c.summary.get("machine"), dict))
-    unknown = sum(1 for c in cells if not isinstance(c.summary.get("machine"), dict))
+    recorded = [m for c in cells if isinstance(m := c.summary.get("machine"), dict)]
+    seen = Counter(map(describe_machine, recorded))
+    unknown = len(cells) - len(recorded)
     if not seen:
         return "Trained on: not recorded (runs made before advnorm recorded the machine)."
     where = "; ".join(
