@@ -20,7 +20,8 @@ def test_paper_profile_matches_the_paper():
 
 
 def test_the_quick_profile_trains_to_its_plateau_budget():
-    """1,200 S updates: the budget shown to sit on every method's validation plateau (docs/method.md)."""
+    """1,200 S updates: where every method's validation curve has flattened, but augmented's on the phantom
+    (docs/method.md)."""
     t = quick_profile().train
     assert t.epochs * t.steps_per_epoch == 1200 and t.stop_patience == 0  # a fixed budget, equal for every method
 
