@@ -198,7 +198,8 @@ def machine(device: torch.device) -> dict[str, Any]:
 def describe_machine(record: dict[str, Any]) -> str:
     """One phrase for a ``machine`` record: ``Intel(R) Xeon(R) Processor, AVX512 kernels, 2 threads``."""
     where = record.get("gpu") or record.get("cpu", "unknown processor")
-    return f"{where}, {record.get('cpu_kernels', '?')} kernels, {record.get('threads', '?')} threads"
+    threads = record.get("threads", "?")
+    return f"{where}, {record.get('cpu_kernels', '?')} kernels, {threads} thread{'' if threads == 1 else 's'}"
 
 
 def pick_device(name: str = "auto") -> torch.device:

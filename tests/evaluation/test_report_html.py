@@ -329,7 +329,7 @@ _GPU = {"cpu": "EPYC", "cpu_kernels": "AVX2", "threads": 8, "device": "cuda:0", 
         (
             [_XEON, _EPYC, _EPYC],
             "Trained on: Xeon, AVX512 kernels, 2 threads (1 of 3 runs); "
-            "EPYC, AVX2 kernels, 1 threads (2 of 3 runs). Another",
+            "EPYC, AVX2 kernels, 1 thread (2 of 3 runs). Another",
         ),
         ([_XEON, None], "Trained on: Xeon, AVX512 kernels, 2 threads (1 of 2 runs); 1 of 2 runs not recorded."),
         ([_GPU], "Trained on: NVIDIA A100, AVX2 kernels, 8 threads. Another"),
