@@ -165,3 +165,23 @@ def evaluate_output_below_a_file(env):
 def evaluate_model_of_another_k(env):
     run, out = _other_k_run(env), env.tmp / "metrics.json"
     return Built(_evaluate(run, env.phantom, out), str(run / "checkpoint_best.safetensors"), [out])
+
+
+def _reproduce_shaped(env) -> Path:
+    """A ``reproduce`` output holding one run, where a user looks for it: ``repro/runs/harmonized/seed0``."""
+    seed0 = env.tmp / "repro" / "runs" / "harmonized" / "seed0"
+    seed0.parent.mkdir(parents=True)
+    shutil.copytree(env.run, seed0)
+    return seed0
+
+
+@case
+def predict_model_is_a_folder_of_seeds(env):
+    seed0, out = _reproduce_shaped(env), env.tmp / "pred"
+    return Built(_predict(seed0.parent, [_image(Path(env.phantom[0]))], out), f"pass one: {seed0}", [out])
+
+
+@case
+def evaluate_model_is_a_reproduce_folder(env):
+    seed0, out = _reproduce_shaped(env), env.tmp / "metrics.json"
+    return Built(_evaluate(env.tmp / "repro", env.phantom, out), f"pass one: {seed0}", [out])

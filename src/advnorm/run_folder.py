@@ -90,7 +90,9 @@ class RunFolder:
     def read_raw_config(self) -> dict[str, Any]:
         """``config.json`` as JSON, with its ``run`` section checked; every problem names the file."""
         if not self.config.exists():
-            raise AdvnormError("not a training run folder (config.json missing)", self.root)
+            below = runs_below(self.root)
+            hint = f"; it holds runs, pass one: {', '.join(str(r) for r in below)}" if below else ""
+            raise AdvnormError(f"not a training run folder (config.json missing){hint}", self.root)
         try:
             raw = json.loads(self.config.read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, ValueError) as exc:
@@ -193,6 +195,22 @@ def machine(device: torch.device) -> dict[str, Any]:
     if device.type == "cuda":
         record["gpu"] = torch.cuda.get_device_name(device)
     return record
+
+
+def runs_below(folder: Path, depth: int = 3, shown: int = 3) -> list[Path]:
+    """Run folders (holding ``config.json``) up to ``depth`` levels below ``folder``, the first ``shown`` in
+    name order: what a user meant who gave ``reproduce``'s output or a method's folder of seeds as a run."""
+    found: list[Path] = []
+    level = [folder]
+    for _ in range(depth):
+        try:  # a few hundred folders at most: the hint must not crawl a home directory
+            level = sorted(child for parent in level[:200] for child in parent.iterdir() if child.is_dir())
+        except OSError:
+            break
+        found += [child for child in level if (child / "config.json").is_file()]
+        if len(found) >= shown:
+            break
+    return found[:shown]
 
 
 def describe_machine(record: dict[str, Any]) -> str:
