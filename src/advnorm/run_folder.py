@@ -168,12 +168,12 @@ def cpuinfo() -> dict[str, str]:
         text = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
     except OSError:
         return {}
-    fields: dict[str, str] = {}
-    for line in text.splitlines():
-        key, colon, value = line.partition(":")
-        if colon:
-            fields.setdefault(key.strip(), value.strip())
-    return fields
+    first = text.split("\n\n", 1)[0]  # processors are blank-line-separated blocks; the first speaks for all
+    return {
+        key.strip(): value.strip()
+        for key, colon, value in (line.partition(":") for line in first.splitlines())
+        if colon
+    }
 
 
 def cpu_model() -> str:
