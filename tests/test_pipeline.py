@@ -154,7 +154,7 @@ def test_stitched_prediction_equals_whole_volume(which, request, domains):
 
 def test_evaluate_writes_metrics(run, domains, tmp_path):
     out = tmp_path / "metrics.json"
-    argv = ["evaluate", "--model", str(run), "-o", str(out)]
+    argv = ["evaluate", "--model", str(run), "-o", str(out), "--no-progress"]
     for d in domains:
         argv += ["--data", d]
     assert main(argv) == 0
@@ -177,6 +177,15 @@ def test_evaluate_writes_metrics(run, domains, tmp_path):
 def test_every_verb_has_help(verb, capsys):
     assert main([verb, "--help"]) == 0
     assert "usage: advnorm " + verb in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("verb", ["train", "predict", "normalize", "evaluate", "reproduce", "demo"])
+def test_every_verb_that_runs_models_takes_no_progress(verb):
+    """A script passes ``--no-progress`` to every verb that trains or runs a model (evaluate did not take it)."""
+    from advnorm.cli_args import build_parser
+
+    sub = next(a for a in build_parser()._actions if a.dest == "verb").choices[verb]
+    assert "--no-progress" in sub._option_string_actions
 
 
 @pytest.mark.parametrize("code", ["LIA", "PIR", "LPS"])

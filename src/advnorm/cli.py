@@ -94,7 +94,15 @@ def _export(args: argparse.Namespace) -> None:
 def _evaluate(args: argparse.Namespace) -> None:
     from advnorm.workflows import evaluate_run
 
-    evaluate_run(args.model, args.data, args.output, mask=args.mask, checkpoint=args.checkpoint, device=args.device)
+    evaluate_run(
+        args.model,
+        args.data,
+        args.output,
+        mask=args.mask,
+        checkpoint=args.checkpoint,
+        device=args.device,
+        progress=not args.no_progress,
+    )
 
 
 def _reproduce(args: argparse.Namespace) -> None:

@@ -146,6 +146,7 @@ def _evaluate(add: AddVerb) -> None:
     _add_mask(p)
     p.add_argument("--checkpoint", choices=("best", "final"), default="best")
     p.add_argument("--device", default="auto")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def _export(add: AddVerb) -> None:

@@ -199,6 +199,7 @@ def evaluate_run(
     mask: str | None = None,
     checkpoint: str = "best",
     device: str = "auto",
+    progress: bool = True,
     log: Callable[[str], None] = print,
 ) -> dict:
     """Metrics of a run on the held-out subjects of ``data``, written to ``output`` (JSON)."""
@@ -216,7 +217,7 @@ def evaluate_run(
     if mask is not None:
         held_out = {(d.name, c.case_id) for d in datasets for c in held_out_cases(model, d)}
         datasets = attach_masks(datasets, mask, needed=lambda d, c: (d.name, c.case_id) in held_out)
-    result = evaluate(model, datasets, log=log).to_json()
+    result = evaluate(model, datasets, log=log, progress=progress).to_json()
     atomic_write_json(output, result)
     mean = result["summary"].get("mean", {}).get("dice", {})
     log("mean Dice: " + " ".join(f"{k}={v['mean']:.3f}" for k, v in mean.items() if isinstance(v, dict)))
@@ -284,7 +285,10 @@ def _train_and_evaluate(
         log(f"{'resuming' if resume else 'training'} ({cfg.method})")
         fit(cfg, datasets, files.root, resume=resume, progress=progress, log=log)
     log(f"evaluating on the test subjects of {', '.join(d.name for d in datasets)}")
-    payload = {"version": EVALUATION_VERSION, **evaluate(TrainedModel(files.root), datasets, log=log).to_json()}
+    payload = {
+        "version": EVALUATION_VERSION,
+        **evaluate(TrainedModel(files.root), datasets, log=log, progress=progress).to_json(),
+    }
     atomic_write_json(files.evaluation, payload)
     return payload
 

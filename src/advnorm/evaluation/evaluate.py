@@ -98,8 +98,13 @@ def _warn_if_other_files(model: TrainedModel, ds: Dataset, cases: list) -> None:
         )
 
 
-def evaluate(model: TrainedModel, datasets: list[Dataset], *, log: Callable[[str], None] = print) -> Evaluation:
-    """Every held-out case of ``datasets``: metrics per case and summaries per domain, and the JSD between domains."""
+def evaluate(
+    model: TrainedModel, datasets: list[Dataset], *, log: Callable[[str], None] = print, progress: bool = False
+) -> Evaluation:
+    """Every held-out case of ``datasets``: metrics per case and summaries per domain, and the JSD between domains.
+    ``progress``: a bar over the volumes on a terminal (each volume's line is printed as it is scored either way)."""
+    from tqdm import tqdm
+
     result = Evaluation()
     datasets = read_alike(datasets, model.classes)
     planned = [(ds, case) for ds in datasets for case in held_out_cases(model, ds)]
@@ -113,7 +118,7 @@ def evaluate(model: TrainedModel, datasets: list[Dataset], *, log: Callable[[str
     inputs: dict[str, list] = {}
     outputs: dict[str, list] = {}
     labels: dict[str, list] = {}
-    for ds, case in planned:
+    for ds, case in tqdm(planned, disable=None if progress else True, unit="volume", leave=False):
         subject = ds.load_case(case)
         label = subject.require_label()
         pred = model.predict(subject)
