@@ -153,7 +153,8 @@ def dice_per_class(pred: np.ndarray, truth: np.ndarray) -> list[float]:
 def run(smoke: bool = False, retrain: bool = False) -> dict:
     from monai.inferers import sliding_window_inference
 
-    from advnorm.inference import DEFAULT_WINDOW, TrainedModel
+    from advnorm.config import INFERENCE_WINDOW
+    from advnorm.inference import TrainedModel
 
     shape = (40, 48, 56) if smoke else VOLUME_SHAPE
     if smoke:  # untrained weights in a temporary folder: the smoke run only exercises the code
@@ -185,7 +186,7 @@ def run(smoke: bool = False, retrain: bool = False) -> dict:
         m = torch.from_numpy(subject.mask.astype(np.float32))[None, None]
         with torch.no_grad():
             out = sliding_window_inference(
-                torch.cat([x, m], 1), (DEFAULT_WINDOW,) * 3, 1, predictor, overlap=0.25, mode="gaussian"
+                torch.cat([x, m], 1), (INFERENCE_WINDOW,) * 3, 1, predictor, overlap=0.25, mode="gaussian"
             )
         return out[0, 1:].numpy().argmax(0).astype(np.uint8)
 
@@ -212,7 +213,7 @@ def run(smoke: bool = False, retrain: bool = False) -> dict:
         "advnorm": {
             "seconds": times["advnorm"],
             "median_seconds": median(times["advnorm"]),
-            "window": DEFAULT_WINDOW,
+            "window": INFERENCE_WINDOW,
             "overlap": 0.25,
             "blend": "gaussian",
             "dice_csf_gm_wm": d_ours,
@@ -232,7 +233,7 @@ def run(smoke: bool = False, retrain: bool = False) -> dict:
         "monai_same_windows": {
             "seconds": times["monai_same_windows"],
             "median_seconds": median(times["monai_same_windows"]),
-            "window": DEFAULT_WINDOW,
+            "window": INFERENCE_WINDOW,
             "overlap": 0.25,
             "blend": "gaussian",
             "dice_csf_gm_wm": dice_per_class(labels["monai_same_windows"], subject.label),

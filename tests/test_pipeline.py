@@ -152,9 +152,38 @@ def test_stitched_prediction_equals_whole_volume(which, request, domains):
     assert agree > 0.97, agree
 
 
+def test_a_models_window_is_what_predict_uses(run, domains):
+    """``--window`` / ``--overlap`` reach the sliding window: the model's window is predict's default."""
+    from advnorm.inference import InferenceWindow, TrainedModel
+
+    ds = open_domains([domains[0]])[0]
+    subject = ds.load_case(ds.cases[0])
+    small = TrainedModel(run, window=InferenceWindow(24, 0.5)).predict(subject)
+    assert np.array_equal(small.probs, TrainedModel(run).predict(subject, window=24, overlap=0.5).probs)
+    assert not np.array_equal(small.probs, TrainedModel(run).predict(subject).probs)
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "said"),
+    [
+        ("--window", "4", "the window edge must be at least 8"),
+        ("--window", "big", "'big' is not a whole number of voxels"),
+        ("--overlap", "1", "the overlap is a fraction in [0, 1)"),
+        ("--overlap", "-0.1", "the overlap is a fraction in [0, 1)"),
+        ("--overlap", "nan", "the overlap is a fraction in [0, 1)"),
+    ],
+)
+def test_a_bad_window_is_one_line(run, tmp_path, capsys, option, value, said):
+    argv = ["evaluate", "--model", str(run), "--data", str(tmp_path), "-o", str(tmp_path / "m.json"), option, value]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert said in err and len(err.splitlines()) == 1, err
+    assert not (tmp_path / "m.json").exists()
+
+
 def test_evaluate_writes_metrics(run, domains, tmp_path):
     out = tmp_path / "metrics.json"
-    argv = ["evaluate", "--model", str(run), "-o", str(out), "--no-progress"]
+    argv = ["evaluate", "--model", str(run), "-o", str(out), "--no-progress", "--window", "48", "--overlap", "0.5"]
     for d in domains:
         argv += ["--data", d]
     assert main(argv) == 0
@@ -163,6 +192,7 @@ def test_evaluate_writes_metrics(run, domains, tmp_path):
         raise AssertionError(f"{constant} in {out}")
 
     result = json.loads(out.read_text(), parse_constant=not_json)
+    assert result["inference"] == {"window": 48, "overlap": 0.5}  # what the volumes were segmented with
     assert {c["domain"] for c in result["cases"]} == {"InfantT1", "AdultT1Thick"}
     case = result["cases"][0]
     assert set(case["dice"]) == {"CSF", "GM", "WM"} and set(case["hd95"]) == {"CSF", "GM", "WM"}

@@ -8,9 +8,13 @@ import logging
 import sys
 import warnings
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from advnorm.cli_args import EXIT_USER_ERROR, build_parser
 from advnorm.errors import AdvnormError, AdvnormWarning
+
+if TYPE_CHECKING:
+    from advnorm.inference import InferenceWindow
 
 EXIT_INTERNAL_ERROR = 1
 
@@ -73,6 +77,7 @@ def _predict(args: argparse.Namespace) -> None:
         overwrite=args.overwrite,
         checkpoint=args.checkpoint,
         device=args.device,
+        window=_window(args),
         progress=not args.no_progress,
     )
 
@@ -101,8 +106,15 @@ def _evaluate(args: argparse.Namespace) -> None:
         mask=args.mask,
         checkpoint=args.checkpoint,
         device=args.device,
+        window=_window(args),
         progress=not args.no_progress,
     )
+
+
+def _window(args: argparse.Namespace) -> InferenceWindow:
+    from advnorm.inference import InferenceWindow
+
+    return InferenceWindow(args.window, args.overlap)
 
 
 def _reproduce(args: argparse.Namespace) -> None:

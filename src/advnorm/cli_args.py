@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from advnorm import __version__
-from advnorm.config import DEMO_EPOCHS, PROFILES
+from advnorm.config import DEMO_EPOCHS, INFERENCE_OVERLAP, INFERENCE_WINDOW, PROFILES
 from advnorm.methods import METHODS
 
 EXIT_USER_ERROR = 2
@@ -50,6 +50,49 @@ def _add_mask(p: argparse.ArgumentParser) -> None:
         help="turn warnings (an image that looks unstripped or unlike the training data, an implausible "
         "segmentation, ...) into errors",
     )
+
+
+def _window_edge(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of voxels") from None
+    if value < 8:
+        raise argparse.ArgumentTypeError(f"{text} voxels: the window edge must be at least 8")
+    return value
+
+
+def _window_overlap(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"{text}: the overlap is a fraction in [0, 1)")
+    return value
+
+
+def _add_inference(p: argparse.ArgumentParser) -> None:
+    """Options of the verbs that run a trained model over whole volumes (predict, normalize, evaluate)."""
+    p.add_argument("--checkpoint", choices=("best", "final"), default="best")
+    p.add_argument("--device", default="auto")
+    p.add_argument(
+        "--window",
+        type=_window_edge,
+        default=INFERENCE_WINDOW,
+        metavar="N",
+        help=f"edge of the sliding inference window in voxels (default {INFERENCE_WINDOW}, fast); the training patch "
+        "size (32 in both profiles) reproduces what the networks saw in training, several times slower "
+        "(docs/method.md: the paper's adversarial G is the one method whose labels depend on it)",
+    )
+    p.add_argument(
+        "--overlap",
+        type=_window_overlap,
+        default=INFERENCE_OVERLAP,
+        metavar="F",
+        help=f"overlap of neighbouring windows, a fraction (default {INFERENCE_OVERLAP})",
+    )
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def _add_training(p: argparse.ArgumentParser, *, seed: bool = True) -> None:
@@ -133,9 +176,7 @@ def _predict_and_normalize(add: AddVerb) -> None:
         p.add_argument("-o", "--output", required=True, type=Path, help="output folder")
         _add_mask(p)
         p.add_argument("--overwrite", action="store_true", help="replace outputs that exist")
-        p.add_argument("--checkpoint", choices=("best", "final"), default="best")
-        p.add_argument("--device", default="auto")
-        p.add_argument("--no-progress", action="store_true", help="no progress bar")
+        _add_inference(p)
 
 
 def _evaluate(add: AddVerb) -> None:
@@ -144,9 +185,7 @@ def _evaluate(add: AddVerb) -> None:
     _add_data(p)
     p.add_argument("-o", "--output", required=True, type=Path, help="metrics JSON file")
     _add_mask(p)
-    p.add_argument("--checkpoint", choices=("best", "final"), default="best")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _add_inference(p)
 
 
 def _export(add: AddVerb) -> None:

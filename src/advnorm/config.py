@@ -155,6 +155,9 @@ DEMO_EPOCHS = 16
 """``advnorm demo``'s main epochs: 400 S updates, a third of the quick profile's budget, so that its two trainings end
 within 15 minutes on 2 cores. What it costs in Dice, measured: docs/method.md, "The quick profile at the plateau
 budget"."""
+INFERENCE_WINDOW = 160
+"""Window edge for whole-volume inference: large windows amortise the U-Net's border cost."""
+INFERENCE_OVERLAP = 0.25
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from monai.inferers import sliding_window_inference
 
-from advnorm.config import model_stride
+from advnorm.config import INFERENCE_OVERLAP, INFERENCE_WINDOW, model_stride
 from advnorm.data.divergence import jensen_shannon
 from advnorm.data.intensity import FAR_FROM_TRAINING_JSD, input_histogram, raw_input_problem, transform_image
 from advnorm.data.subject import Subject
@@ -31,8 +31,17 @@ from advnorm.models.transfer import image_stats
 from advnorm.models.weights import load_weights
 from advnorm.run_folder import RunFolder, pick_device
 
-DEFAULT_WINDOW = 160
-"""Window edge for whole-volume inference: large windows amortise the U-Net's border cost."""
+
+@dataclass(frozen=True)
+class InferenceWindow:
+    """The sliding window of whole-volume inference. The default, large windows, is fast and gives the same
+    labels as the training patch size for every method but one: the paper's ``adversarial`` G, which erases
+    the GM/WM contrast and so leaves S reading context, segments WM differently with 160^3 and 32^3 windows
+    (docs/method.md, "Whole-volume inference and the window"); ``edge`` = the training patch size reproduces
+    what the networks saw in training, at several times the time."""
+
+    edge: int = INFERENCE_WINDOW
+    overlap: float = INFERENCE_OVERLAP
 
 
 @dataclass
@@ -50,7 +59,14 @@ class Prediction:
 class TrainedModel:
     """A run folder loaded for inference: config, fitted input transform and weights (never pickles)."""
 
-    def __init__(self, run_dir: str | Path, checkpoint: str = "best", device: str = "auto") -> None:
+    def __init__(
+        self,
+        run_dir: str | Path,
+        checkpoint: str = "best",
+        device: str = "auto",
+        window: InferenceWindow | None = None,
+    ) -> None:
+        self.window = window or InferenceWindow()
         self.files = files = RunFolder(Path(run_dir))
         self.cfg, self.run = files.read_config()
         self.spec = METHOD_SPECS[self.cfg.method]
@@ -118,9 +134,12 @@ class TrainedModel:
 
     @torch.no_grad()
     def predict(
-        self, subject: Subject, *, window: int = DEFAULT_WINDOW, overlap: float = 0.25, segment: bool = True
+        self, subject: Subject, *, window: int | None = None, overlap: float | None = None, segment: bool = True
     ) -> Prediction:
-        """G's output (or the fixed input transform) and, with ``segment``, S's probabilities, on the working grid."""
+        """G's output (or the fixed input transform) and, with ``segment``, S's probabilities, on the working grid;
+        ``window`` and ``overlap`` default to the model's :class:`InferenceWindow`."""
+        window = self.window.edge if window is None else window
+        overlap = self.window.overlap if overlap is None else overlap
         x = torch.from_numpy(self.network_input(subject))[None, None]
         m = torch.from_numpy(subject.mask.astype(np.float32))[None, None]
         stride = model_stride(self.cfg.model)

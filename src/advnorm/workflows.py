@@ -9,7 +9,7 @@ import shutil
 import warnings
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from advnorm.config import Config
 from advnorm.config_file import resolve
@@ -21,6 +21,9 @@ from advnorm.io_atomic import atomic_write_json, staged_folder
 from advnorm.labels import CLASS_NAMES
 from advnorm.paths import check_output_target, refuse_inside_inputs
 from advnorm.run_folder import RunFolder, config_differences
+
+if TYPE_CHECKING:  # torch is imported by the verbs that run a model, not at start-up
+    from advnorm.inference import InferenceWindow
 
 
 def train(
@@ -75,6 +78,7 @@ def predict(
     overwrite: bool = False,
     checkpoint: str = "best",
     device: str = "auto",
+    window: InferenceWindow | None = None,
     progress: bool = True,
     log: Callable[[str], None] = print,
 ) -> list[Path]:
@@ -88,6 +92,7 @@ def predict(
         overwrite=overwrite,
         checkpoint=checkpoint,
         device=device,
+        window=window,
         progress=progress,
         log=log,
     )
@@ -102,6 +107,7 @@ def normalize(
     overwrite: bool = False,
     checkpoint: str = "best",
     device: str = "auto",
+    window: InferenceWindow | None = None,
     progress: bool = True,
     log: Callable[[str], None] = print,
 ) -> list[Path]:
@@ -115,6 +121,7 @@ def normalize(
         overwrite=overwrite,
         checkpoint=checkpoint,
         device=device,
+        window=window,
         progress=progress,
         log=log,
     )
@@ -130,6 +137,7 @@ def _write_volumes(
     overwrite: bool,
     checkpoint: str,
     device: str,
+    window: InferenceWindow | None,
     progress: bool,
     log: Callable[[str], None],
 ) -> list[Path]:
@@ -158,7 +166,7 @@ def _write_volumes(
         dup = next(t for t in targets if targets.count(t) > 1)
         raise AdvnormError("two inputs have the same case name; their outputs would collide", dup)
     check_output_target(out_dir, "output folder", is_dir=True)
-    model = TrainedModel(model_dir, checkpoint=checkpoint, device=device)
+    model = TrainedModel(model_dir, checkpoint=checkpoint, device=device, window=window)
     values = {id(d): _output_values(d, model.classes) for d in datasets}
     written: list[Path] = []
     try:
@@ -199,6 +207,7 @@ def evaluate_run(
     mask: str | None = None,
     checkpoint: str = "best",
     device: str = "auto",
+    window: InferenceWindow | None = None,
     progress: bool = True,
     log: Callable[[str], None] = print,
 ) -> dict:
@@ -213,7 +222,7 @@ def evaluate_run(
     if output.resolve() in {p.resolve() for p in run_files.own_files()}:
         raise AdvnormError("metrics file would overwrite a file of the run folder", output)
     check_output_target(output, "metrics file", is_dir=False)
-    model = TrainedModel(model_dir, checkpoint=checkpoint, device=device)
+    model = TrainedModel(model_dir, checkpoint=checkpoint, device=device, window=window)
     if mask is not None:
         held_out = {(d.name, c.case_id) for d in datasets for c in held_out_cases(model, d)}
         datasets = attach_masks(datasets, mask, needed=lambda d, c: (d.name, c.case_id) in held_out)

@@ -40,9 +40,12 @@ class CaseResult:
 class Evaluation:
     cases: list[CaseResult] = field(default_factory=list)
     summary: dict = field(default_factory=dict)
+    inference: dict = field(default_factory=dict)
+    """The sliding window the volumes were segmented with (``edge``, ``overlap``)."""
 
     def to_json(self) -> dict:
         return {
+            "inference": self.inference,
             "summary": self.summary,
             "cases": [{"domain": c.domain, "case": c.case_id, **c.metrics} for c in self.cases],
         }
@@ -105,7 +108,7 @@ def evaluate(
     ``progress``: a bar over the volumes on a terminal (each volume's line is printed as it is scored either way)."""
     from tqdm import tqdm
 
-    result = Evaluation()
+    result = Evaluation(inference={"window": model.window.edge, "overlap": model.window.overlap})
     datasets = read_alike(datasets, model.classes)
     planned = [(ds, case) for ds in datasets for case in held_out_cases(model, ds)]
     if not planned:
