@@ -125,7 +125,7 @@ def _load(chosen: list, split: dict, part: str) -> list:
 
 
 def _advnorm(args: dict, race: Race, datasets: list, split: dict) -> dict:
-    from advnorm.inference import TrainedModel
+    from advnorm.inference import InferenceWindow, TrainedModel
     from advnorm.methods import METHOD_SPECS
     from advnorm.training.loop import TrainingRun
 
@@ -141,6 +141,7 @@ def _advnorm(args: dict, race: Race, datasets: list, split: dict) -> dict:
             self.classes = tuple(self.run["classes"])
             self.device = run.nets.device
             self.nets = run.nets
+            self.window = InferenceWindow()
 
     cfg = _config(args)
     run_dir = Path(tempfile.mkdtemp(prefix="advnorm-ttd-")) / "run"
