@@ -153,7 +153,7 @@ def dice_per_class(pred: np.ndarray, truth: np.ndarray) -> list[float]:
 def run(smoke: bool = False, retrain: bool = False) -> dict:
     from monai.inferers import sliding_window_inference
 
-    from advnorm.config import INFERENCE_WINDOW
+    from advnorm.config import INFERENCE_OVERLAP, INFERENCE_WINDOW
     from advnorm.inference import TrainedModel
 
     shape = (40, 48, 56) if smoke else VOLUME_SHAPE
@@ -186,7 +186,7 @@ def run(smoke: bool = False, retrain: bool = False) -> dict:
         m = torch.from_numpy(subject.mask.astype(np.float32))[None, None]
         with torch.no_grad():
             out = sliding_window_inference(
-                torch.cat([x, m], 1), (INFERENCE_WINDOW,) * 3, 1, predictor, overlap=0.25, mode="gaussian"
+                torch.cat([x, m], 1), (INFERENCE_WINDOW,) * 3, 1, predictor, overlap=INFERENCE_OVERLAP, mode="gaussian"
             )
         return out[0, 1:].numpy().argmax(0).astype(np.uint8)
 
@@ -214,7 +214,7 @@ def run(smoke: bool = False, retrain: bool = False) -> dict:
             "seconds": times["advnorm"],
             "median_seconds": median(times["advnorm"]),
             "window": INFERENCE_WINDOW,
-            "overlap": 0.25,
+            "overlap": INFERENCE_OVERLAP,
             "blend": "gaussian",
             "dice_csf_gm_wm": d_ours,
             "mean_dice": float(np.mean(d_ours)),
@@ -234,7 +234,7 @@ def run(smoke: bool = False, retrain: bool = False) -> dict:
             "seconds": times["monai_same_windows"],
             "median_seconds": median(times["monai_same_windows"]),
             "window": INFERENCE_WINDOW,
-            "overlap": 0.25,
+            "overlap": INFERENCE_OVERLAP,
             "blend": "gaussian",
             "dice_csf_gm_wm": dice_per_class(labels["monai_same_windows"], subject.label),
         },

@@ -8,13 +8,10 @@ import logging
 import sys
 import warnings
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import Any
 
 from advnorm.cli_args import EXIT_USER_ERROR, build_parser
 from advnorm.errors import AdvnormError, AdvnormWarning
-
-if TYPE_CHECKING:
-    from advnorm.inference import InferenceWindow
 
 EXIT_INTERNAL_ERROR = 1
 
@@ -75,10 +72,7 @@ def _predict(args: argparse.Namespace) -> None:
         args.output,
         mask=args.mask,
         overwrite=args.overwrite,
-        checkpoint=args.checkpoint,
-        device=args.device,
-        window=_window(args),
-        progress=not args.no_progress,
+        **_inference_options(args),
     )
 
 
@@ -104,17 +98,20 @@ def _evaluate(args: argparse.Namespace) -> None:
         args.data,
         args.output,
         mask=args.mask,
-        checkpoint=args.checkpoint,
-        device=args.device,
-        window=_window(args),
-        progress=not args.no_progress,
+        **_inference_options(args),
     )
 
 
-def _window(args: argparse.Namespace) -> InferenceWindow:
+def _inference_options(args: argparse.Namespace) -> dict[str, Any]:
+    """What ``cli_args._add_inference`` parsed, as the keywords of predict, normalize and evaluate_run."""
     from advnorm.inference import InferenceWindow
 
-    return InferenceWindow(args.window, args.overlap)
+    return {
+        "checkpoint": args.checkpoint,
+        "device": args.device,
+        "window": InferenceWindow(args.window, args.overlap),
+        "progress": not args.no_progress,
+    }
 
 
 def _reproduce(args: argparse.Namespace) -> None:
