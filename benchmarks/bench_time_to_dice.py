@@ -125,29 +125,14 @@ def _load(chosen: list, split: dict, part: str) -> list:
 
 
 def _advnorm(args: dict, race: Race, datasets: list, split: dict) -> dict:
-    from advnorm.inference import InferenceWindow, TrainedModel
-    from advnorm.methods import METHOD_SPECS
+    from advnorm.inference import TrainedModel
     from advnorm.training.loop import TrainingRun
-
-    class LiveModel(TrainedModel):
-        """A training run's current networks behind ``TrainedModel.predict`` (the path ``advnorm predict`` runs),
-        without writing and reading a checkpoint: the config and fitted input transform are the run's own."""
-
-        def __init__(self, run: TrainingRun) -> None:  # noqa: PLW0231 (no run folder to load weights from)
-            self.files = run.files
-            self.cfg, self.run = run.files.read_config()
-            self.spec = METHOD_SPECS[self.cfg.method]
-            self.domains = self.run["domains"]
-            self.classes = tuple(self.run["classes"])
-            self.device = run.nets.device
-            self.nets = run.nets
-            self.window = InferenceWindow()
 
     cfg = _config(args)
     run_dir = Path(tempfile.mkdtemp(prefix="advnorm-ttd-")) / "run"
     run = TrainingRun(cfg, datasets, run_dir, progress=False, log=lambda m: None)
     epochs = iter(range(10**9))
-    live: list[LiveModel] = []
+    live: list[TrainedModel] = []  # the run's current networks behind the path `advnorm predict` runs
 
     def set_up() -> None:
         run.set_up()
@@ -163,7 +148,7 @@ def _advnorm(args: dict, race: Race, datasets: list, split: dict) -> dict:
 
     def segment(subject) -> np.ndarray:
         if not live:
-            live.append(LiveModel(run))
+            live.append(TrainedModel(run.files.root, nets=run.nets))
         run.nets.eval()
         try:
             return live[0].predict(subject).labels

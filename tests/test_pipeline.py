@@ -1,6 +1,7 @@
 """End to end on a tiny phantom: train -> predict -> evaluate, and what predict writes."""
 
 import json
+import warnings
 from pathlib import Path
 
 import nibabel as nib
@@ -161,6 +162,82 @@ def test_a_models_window_is_what_predict_uses(run, domains):
     small = TrainedModel(run, window=InferenceWindow(24, 0.5)).predict(subject)
     assert np.array_equal(small.probs, TrainedModel(run).predict(subject, window=24, overlap=0.5).probs)
     assert not np.array_equal(small.probs, TrainedModel(run).predict(subject).probs)
+
+
+@pytest.mark.parametrize(
+    ("shape", "roi", "overlap"),
+    [
+        ((48, 48, 48), (160, 160, 160), 0.25),  # one window, padded
+        ((144, 192, 256), (160, 160, 160), 0.25),  # the default on an iSEG volume
+        ((144, 192, 256), (32, 32, 32), 0.5),
+        ((40, 41, 47), (8, 8, 8), 0.9),  # the step floors at one voxel
+        ((64, 64, 64), (64, 64, 64), 0.0),
+        ((65, 64, 9), (64, 64, 8), 0.0),
+    ],
+)
+def test_window_count_is_monais(shape, roi, overlap):
+    """The count behind the many-windows warning is the number of windows MONAI places."""
+    from monai.data.utils import dense_patch_slices
+    from monai.inferers.utils import _get_scan_interval
+
+    from advnorm.inference import window_count
+
+    padded = tuple(max(s, r) for s, r in zip(shape, roi, strict=True))
+    interval = _get_scan_interval(padded, roi, 3, (overlap,) * 3)
+    assert window_count(shape, roi, overlap) == len(dense_patch_slices(padded, roi, interval))
+
+
+def test_a_window_off_the_pooling_grid_is_rounded_up_and_said(run):
+    from advnorm.config import model_stride
+    from advnorm.errors import AdvnormWarning
+    from advnorm.inference import InferenceWindow, TrainedModel
+
+    stride = model_stride(TrainedModel(run).cfg.model)
+    assert stride > 1
+    asked = 2 * stride + 1
+    said = f"inference window {asked} is not a multiple of the networks' stride {stride}: using {3 * stride}"
+    with pytest.warns(AdvnormWarning, match=said):
+        assert TrainedModel(run, window=InferenceWindow(asked, 0.5)).window == InferenceWindow(3 * stride, 0.5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert TrainedModel(run, window=InferenceWindow(2 * stride, 0.5)).window.edge == 2 * stride
+
+
+@pytest.mark.parametrize("verb", ["predict", "evaluate"])
+def test_many_windows_are_warned_about_before_the_wait(verb, run, domains, tmp_path, monkeypatch, capsys):
+    """The warning names the input; the verbs give it before predicting the volume, not after the wait."""
+    from advnorm import inference
+
+    monkeypatch.setattr(inference, "MANY_WINDOWS", 1)
+    ds = open_domains([domains[0]])[0]
+    image = str(ds.cases[0].image)
+    if verb == "predict":
+        args = ["predict", "--model", str(run), "-i", image, "-o", str(tmp_path / "out")]
+    else:
+        args = ["evaluate", "--model", str(run), "--data", domains[0], "-o", str(tmp_path / "eval.json")]
+    assert main([*args, "--window", "16", "--overlap", "0.5", "--no-progress"]) == 0
+    captured = capsys.readouterr()
+    said = [line for line in captured.err.splitlines() if "inference windows of 16^3 voxels (overlap 0.5)" in line]
+    assert said, captured.err
+    if verb == "predict":
+        assert image in said[0]
+
+
+def test_live_networks_predict_as_their_checkpoint(run, domains):
+    """What a benchmark or a training loop passes as ``nets`` is used as is (no checkpoint is read)."""
+    from advnorm.inference import TrainedModel
+    from advnorm.models.networks import Networks
+    from advnorm.models.weights import load_weights
+
+    loaded = TrainedModel(run)
+    nets = Networks(loaded.cfg, len(loaded.domains), "cpu", classes=loaded.classes)
+    ds = open_domains([domains[0]])[0]
+    subject = ds.load_case(ds.cases[0])
+    untrained = TrainedModel(run, nets=nets.eval()).predict(subject)
+    load_weights(loaded.files.best, nets)
+    live = TrainedModel(run, nets=nets).predict(subject)
+    assert np.array_equal(live.probs, loaded.predict(subject).probs)
+    assert not np.array_equal(untrained.probs, live.probs)
 
 
 @pytest.mark.parametrize(

@@ -1,14 +1,16 @@
 """Full-volume normalization and segmentation with a trained run, results on the input's own grid.
 
-G and S use BatchNorm, whose eval-mode output does not depend on the window, so a
-volume is processed fully convolutionally in a few large windows (whole volume
-when it fits) and blended with Gaussian weights; what is averaged is G's output
+G and S use BatchNorm, whose eval-mode output does not depend on the statistics of
+a window, so a volume is processed fully convolutionally in a few large windows
+(whole volume when it fits; the window's border still matters, see
+:class:`InferenceWindow`) and blended with Gaussian weights; what is averaged is G's output
 and S's softmax probabilities, never label ids. Probabilities are resampled back
 to the source grid and only then turned into labels.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,18 +67,41 @@ class TrainedModel:
         checkpoint: str = "best",
         device: str = "auto",
         window: InferenceWindow | None = None,
+        *,
+        nets: Networks | None = None,
     ) -> None:
-        self.window = window or InferenceWindow()
+        """``nets``: a training run's live networks to use instead of a checkpoint's (``checkpoint`` and
+        ``device`` are then ignored, and the caller sets their mode); the run folder still gives the config
+        and the fitted input transform."""
         self.files = files = RunFolder(Path(run_dir))
         self.cfg, self.run = files.read_config()
+        self.window = self._on_the_pooling_grid(window or InferenceWindow())
         self.spec = METHOD_SPECS[self.cfg.method]
         self.domains: list[str] = self.run["domains"]
         self.classes: tuple[str, ...] = tuple(self.run.get("classes") or CLASS_NAMES)
         """The names of the classes S predicts, background first (the training data's label set)."""
+        if nets is not None:
+            self.device, self.nets = nets.device, nets
+            return
         self.device = pick_device(device)
         self.nets = Networks(self.cfg, len(self.domains), self.device, classes=self.classes)
         load_weights(files.checkpoint(checkpoint), self.nets)
         self.nets.eval()
+
+    def _on_the_pooling_grid(self, window: InferenceWindow) -> InferenceWindow:
+        """``window`` with its edge rounded up to a multiple of the networks' stride (what the sliding window
+        can use), with a warning when that changes it, so the edge recorded is the one used."""
+        stride = model_stride(self.cfg.model)
+        edge = _round_up(window.edge, stride)
+        if edge != window.edge:
+            warnings.warn(
+                AdvnormWarning(
+                    f"inference window {window.edge} is not a multiple of the networks' stride {stride}: using {edge}",
+                    self.files.config,
+                ),
+                stacklevel=3,
+            )
+        return dataclasses.replace(window, edge=edge)
 
     def network_input(self, subject: Subject) -> np.ndarray:
         """The run's input transform of ``subject``; an image it cannot take is refused, one unlike every
@@ -132,6 +157,28 @@ class TrainedModel:
                 f"run config: tissue_shares is unusable ({one_line(exc, 80)})", self.files.config
             ) from None
 
+    def _padding_and_roi(self, shape: tuple[int, ...], window: int) -> tuple[list[int], tuple[int, ...]]:
+        """The padding at the far end of each axis (so the pooling grid starts at voxel 0) and the window."""
+        stride = model_stride(self.cfg.model)
+        pad = [_round_up(s, stride) - s for s in shape]
+        return pad, tuple(min(_round_up(window, stride), s + p) for s, p in zip(shape, pad, strict=True))
+
+    def warn_if_many_windows(self, subject: Subject) -> None:
+        """Warn (naming the input) when ``subject`` needs more than :data:`MANY_WINDOWS` sliding windows with
+        this model's window: the CLI calls it before :meth:`predict`, so the user learns it before the wait."""
+        pad, roi = self._padding_and_roi(subject.mask.shape, self.window.edge)
+        padded = tuple(s + p for s, p in zip(subject.mask.shape, pad, strict=True))
+        count = window_count(padded, roi, self.window.overlap)
+        if count > MANY_WINDOWS:
+            warnings.warn(
+                AdvnormWarning(
+                    f"{count:,} inference windows of {roi[0]}^3 voxels (overlap {self.window.overlap:g}) for this "
+                    "volume: it will take long; a larger --window or smaller --overlap is faster",
+                    subject.source.path,
+                ),
+                stacklevel=2,
+            )
+
     @torch.no_grad()
     def predict(
         self, subject: Subject, *, window: int | None = None, overlap: float | None = None, segment: bool = True
@@ -142,10 +189,8 @@ class TrainedModel:
         overlap = self.window.overlap if overlap is None else overlap
         x = torch.from_numpy(self.network_input(subject))[None, None]
         m = torch.from_numpy(subject.mask.astype(np.float32))[None, None]
-        stride = model_stride(self.cfg.model)
         shape = x.shape[2:]
-        pad = [_round_up(s, stride) - s for s in shape]  # at the far end, so the pooling grid starts at voxel 0
-        roi = tuple(min(_round_up(window, stride), s + p) for s, p in zip(shape, pad, strict=True))
+        pad, roi = self._padding_and_roi(shape, window)
         nets = self.nets
         stats = image_stats(x, m, nets.value_range).to(
             self.device
@@ -205,6 +250,21 @@ def write_outputs(
         dtype = np.uint8 if seg.max(initial=0) < 256 else np.int16
         save_nifti(paths[-1], seg.astype(dtype), subject.source.affine, template_header=subject.source.header)
     return paths
+
+
+MANY_WINDOWS = 2_000
+"""More sliding windows per volume than this gets a warning (a 160^3 default window needs 1-8 on brain MRI;
+``--window 8 --overlap 0.9`` on an iSEG volume needs about 60 million)."""
+
+
+def window_count(shape: tuple[int, ...] | torch.Size, roi: tuple[int, ...], overlap: float) -> int:
+    """How many windows MONAI's ``sliding_window_inference`` places over ``shape`` (its step: ``roi`` x
+    (1 - ``overlap``), at least 1 voxel; the last window flush with the far edge)."""
+    count = 1
+    for size, edge in zip(shape, roi, strict=True):
+        step = max(int(edge * (1 - overlap)), 1)
+        count *= 1 if size <= edge else -(-(size - edge) // step) + 1
+    return count
 
 
 def _round_up(n: int, k: int) -> int:

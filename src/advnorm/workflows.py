@@ -175,7 +175,10 @@ def _write_volumes(
             for ds, case in bar:
                 with warnings.catch_warnings(record=True) as said:  # shown below, once they are all known
                     subject = ds.load_case(case, with_label=False)
+                model.warn_if_many_windows(subject)  # at once: before the wait
+                with warnings.catch_warnings(record=True) as more:
                     pred = model.predict(subject, segment="seg" in kinds)
+                said += more
                 for w in said:  # filtered already (--strict raised above): show each as it would have been
                     warnings.showwarning(w.message, w.category, w.filename, w.lineno)
                 # one line per input: its own warning (unstripped, unlike the training data) explains a bad result

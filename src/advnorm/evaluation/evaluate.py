@@ -124,6 +124,7 @@ def evaluate(
     for ds, case in tqdm(planned, disable=None if progress else True, unit="volume", leave=False):
         subject = ds.load_case(case)
         label = subject.require_label()
+        model.warn_if_many_windows(subject)
         pred = model.predict(subject)
         metrics = case_metrics(pred.labels, label, subject.spacing, names=model.classes)
         log(f"  {ds.name}/{case.case_id}: Dice " + " ".join(f"{k}={v:.3f}" for k, v in metrics["dice"].items()))
