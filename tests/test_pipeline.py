@@ -187,6 +187,41 @@ def test_window_count_is_monais(shape, roi, overlap):
     assert window_count(shape, roi, overlap) == len(dense_patch_slices(padded, roi, interval))
 
 
+@pytest.mark.parametrize(
+    ("roi", "per_pass"),
+    [
+        ((160, 160, 160), 1),  # the default: one window's memory, as before
+        ((144, 160, 160), 1),  # the default on an iSEG volume
+        ((128, 128, 128), 1),
+        ((96, 96, 96), 2),
+        ((64, 64, 64), 2),
+        ((32, 32, 32), 2),
+        ((8, 8, 8), 2),
+    ],
+)
+def test_windows_per_pass_never_exceed_the_default_windows_memory(roi, per_pass):
+    from advnorm.config import INFERENCE_WINDOW
+    from advnorm.inference import windows_per_pass
+
+    assert windows_per_pass(roi) == per_pass
+    assert per_pass == 1 or per_pass * int(np.prod(roi)) <= INFERENCE_WINDOW**3
+
+
+def test_windows_in_one_pass_predict_as_one_at_a_time(run, domains, monkeypatch):
+    """Batching windows changes the order of floating-point sums, nothing else (BatchNorm in eval mode)."""
+    from advnorm import inference
+
+    ds = open_domains([domains[0]])[0]
+    subject = ds.load_case(ds.cases[0])
+    model = inference.TrainedModel(run, window=inference.InferenceWindow(16, 0.5))
+    assert inference.windows_per_pass((16, 16, 16)) > 1
+    batched = model.predict(subject)
+    monkeypatch.setattr(inference, "windows_per_pass", lambda roi: 1)
+    alone = model.predict(subject)
+    assert np.abs(batched.probs - alone.probs).max() < 1e-4
+    assert np.abs(batched.normalized - alone.normalized).max() < 1e-4
+
+
 def test_a_window_off_the_pooling_grid_is_rounded_up_and_said(run):
     from advnorm.config import model_stride
     from advnorm.errors import AdvnormWarning

@@ -40,7 +40,7 @@ class InferenceWindow:
     labels as the training patch size for every method but one: the paper's ``adversarial`` G, which erases
     the GM/WM contrast and so leaves S reading context, segments WM differently with 160^3 and 32^3 windows
     (docs/method.md, "Whole-volume inference and the window"); ``edge`` = the training patch size reproduces
-    what the networks saw in training, at several times the time."""
+    what the networks saw in training, at about twice the time (docs/method.md)."""
 
     edge: int = INFERENCE_WINDOW
     overlap: float = INFERENCE_OVERLAP
@@ -207,7 +207,14 @@ class TrainedModel:
 
         inp = torch.nn.functional.pad(torch.cat([x, m], dim=1), (0, pad[2], 0, pad[1], 0, pad[0])).to(self.device)
         out = sliding_window_inference(
-            inp, roi, 1, predictor, overlap=overlap, mode="gaussian", padding_mode="constant", cval=0.0
+            inp,
+            roi,
+            windows_per_pass(roi),
+            predictor,
+            overlap=overlap,
+            mode="gaussian",
+            padding_mode="constant",
+            cval=0.0,
         )
         assert isinstance(out, torch.Tensor)  # MONAI returns a tuple or dict only for such predictors
         stack = out[0, :, : shape[0], : shape[1], : shape[2]].cpu().numpy()
@@ -255,6 +262,22 @@ def write_outputs(
 MANY_WINDOWS = 2_000
 """More sliding windows per volume than this gets a warning (a 160^3 default window needs 1-8 on brain MRI;
 ``--window 8 --overlap 0.9`` on an iSEG volume needs about 60 million)."""
+
+
+MAX_WINDOWS_PER_PASS = 2
+
+
+def windows_per_pass(roi: tuple[int, ...]) -> int:
+    """How many sliding windows G and S take in one forward pass: two when two fit in the voxels of the default
+    window (so a pass never needs more memory than the default's), else one.
+
+    Why: on the CPU, PyTorch's 3-D convolution over a batch of one small volume takes a slower kernel than over
+    two, and S's deep levels are small even when the window is not. An iSEG volume, one thread: 32^3 windows at
+    overlap 0.5 take 0.24 of the time with two windows per pass (four: 0.24, eight: 0.28), 64^3 windows 0.53
+    (four: 0.58), measured with ``experiments/window_batch_timing.py`` (docs/method.md, "Whole-volume inference
+    and the window")."""
+    fits = INFERENCE_WINDOW**3 // max(int(np.prod(roi)), 1)
+    return int(min(max(fits, 1), MAX_WINDOWS_PER_PASS))
 
 
 def window_count(shape: tuple[int, ...] | torch.Size, roi: tuple[int, ...], overlap: float) -> int:
