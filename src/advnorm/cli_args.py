@@ -83,7 +83,7 @@ def _add_inference(p: argparse.ArgumentParser) -> None:
         metavar="N",
         help=f"edge of the sliding inference window in voxels (default {INFERENCE_WINDOW}, fast); the training patch "
         "size (32 in both profiles) reproduces what the networks saw in training, about twice as slow "
-        "(docs/method.md: the paper's adversarial G is the one method whose labels depend on it)",
+        "(docs/method.md: the labels of adversarial and augmented depend on it)",
     )
     p.add_argument(
         "--overlap",
