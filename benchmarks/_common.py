@@ -23,6 +23,10 @@ import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH_DIR = ROOT / "benchmarks"
+LARGE_WINDOW, LARGE_OVERLAP = 160, 0.25
+"""advnorm's large inference windows (``--window 160 --overlap 0.25``), the default until 2026-11-28, when the
+default became the training patch size at overlap 0.5: what the inference and time-to-Dice benchmarks segment
+with, so their recorded results stay reproducible."""
 
 
 def machine() -> dict:

@@ -1,7 +1,7 @@
 """Full-volume inference: seconds to normalize and segment one 144 x 192 x 256 volume.
 
-advnorm's ``TrainedModel.predict`` (whole-volume, few large windows; the path ``advnorm
-predict`` runs) against MONAI's ``sliding_window_inference`` with 32^3 windows at 0.75
+advnorm's ``TrainedModel.predict`` (whole-volume, few large windows: ``advnorm predict --window 160
+--overlap 0.25``, the default until 2026-11-28) against MONAI's ``sliding_window_inference`` with 32^3 windows at 0.75
 overlap (the patch-style inference of the original work), with the *same* trained
 weights and the same G -> S predictor, and the Dice (mean over CSF, GM, WM) of both
 against the ground truth, on a phantom subject of the training domain.
@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from _common import BENCH_DIR, log, median
+from _common import BENCH_DIR, LARGE_OVERLAP, LARGE_WINDOW, log, median
 
 VOLUME_SHAPE = (144, 192, 256)
 TRAIN_STEPS, WARMUP_STEPS = 150, 30
@@ -153,8 +153,7 @@ def dice_per_class(pred: np.ndarray, truth: np.ndarray) -> list[float]:
 def run(smoke: bool = False, retrain: bool = False) -> dict:
     from monai.inferers import sliding_window_inference
 
-    from advnorm.config import INFERENCE_OVERLAP, INFERENCE_WINDOW
-    from advnorm.inference import TrainedModel
+    from advnorm.inference import InferenceWindow, TrainedModel
 
     shape = (40, 48, 56) if smoke else VOLUME_SHAPE
     if smoke:  # untrained weights in a temporary folder: the smoke run only exercises the code
@@ -162,7 +161,7 @@ def run(smoke: bool = False, retrain: bool = False) -> dict:
         run_dir, training = trained_run(0, 0, retrain=True, shape=shape, root=tmp, profile="tiny")
     else:
         run_dir, training = trained_run(TRAIN_STEPS, WARMUP_STEPS, retrain=retrain, shape=shape)
-    tm = TrainedModel(run_dir, device="cpu")
+    tm = TrainedModel(run_dir, device="cpu", window=InferenceWindow(LARGE_WINDOW, LARGE_OVERLAP))
     subject = phantom_subject(1, 4, shape, synthetic=smoke)  # subject 4: not in the 3-subject training phantom
     nets = tm.nets
 
@@ -186,7 +185,7 @@ def run(smoke: bool = False, retrain: bool = False) -> dict:
         m = torch.from_numpy(subject.mask.astype(np.float32))[None, None]
         with torch.no_grad():
             out = sliding_window_inference(
-                torch.cat([x, m], 1), (INFERENCE_WINDOW,) * 3, 1, predictor, overlap=INFERENCE_OVERLAP, mode="gaussian"
+                torch.cat([x, m], 1), (LARGE_WINDOW,) * 3, 1, predictor, overlap=LARGE_OVERLAP, mode="gaussian"
             )
         return out[0, 1:].numpy().argmax(0).astype(np.uint8)
 
@@ -213,8 +212,8 @@ def run(smoke: bool = False, retrain: bool = False) -> dict:
         "advnorm": {
             "seconds": times["advnorm"],
             "median_seconds": median(times["advnorm"]),
-            "window": INFERENCE_WINDOW,
-            "overlap": INFERENCE_OVERLAP,
+            "window": LARGE_WINDOW,
+            "overlap": LARGE_OVERLAP,
             "blend": "gaussian",
             "dice_csf_gm_wm": d_ours,
             "mean_dice": float(np.mean(d_ours)),
@@ -233,8 +232,8 @@ def run(smoke: bool = False, retrain: bool = False) -> dict:
         "monai_same_windows": {
             "seconds": times["monai_same_windows"],
             "median_seconds": median(times["monai_same_windows"]),
-            "window": INFERENCE_WINDOW,
-            "overlap": INFERENCE_OVERLAP,
+            "window": LARGE_WINDOW,
+            "overlap": LARGE_OVERLAP,
             "blend": "gaussian",
             "dice_csf_gm_wm": dice_per_class(labels["monai_same_windows"], subject.label),
         },

@@ -125,7 +125,8 @@ def _load(chosen: list, split: dict, part: str) -> list:
 
 
 def _advnorm(args: dict, race: Race, datasets: list, split: dict) -> dict:
-    from advnorm.inference import TrainedModel
+    from _common import LARGE_OVERLAP, LARGE_WINDOW
+    from advnorm.inference import InferenceWindow, TrainedModel
     from advnorm.training.loop import TrainingRun
 
     cfg = _config(args)
@@ -148,7 +149,7 @@ def _advnorm(args: dict, race: Race, datasets: list, split: dict) -> dict:
 
     def segment(subject) -> np.ndarray:
         if not live:
-            live.append(TrainedModel(run.files.root, nets=run.nets))
+            live.append(TrainedModel(run.files.root, InferenceWindow(LARGE_WINDOW, LARGE_OVERLAP), nets=run.nets))
         run.nets.eval()
         try:
             return live[0].predict(subject).labels

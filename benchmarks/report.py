@@ -434,10 +434,12 @@ def _speed_sources(step: dict) -> list[str]:
     add("* **D scores real and generated patches in one pass** (its GroupNorm is per sample: the same computation) and")
     add("  each update has one foreach optimizer, where the reference steps one per-parameter-loop optimizer per net.")
     add(
-        "* **Whole-volume inference** in a few large windows "
-        "(BatchNorm's eval-mode output does not depend on the window)"
+        "* **Whole-volume inference** in a few large windows (`--window 160 --overlap 0.25`; BatchNorm's eval-mode "
+        "statistics do not depend on the window)"
     )
-    add("  instead of thousands of overlapping 32^3 windows: the compute saved is the windows' overlap.")
+    add("  instead of thousands of overlapping 32^3 windows: the compute saved is the windows' overlap. The default")
+    add("  since 2026-11-28 is the training patch size at overlap 0.5, two windows per pass, about twice the time of")
+    add("  the large windows, since two methods' labels depend on the window (docs/method.md).")
     add(
         "* **Patches are sliced out of the in-memory volumes on demand** "
         "(vectorized corner computation per batch), never"

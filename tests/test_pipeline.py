@@ -159,9 +159,13 @@ def test_a_models_window_is_what_predict_uses(run, domains):
 
     ds = open_domains([domains[0]])[0]
     subject = ds.load_case(ds.cases[0])
-    small = TrainedModel(run, window=InferenceWindow(24, 0.5)).predict(subject)
-    assert np.array_equal(small.probs, TrainedModel(run).predict(subject, window=24, overlap=0.5).probs)
-    assert not np.array_equal(small.probs, TrainedModel(run).predict(subject).probs)
+    default = TrainedModel(run)
+    patch = default.cfg.train.patch_size
+    assert default.window == InferenceWindow(patch, 0.5)  # the training patch size, nnU-Net's overlap
+    other = 2 * patch
+    large = TrainedModel(run, window=InferenceWindow(other, 0.25)).predict(subject)
+    assert np.array_equal(large.probs, default.predict(subject, window=other, overlap=0.25).probs)
+    assert not np.array_equal(large.probs, default.predict(subject).probs)
 
 
 @pytest.mark.parametrize(
@@ -200,11 +204,11 @@ def test_window_count_is_monais(shape, roi, overlap):
     ],
 )
 def test_windows_per_pass_never_exceed_the_default_windows_memory(roi, per_pass):
-    from advnorm.config import INFERENCE_WINDOW
+    from advnorm.config import INFERENCE_PASS_VOXELS
     from advnorm.inference import windows_per_pass
 
     assert windows_per_pass(roi) == per_pass
-    assert per_pass == 1 or per_pass * int(np.prod(roi)) <= INFERENCE_WINDOW**3
+    assert per_pass == 1 or per_pass * int(np.prod(roi)) <= INFERENCE_PASS_VOXELS
 
 
 def test_windows_in_one_pass_predict_as_one_at_a_time(run, domains, monkeypatch):

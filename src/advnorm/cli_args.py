@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from advnorm import __version__
-from advnorm.config import DEMO_EPOCHS, INFERENCE_OVERLAP, INFERENCE_WINDOW, PROFILES
+from advnorm.config import DEMO_EPOCHS, INFERENCE_OVERLAP, PROFILES
 from advnorm.methods import METHODS
 
 EXIT_USER_ERROR = 2
@@ -79,11 +79,11 @@ def _add_inference(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--window",
         type=_window_edge,
-        default=INFERENCE_WINDOW,
+        default=None,
         metavar="N",
-        help=f"edge of the sliding inference window in voxels (default {INFERENCE_WINDOW}, fast); the training patch "
-        "size (32 in both profiles) reproduces what the networks saw in training, about twice as slow "
-        "(docs/method.md: the labels of adversarial and augmented depend on it)",
+        help="edge of the sliding inference window in voxels (default: the run's training patch size, 32 in both "
+        "profiles: what the networks saw in training); --window 160 --overlap 0.25 takes half the time, and "
+        "changes the labels of adversarial and augmented (docs/method.md, the window)",
     )
     p.add_argument(
         "--overlap",

@@ -155,9 +155,14 @@ DEMO_EPOCHS = 16
 """``advnorm demo``'s main epochs: 400 S updates, a third of the quick profile's budget, so that its two trainings end
 within 15 minutes on 2 cores. What it costs in Dice, measured: docs/method.md, "The quick profile at the plateau
 budget"."""
-INFERENCE_WINDOW = 160
-"""Window edge for whole-volume inference: large windows amortise the U-Net's border cost."""
-INFERENCE_OVERLAP = 0.25
+INFERENCE_OVERLAP = 0.5
+"""Overlap of neighbouring windows of whole-volume inference, whose edge is by default the run's training patch
+size (``train.patch_size``), as nnU-Net does: what the networks saw in training. Until 2026-11-28 the default
+was 160^3 windows at overlap 0.25, twice as fast; `augmented` and `adversarial` segment differently with them
+(docs/method.md, "Whole-volume inference and the window"); ``--window 160 --overlap 0.25`` restores it."""
+INFERENCE_PASS_VOXELS = 160**3
+"""The most voxels one forward pass of inference takes (several small windows share a pass up to it): the
+memory of the 160^3 window that was the default, measured to fit (docs/performance.md)."""
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,10 @@
 """Full-volume normalization and segmentation with a trained run, results on the input's own grid.
 
 G and S use BatchNorm, whose eval-mode output does not depend on the statistics of
-a window, so a volume is processed fully convolutionally in a few large windows
-(whole volume when it fits; the window's border still matters, see
-:class:`InferenceWindow`) and blended with Gaussian weights; what is averaged is G's output
+a window, so a volume is processed fully convolutionally in sliding windows of any
+size; the default is the training patch size (the window's border still matters, see
+:class:`InferenceWindow`), two windows per forward pass, blended with Gaussian
+weights; what is averaged is G's output
 and S's softmax probabilities, never label ids. Probabilities are resampled back
 to the source grid and only then turned into labels.
 """
@@ -19,7 +20,7 @@ import numpy as np
 import torch
 from monai.inferers import sliding_window_inference
 
-from advnorm.config import INFERENCE_OVERLAP, INFERENCE_WINDOW, model_stride
+from advnorm.config import INFERENCE_OVERLAP, INFERENCE_PASS_VOXELS, model_stride
 from advnorm.data.divergence import jensen_shannon
 from advnorm.data.intensity import FAR_FROM_TRAINING_JSD, input_histogram, raw_input_problem, transform_image
 from advnorm.data.subject import Subject
@@ -36,14 +37,14 @@ from advnorm.run_folder import RunFolder, pick_device
 
 @dataclass(frozen=True)
 class InferenceWindow:
-    """The sliding window of whole-volume inference. The default, large windows, is fast and gives labels
-    within 0.010 mean Dice of the training patch size's for most methods, but not for two whose S reads context:
-    the paper's ``adversarial`` (its G erases the GM/WM contrast) and ``augmented`` (S trained under random
-    contrasts), which segment differently with 160^3 and 32^3 windows (docs/method.md, "Whole-volume inference
-    and the window"); ``edge`` = the training patch size reproduces what the networks saw in training, at
-    about twice the time."""
+    """The sliding window of whole-volume inference. ``edge`` None: the run's training patch size, what the
+    networks saw in training (nnU-Net's choice). Larger windows (160^3 at overlap 0.25, the default until
+    2026-11-28) take half the time and give labels within 0.010 mean Dice of it for most methods, but not for
+    two whose S reads context: the paper's ``adversarial`` (its G erases the GM/WM contrast) and ``augmented``
+    (S trained under random contrasts), which segment differently with them (docs/method.md, "Whole-volume
+    inference and the window")."""
 
-    edge: int = INFERENCE_WINDOW
+    edge: int | None = None
     overlap: float = INFERENCE_OVERLAP
 
 
@@ -93,6 +94,8 @@ class TrainedModel:
         """``window`` with its edge rounded up to a multiple of the networks' stride (what the sliding window
         can use), with a warning when that changes it, so the edge recorded is the one used."""
         stride = model_stride(self.cfg.model)
+        if window.edge is None:
+            return dataclasses.replace(window, edge=_round_up(self.cfg.train.patch_size, stride))
         edge = _round_up(window.edge, stride)
         if edge != window.edge:
             warnings.warn(
@@ -158,6 +161,12 @@ class TrainedModel:
                 f"run config: tissue_shares is unusable ({one_line(exc, 80)})", self.files.config
             ) from None
 
+    @property
+    def edge(self) -> int:
+        """The edge of the model's window in voxels (resolved: never None)."""
+        assert self.window.edge is not None
+        return self.window.edge
+
     def _padding_and_roi(self, shape: tuple[int, ...], window: int) -> tuple[list[int], tuple[int, ...]]:
         """The padding at the far end of each axis (so the pooling grid starts at voxel 0) and the window."""
         stride = model_stride(self.cfg.model)
@@ -167,7 +176,7 @@ class TrainedModel:
     def warn_if_many_windows(self, subject: Subject) -> None:
         """Warn (naming the input) when ``subject`` needs more than :data:`MANY_WINDOWS` sliding windows with
         this model's window: the CLI calls it before :meth:`predict`, so the user learns it before the wait."""
-        pad, roi = self._padding_and_roi(subject.mask.shape, self.window.edge)
+        pad, roi = self._padding_and_roi(subject.mask.shape, self.edge)
         padded = tuple(s + p for s, p in zip(subject.mask.shape, pad, strict=True))
         count = window_count(padded, roi, self.window.overlap)
         if count > MANY_WINDOWS:
@@ -186,7 +195,7 @@ class TrainedModel:
     ) -> Prediction:
         """G's output (or the fixed input transform) and, with ``segment``, S's probabilities, on the working grid;
         ``window`` and ``overlap`` default to the model's :class:`InferenceWindow`."""
-        window = self.window.edge if window is None else window
+        window = self.edge if window is None else window
         overlap = self.window.overlap if overlap is None else overlap
         x = torch.from_numpy(self.network_input(subject))[None, None]
         m = torch.from_numpy(subject.mask.astype(np.float32))[None, None]
@@ -260,8 +269,9 @@ def write_outputs(
     return paths
 
 
-MANY_WINDOWS = 2_000
-"""More sliding windows per volume than this gets a warning (a 160^3 default window needs 1-8 on brain MRI;
+MANY_WINDOWS = 20_000
+"""More sliding windows per volume than this gets a warning (the default 32^3 windows at overlap 0.5 need
+1,320 on an iSEG volume, 160^3 ones at 0.25 need 4;
 ``--window 8 --overlap 0.9`` on an iSEG volume needs about 60 million)."""
 
 
@@ -269,15 +279,15 @@ MAX_WINDOWS_PER_PASS = 2
 
 
 def windows_per_pass(roi: tuple[int, ...]) -> int:
-    """How many sliding windows G and S take in one forward pass: two when two fit in the voxels of the default
-    window (so a pass never needs more memory than the default's), else one.
+    """How many sliding windows G and S take in one forward pass: two when two fit in
+    :data:`~advnorm.config.INFERENCE_PASS_VOXELS` (the memory of a 160^3 window), else one.
 
     Why: on the CPU, PyTorch's 3-D convolution over a batch of one small volume takes a slower kernel than over
     two, and S's deep levels are small even when the window is not. An iSEG volume, one thread: 32^3 windows at
     overlap 0.5 take 0.24 of the time with two windows per pass (four: 0.24, eight: 0.28), 64^3 windows 0.53
     (four: 0.58), measured with ``experiments/window_batch_timing.py`` (docs/method.md, "Whole-volume inference
     and the window")."""
-    fits = INFERENCE_WINDOW**3 // max(int(np.prod(roi)), 1)
+    fits = INFERENCE_PASS_VOXELS // max(int(np.prod(roi)), 1)
     return int(min(max(fits, 1), MAX_WINDOWS_PER_PASS))
 
 
