@@ -272,7 +272,7 @@ def write_outputs(
 MANY_WINDOWS = 20_000
 """More sliding windows per volume than this gets a warning (the default 32^3 windows at overlap 0.5 need
 1,320 on an iSEG volume, 160^3 ones at 0.25 need 4;
-``--window 8 --overlap 0.9`` on an iSEG volume needs about 60 million)."""
+``--window 8 --overlap 0.9`` on an iSEG volume needs 6.3 million)."""
 
 
 MAX_WINDOWS_PER_PASS = 2

@@ -121,7 +121,7 @@ def _preprocessing(stride: int, with_stats: bool, patch: int) -> dict[str, Any]:
         "G and S use BatchNorm in eval mode, so no statistic depends on the window, but the zero padding at its "
         f"border does: advnorm predict slides windows of the training patch size ({patch}^3 voxels) at overlap "
         "0.5 with Gaussian blending of G's output and the probabilities, what the networks saw in training; one "
-        "pass over the whole volume (or 160^3 windows) is faster and moves most methods' mean Dice by under 0.01, "
+        "pass over the whole volume (or 160^3 windows) is faster and moves most methods' mean Dice by 0.010 or less, "
         "but not that of the adversarial and augmented methods (advnorm's docs/method.md)"
     )
     return {
