@@ -15,7 +15,7 @@ from advnorm.config import SCALE_TOP
 from advnorm.export.exporters import ExportFormat
 from advnorm.export.modules import io_names, uses_stats
 from advnorm.export.stats import stats_code, stats_doc
-from advnorm.inference import TrainedModel
+from advnorm.inference import InferenceWindow, TrainedModel
 from advnorm.labels import CLASS_NAMES
 from advnorm.models.transfer import N_STATS, ValueRange
 from advnorm.run_folder import versions
@@ -84,7 +84,7 @@ def describe(
             "layout": "(batch, channel, i, j, k): i, j, k the voxel axes of the 1 mm RAS working grid "
             "(i towards Right, j towards Anterior, k towards Superior)",
         },
-        "preprocessing": _preprocessing(stride, with_stats, model.cfg.train.patch_size),
+        "preprocessing": _preprocessing(stride, with_stats, model.window),
         "input_transform": _input_transform(model),
         "stats": stats_doc(model.nets.value_range, spec.input_transform) if with_stats else None,
         "labels": _labels(model, classes),
@@ -105,7 +105,7 @@ _TENSOR_DOC = {
 }
 
 
-def _preprocessing(stride: int, with_stats: bool, patch: int) -> dict[str, Any]:
+def _preprocessing(stride: int, with_stats: bool, window: InferenceWindow) -> dict[str, Any]:
     steps = [
         "zero the image outside the brain mask (skull-stripped images: mask = image != 0)",
         "resample image (linear) and mask (nearest) to a 1 mm isotropic axis-aligned RAS grid "
@@ -119,8 +119,9 @@ def _preprocessing(stride: int, with_stats: bool, patch: int) -> dict[str, Any]:
     ]
     windows = (
         "G and S use BatchNorm in eval mode, so no statistic depends on the window, but the zero padding at its "
-        f"border does: advnorm predict slides windows of the training patch size ({patch}^3 voxels) at overlap "
-        "0.5 with Gaussian blending of G's output and the probabilities, what the networks saw in training; one "
+        f"border does: advnorm predict slides windows of the training patch size ({window.edge}^3 voxels) at "
+        f"overlap {window.overlap:g} with Gaussian blending of G's output and the probabilities, what the networks "
+        "saw in training; one "
         "pass over the whole volume (or 160^3 windows) is faster and moves most methods' mean Dice by 0.010 or less, "
         "but not that of the adversarial and augmented methods (advnorm's docs/method.md)"
     )
