@@ -208,6 +208,9 @@ class TrainConfig:
     """``augmented`` only: the bound of its Gaussian noise's standard deviation, drawn per patch in [0, bound]
     (images are roughly in [0, 1.5]; 0: no noise). It was 0.08 until measured: noise above an isointense infant
     T1's GM-WM contrast (about 0.03 here) made S lose tissues (docs/method.md); runs made before lacked the key."""
+    augment_share: float = 1.0
+    """``augmented`` only: the share of training patches it augments (each patch drawn at random); the rest reach S
+    as they are, as nnU-Net applies each of its intensity transforms to a share of patches. 1: every patch."""
     contrast_randomisation: float = 0.0
     """Share of training patches whose image is put through a random intensity curve first (tissues get random,
     possibly inverted levels; the image's statistics follow): contrasts no site showed, for sites never seen

@@ -33,6 +33,7 @@ def validate(cfg: Config) -> None:
     need(t.stop_patience >= 0, "train.stop_patience must be >= 0 (0: off)")
     need(0 <= t.augment_bias <= 2, "train.augment_bias must be in [0, 2]")
     need(0 <= t.augment_noise <= 1, "train.augment_noise must be in [0, 1]")
+    need(0 < t.augment_share <= 1, "train.augment_share must be in (0, 1]")
     need(0 <= t.contrast_randomisation <= 1, "train.contrast_randomisation must be in [0, 1]")
     need(2 <= t.batch_size <= MAX_BATCH, f"train.batch_size must be in [2, {MAX_BATCH}]")
     need(

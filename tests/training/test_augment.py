@@ -72,3 +72,19 @@ def test_augment_noise_bounds_the_noise():
     assert spreads[0.0] < 1e-5
     assert 0 < spreads[0.02] < 0.02 * 1.1
     assert spreads[0.02] < spreads[0.08] < 0.08 * 1.1
+
+
+def test_augment_share_passes_the_other_patches_through_unchanged():
+    """At share 1 every patch is augmented and the draws are those of before the setting (same result as the
+    default call); below 1 about that share is, and every other patch is exactly its input."""
+    x, mask = _batch(b=400, s=8)
+    assert torch.equal(
+        augment_intensity(x, mask, torch.Generator().manual_seed(9)),
+        augment_intensity(x, mask, torch.Generator().manual_seed(9), share=1.0),
+    )
+    for share in (0.25, 0.5):
+        y = augment_intensity(x, mask, torch.Generator().manual_seed(9), share=share)
+        same = [torch.equal(y[i], x[i]) for i in range(len(x))]
+        changed = [(y[i] - x[i]).abs().max() > 1e-3 for i in range(len(x))]
+        assert all(s != bool(c) for s, c in zip(same, changed))
+        assert abs(sum(changed) / len(x) - share) < 0.08

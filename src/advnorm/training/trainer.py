@@ -131,7 +131,9 @@ class Trainer:
         self.stats = None if stats is None else stats.to(device, non_blocking=True)
         if self.nets.spec.augment and self.nets.training:
             t = self.cfg.train
-            self.x = augment_intensity(self.x, self.mask, self.aug_gen, t.augment_bias, t.augment_noise)
+            self.x = augment_intensity(
+                self.x, self.mask, self.aug_gen, t.augment_bias, t.augment_noise, t.augment_share
+            )
         share = self.cfg.train.contrast_randomisation
         if share > 0 and self.nets.training:
             if self.profile is None or self.stats is None:
