@@ -150,6 +150,30 @@ def dice_per_class(pred: np.ndarray, truth: np.ndarray) -> list[float]:
     return out
 
 
+def _default_window_row(tm, shape, times: dict, labels: dict, subject) -> dict:
+    """advnorm's predict at the CLI's default window (the run's training patch size at its default overlap, since
+    2026-11-28): its time, Dice, and agreement with the large windows and with MONAI's 32^3 windows."""
+    from advnorm.inference import window_count, windows_per_pass
+
+    edge, overlap = tm.window.edge, tm.window.overlap
+    name = "advnorm_default_window"
+    dice = dice_per_class(labels[name], subject.label)
+    brain = subject.mask
+    return {
+        "seconds": times[name],
+        "median_seconds": median(times[name]),
+        "window": edge,
+        "overlap": overlap,
+        "windows": window_count(shape, (edge,) * 3, overlap),
+        "windows_per_pass": windows_per_pass((edge,) * 3),
+        "blend": "gaussian",
+        "dice_csf_gm_wm": dice,
+        "mean_dice": float(np.mean(dice)),
+        "agreement_with_large_windows": float(np.mean(labels[name][brain] == labels["advnorm"][brain])),
+        "agreement_with_reference": float(np.mean(labels[name][brain] == labels["reference"][brain])),
+    }
+
+
 def run(smoke: bool = False, retrain: bool = False) -> dict:
     from monai.inferers import sliding_window_inference
 
@@ -162,6 +186,7 @@ def run(smoke: bool = False, retrain: bool = False) -> dict:
     else:
         run_dir, training = trained_run(TRAIN_STEPS, WARMUP_STEPS, retrain=retrain, shape=shape)
     tm = TrainedModel(run_dir, device="cpu", window=InferenceWindow(LARGE_WINDOW, LARGE_OVERLAP))
+    tm_default = TrainedModel(run_dir, device="cpu")  # the CLI's default window: the training patch size
     subject = phantom_subject(1, 4, shape, synthetic=smoke)  # subject 4: not in the 3-subject training phantom
     nets = tm.nets
 
@@ -192,12 +217,28 @@ def run(smoke: bool = False, retrain: bool = False) -> dict:
     def ours():
         return tm.predict(subject).labels
 
+    def ours_default():
+        return tm_default.predict(subject).labels
+
     log("inference: advnorm whole-volume predict (warm-up)")
     ours()
-    fns = {"advnorm": ours, "reference": reference, "monai_same_windows": same_windows}
+    fns = {
+        "advnorm": ours,
+        "reference": reference,
+        "monai_same_windows": same_windows,
+        "advnorm_default_window": ours_default,
+    }
     times: dict[str, list[float]] = {name: [] for name in fns}
     labels = {}
-    order = ["advnorm", "monai_same_windows", "reference", "monai_same_windows", "advnorm"]
+    order = [
+        "advnorm",
+        "advnorm_default_window",
+        "monai_same_windows",
+        "reference",
+        "monai_same_windows",
+        "advnorm_default_window",
+        "advnorm",
+    ]
     for name in order:
         log(f"inference: {name}")
         t = time.perf_counter()
@@ -237,6 +278,7 @@ def run(smoke: bool = False, retrain: bool = False) -> dict:
             "blend": "gaussian",
             "dice_csf_gm_wm": dice_per_class(labels["monai_same_windows"], subject.label),
         },
+        "advnorm_default_window": _default_window_row(tm_default, shape, times, labels, subject),
         "training": training,
     }
     res["monai_same_windows"]["mean_dice"] = float(np.mean(res["monai_same_windows"]["dice_csf_gm_wm"]))
