@@ -26,7 +26,8 @@ def render(results: dict) -> str:
         lines += _data_section(sec["data"])
     if sec.get("scaling"):
         lines += _scaling_section(sec["scaling"])
-    lines += _probes_section(sec.get("probes"), sec.get("compile"), machine)
+    probes = sec.get("probes")
+    lines += _probes_section(probes, sec.get("compile"), (probes or {}).get("machine") or machine)
     lines += _speed_sources(step)
     if "time_to_dice" in sec:
         lines += render_time_to_dice(sec["time_to_dice"])
@@ -73,16 +74,23 @@ def _header(m: dict, sec: dict, *, smoke: bool) -> list[str]:
     add("## Machine")
     add("")
     add(
-        "| date | nproc | CPU (/proc/cpuinfo) | vector ISA used by torch | AVX-512 | AVX-512 bf16 | AMX | torch "
-        "| MONAI | torch threads | OMP_WAIT_POLICY | load average at start (1/5/15 min) |"
+        "Each section records the machine of the run that measured it; a run of some sections (`--only`) keeps the "
+        "others' results, so the sections may come from different runs and machines:"
     )
-    add("|---|---|---|---|---|---|---|---|---|---|---|---|")
-    la = m.get("load_average_at_start", [None] * 3)
+    add("")
     add(
-        f"| {m.get('date')} | {m.get('nproc')} | {m.get('cpu_model')} | {m.get('torch_cpu_capability')} "
-        f"| {m.get('avx512')} | {m.get('avx512_bf16')} | {m.get('amx')} | {m.get('torch')} | {m.get('monai')} "
-        f"| {m.get('torch_threads')} | {m.get('omp_wait_policy')} | {' / '.join(num(x) for x in la)} |"
+        "| sections | date | nproc | CPU (/proc/cpuinfo) | vector ISA used by torch | AVX-512 | AVX-512 bf16 | AMX "
+        "| torch | MONAI | torch threads | OMP_WAIT_POLICY | load average at start (1/5/15 min) |"
     )
+    add("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for names, mm in _machines(m, sec):
+        la = mm.get("load_average_at_start", [None] * 3)
+        add(
+            f"| {', '.join(names)} | {mm.get('date')} | {mm.get('nproc')} | {mm.get('cpu_model')} "
+            f"| {mm.get('torch_cpu_capability')} | {mm.get('avx512')} | {mm.get('avx512_bf16')} | {mm.get('amx')} "
+            f"| {mm.get('torch')} | {mm.get('monai')} | {mm.get('torch_threads')} | {mm.get('omp_wait_policy')} "
+            f"| {' / '.join(num(x) for x in la)} |"
+        )
     add("")
     add("The benchmarks set `OMP_WAIT_POLICY=PASSIVE` (before torch is imported) unless the environment sets it or")
     add("`--omp-default` is given: the launch setting recommended for advnorm on shared machines; the probes section")
@@ -92,6 +100,18 @@ def _header(m: dict, sec: dict, *, smoke: bool) -> list[str]:
         add("**These are smoke-run numbers (tiny sizes); they measure nothing.**")
         add("")
     return lines
+
+
+def _machines(m: dict, sec: dict) -> list[tuple[list[str], dict]]:
+    """The distinct machine records of the sections (by date), each with the sections measured there; a section
+    without its own record counts as measured on the last run's machine ``m``."""
+    groups: dict[str, tuple[list[str], dict]] = {}
+    for name, res in sec.items():
+        if not isinstance(res, dict):
+            continue
+        mm = res.get("machine") or m
+        groups.setdefault(str(mm.get("date")), ([], mm))[0].append(name)
+    return sorted(groups.values(), key=lambda g: str(g[1].get("date"))) or [(["-"], m)]
 
 
 def _step_section(step: dict) -> list[str]:
@@ -358,7 +378,7 @@ def _probes_section(pr: dict | None, cp: dict | None, m: dict) -> list[str]:
             f"x{num(b['bf16_speed_over_float32'], 3)} the float32 speed "
             f"(batch {b['batch']}; AVX-512 bf16: {m.get('avx512_bf16')}, AMX: {m.get('amx')}). "
             + (
-                "This CPU computes bf16 natively, so `--amp` pays here; the default stays off because on CPUs "
+                "The CPU it ran on computes bf16 natively, so `--amp` pays there; the default stays off because on CPUs "
                 "without it (the AVX2 machine of 2026-11-25 ran the step at x0.054) oneDNN falls back to slow "
                 "reference kernels, and because bf16's effect on Dice was not measured."
                 if b["bf16_speed_over_float32"] > 1
@@ -457,8 +477,9 @@ def _speed_sources(step: dict) -> list[str]:
         "statistics do not depend on the window)"
     )
     add("  instead of thousands of overlapping 32^3 windows: the compute saved is the windows' overlap. The default")
-    add("  since 2026-11-28 is the training patch size at overlap 0.5, two windows per pass, about twice the time of")
-    add("  the large windows, since two methods' labels depend on the window (docs/method.md).")
+    add("  since 2026-11-28 is the training patch size at overlap 0.5, two windows per pass, two to three times the")
+    add("  large windows' time (\"Full-volume inference\" above), since two methods' labels depend on the window")
+    add("  (docs/method.md).")
     add(
         "* **Patches are sliced out of the in-memory volumes on demand** "
         "(vectorized corner computation per batch), never"

@@ -76,29 +76,39 @@ def test_a_run_made_before_a_setting_existed_is_reused_only_for_its_default(
         assert any("adversary_view is 'patch' there, 'image' now" in d for d in diffs), diffs
 
 
-@pytest.mark.parametrize(("asked", "reusable"), [(0.08, True), (0.0, False)])
+CHANGED_DEFAULTS = [
+    # (setting, the value before its default changed, today's default)
+    ("train.augment_noise", 0.08, 0.0),
+    ("train.augment_share", 1.0, 0.5),
+]
+
+
+@pytest.mark.parametrize(("dotted", "old", "new"), CHANGED_DEFAULTS)
+@pytest.mark.parametrize("asked_old", [True, False])
 def test_a_run_made_before_a_default_changed_counts_as_made_with_the_old_one(
-    asked, reusable, tiny_run, tiny_phantom, tmp_path
+    dotted, old, new, asked_old, tiny_run, tiny_phantom, tmp_path
 ):
-    """``train.augment_noise`` was 0.08 before its default became 0: a config.json without it means 0.08, for
-    reuse and when the run is read back (``advnorm.config_history.ABSENT_MEANS``)."""
+    """A config.json without a setting whose default changed means the old value, for reuse and when the run is
+    read back (``advnorm.config_history.ABSENT_MEANS``), in the methods it acts in (``augmented`` here)."""
     import json
 
     from advnorm.run_folder import RunFolder
 
+    section, key = dotted.split(".")
     run = copy_run(tiny_run, tmp_path / "run")
     stored = json.loads((run / "config.json").read_text())
-    del stored["train"]["augment_noise"]
+    assert stored[section][key] == new
+    del stored[section][key]
     (run / "config.json").write_text(json.dumps({**stored, "method": "augmented"}))
     datasets = open_domains([str(p) for p in tiny_phantom])
-    over = {"train.augment_noise": asked, "method": "augmented"}
+    over = {dotted: old if asked_old else new, "method": "augmented"}
     diffs = reuse_differences(run, resolve("quick", file=tiny_run / "config.json", overrides=over), datasets)
-    assert (diffs == []) == reusable, diffs
-    assert RunFolder(run).read_config()[0].train.augment_noise == 0.08
+    assert (diffs == []) == asked_old, diffs
+    assert getattr(getattr(RunFolder(run).read_config()[0], section), key) == old
     # a method it does not act in: the run counts as made with today's default
     (run / "config.json").write_text(json.dumps(stored))
     assert reuse_differences(run, resolve("quick", file=tiny_run / "config.json"), datasets) == []
-    assert RunFolder(run).read_config()[0].train.augment_noise == 0.0
+    assert getattr(getattr(RunFolder(run).read_config()[0], section), key) == new
 
 
 @pytest.mark.parametrize(("asked", "reusable"), [(0, True), (None, False), (16, False)])

@@ -12,6 +12,7 @@ from advnorm.methods import METHOD_SPECS
 
 ABSENT_MEANS: dict[str, tuple[Any, tuple[str, ...]]] = {
     "train.augment_noise": (0.08, ("augmented",)),
+    "train.augment_share": (1.0, ("augmented",)),
     "train.bn_recalibration_batches": (0, tuple(METHOD_SPECS)),  # made before precise BN existed
     "loss.content_weight": (0.0, tuple(METHOD_SPECS)),
     "loss.slope_floor": (0.0, tuple(METHOD_SPECS)),
