@@ -168,6 +168,22 @@ def test_a_models_window_is_what_predict_uses(run, domains):
     assert not np.array_equal(large.probs, default.predict(subject).probs)
 
 
+def test_a_window_off_the_pooling_grid_given_to_predict_is_rounded_up_with_a_warning(run, domains):
+    """``predict(window=...)`` treats its window as the model's own: rounded up to the networks' stride, said."""
+    from advnorm.errors import AdvnormWarning
+    from advnorm.inference import TrainedModel
+
+    ds = open_domains([domains[0]])[0]
+    subject = ds.load_case(ds.cases[0])
+    model = TrainedModel(run)
+    patch = model.cfg.train.patch_size
+    with pytest.warns(AdvnormWarning, match=f"inference window {patch + 1} is not a multiple"):
+        odd = model.predict(subject, window=patch + 1, overlap=0.25)
+    stride = model.nets.S.stride
+    rounded = model.predict(subject, window=patch + stride, overlap=0.25)
+    assert np.array_equal(odd.probs, rounded.probs)
+
+
 @pytest.mark.parametrize(
     ("shape", "roi", "overlap"),
     [

@@ -39,7 +39,7 @@ from advnorm.run_folder import RunFolder, pick_device
 class InferenceWindow:
     """The sliding window of whole-volume inference. ``edge`` None: the run's training patch size, what the
     networks saw in training (nnU-Net's choice). Larger windows (160^3 at overlap 0.25, the default until
-    2026-11-28) take half the time and give labels within 0.010 mean Dice of it for most methods, but not for
+    2026-11-28) take a third to a half of the time and give labels within 0.010 mean Dice of it for most methods, but not for
     two whose S reads context: the paper's ``adversarial`` (its G erases the GM/WM contrast) and ``augmented``
     (S trained under random contrasts), which segment differently with them (docs/method.md, "Whole-volume
     inference and the window")."""
@@ -194,8 +194,10 @@ class TrainedModel:
         self, subject: Subject, *, window: int | None = None, overlap: float | None = None, segment: bool = True
     ) -> Prediction:
         """G's output (or the fixed input transform) and, with ``segment``, S's probabilities, on the working grid;
-        ``window`` and ``overlap`` default to the model's :class:`InferenceWindow`."""
-        window = self.edge if window is None else window
+        ``window`` and ``overlap`` default to the model's :class:`InferenceWindow`; a ``window`` off the networks'
+        pooling grid is rounded up with a warning, as the model's own is."""
+        window = self.edge if window is None else self._on_the_pooling_grid(InferenceWindow(window)).edge
+        assert window is not None
         overlap = self.window.overlap if overlap is None else overlap
         x = torch.from_numpy(self.network_input(subject))[None, None]
         m = torch.from_numpy(subject.mask.astype(np.float32))[None, None]
