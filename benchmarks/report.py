@@ -235,8 +235,9 @@ def _inference_section(inf: dict) -> list[str]:
             f"{default['overlap']}, takes {num(default['median_seconds'], 1)} s "
             f"(x{num(r['median_seconds'] / default['median_seconds'], 1)} as fast as MONAI's 32^3 windows at "
             f"{r['overlap']} overlap; {num(default['median_seconds'] / a['median_seconds'], 1)} times the large "
-            f"windows' time); its labels agree with the large windows' on {pct(default['agreement_with_large_windows'], 2)} "
-            f"and with MONAI's 32^3 windows' on {pct(default['agreement_with_reference'], 2)} of the brain voxels."
+            "windows' time); its labels agree with the large windows' on "
+            f"{pct(default['agreement_with_large_windows'], 2)} and with MONAI's 32^3 windows' on "
+            f"{pct(default['agreement_with_reference'], 2)} of the brain voxels."
         )
     add("")
     return lines
@@ -378,8 +379,8 @@ def _probes_section(pr: dict | None, cp: dict | None, m: dict) -> list[str]:
             f"x{num(b['bf16_speed_over_float32'], 3)} the float32 speed "
             f"(batch {b['batch']}; AVX-512 bf16: {m.get('avx512_bf16')}, AMX: {m.get('amx')}). "
             + (
-                "The CPU it ran on computes bf16 natively, so `--amp` pays there; the default stays off because on CPUs "
-                "without it (the AVX2 machine of 2026-11-25 ran the step at x0.054) oneDNN falls back to slow "
+                "The CPU it ran on computes bf16 natively, so `--amp` pays there; the default stays off because on "
+                "CPUs without it (the AVX2 machine of 2026-11-25 ran the step at x0.054) oneDNN falls back to slow "
                 "reference kernels, and because bf16's effect on Dice was not measured."
                 if b["bf16_speed_over_float32"] > 1
                 else "This CPU has no native bf16 arithmetic, so oneDNN falls back to slow reference kernels: keep "

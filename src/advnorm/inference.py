@@ -39,10 +39,10 @@ from advnorm.run_folder import RunFolder, pick_device
 class InferenceWindow:
     """The sliding window of whole-volume inference. ``edge`` None: the run's training patch size, what the
     networks saw in training (nnU-Net's choice). Larger windows (160^3 at overlap 0.25, the default until
-    2026-11-28) take a third to a half of the time and give labels within 0.010 mean Dice of it for most methods, but not for
-    two whose S reads context: the paper's ``adversarial`` (its G erases the GM/WM contrast) and ``augmented``
-    (S trained under random contrasts), which segment differently with them (docs/method.md, "Whole-volume
-    inference and the window")."""
+    2026-11-28) take a third to a half of the time and give labels within 0.010 mean Dice of it for most methods,
+    but not for two whose S reads context: the paper's ``adversarial`` (its G erases the GM/WM contrast) and
+    ``augmented`` (S trained under random contrasts), which segment differently with them (docs/method.md,
+    "Whole-volume inference and the window")."""
 
     edge: int | None = None
     overlap: float = INFERENCE_OVERLAP

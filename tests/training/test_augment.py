@@ -86,5 +86,5 @@ def test_augment_share_passes_the_other_patches_through_unchanged():
         y = augment_intensity(x, mask, torch.Generator().manual_seed(9), share=share)
         same = [torch.equal(y[i], x[i]) for i in range(len(x))]
         changed = [(y[i] - x[i]).abs().max() > 1e-3 for i in range(len(x))]
-        assert all(s != bool(c) for s, c in zip(same, changed))
+        assert all(s != bool(c) for s, c in zip(same, changed, strict=True))
         assert abs(sum(changed) / len(x) - share) < 0.08
