@@ -79,7 +79,7 @@ def test_a_run_made_before_a_setting_existed_is_reused_only_for_its_default(
 CHANGED_DEFAULTS = [
     # (setting, the value before its default changed, today's default)
     ("train.augment_noise", 0.08, 0.0),
-    ("train.augment_share", 1.0, 0.5),
+    ("train.augment_share", 1.0, 0.25),
 ]
 
 
