@@ -30,6 +30,8 @@ VOLUME_SHAPE = (144, 192, 256)
 TRAIN_STEPS, WARMUP_STEPS = 150, 30
 """Adversarial and identity warm-up steps (batch 16) of the model the inference benchmark uses."""
 CACHE = BENCH_DIR / "model"
+REFERENCE_WINDOW, REFERENCE_OVERLAP = 32, 0.75
+"""The reference's sliding window: the training patch size at MONAI's tutorial overlap (the original work's)."""
 
 
 def _canvas(a: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
@@ -153,9 +155,10 @@ def dice_per_class(pred: np.ndarray, truth: np.ndarray) -> list[float]:
 def _default_window_row(tm, shape, times: dict, labels: dict, subject) -> dict:
     """advnorm's predict at the CLI's default window (the run's training patch size at its default overlap, since
     2026-11-28): its time, Dice, and agreement with the large windows and with MONAI's 32^3 windows."""
-    from advnorm.inference import window_count, windows_per_pass
+    from advnorm.inference import windows_per_pass
 
     edge, overlap = tm.window.edge, tm.window.overlap
+    count, roi = tm.windows_for(shape)
     name = "advnorm_default_window"
     dice = dice_per_class(labels[name], subject.label)
     brain = subject.mask
@@ -164,8 +167,8 @@ def _default_window_row(tm, shape, times: dict, labels: dict, subject) -> dict:
         "median_seconds": median(times[name]),
         "window": edge,
         "overlap": overlap,
-        "windows": window_count(shape, (edge,) * 3, overlap),
-        "windows_per_pass": windows_per_pass((edge,) * 3),
+        "windows": count,
+        "windows_per_pass": windows_per_pass(roi),
         "blend": "gaussian",
         "dice_csf_gm_wm": dice,
         "mean_dice": float(np.mean(dice)),
@@ -177,7 +180,7 @@ def _default_window_row(tm, shape, times: dict, labels: dict, subject) -> dict:
 def run(smoke: bool = False, retrain: bool = False) -> dict:
     from monai.inferers import sliding_window_inference
 
-    from advnorm.inference import InferenceWindow, TrainedModel
+    from advnorm.inference import InferenceWindow, TrainedModel, window_count
 
     shape = (40, 48, 56) if smoke else VOLUME_SHAPE
     if smoke:  # untrained weights in a temporary folder: the smoke run only exercises the code
@@ -186,7 +189,7 @@ def run(smoke: bool = False, retrain: bool = False) -> dict:
     else:
         run_dir, training = trained_run(TRAIN_STEPS, WARMUP_STEPS, retrain=retrain, shape=shape)
     tm = TrainedModel(run_dir, device="cpu", window=InferenceWindow(LARGE_WINDOW, LARGE_OVERLAP))
-    tm_default = TrainedModel(run_dir, device="cpu")  # the CLI's default window: the training patch size
+    tm_default = TrainedModel(run_dir, nets=tm.nets)  # the CLI's default window (the training patch size), same nets
     subject = phantom_subject(1, 4, shape, synthetic=smoke)  # subject 4: not in the 3-subject training phantom
     nets = tm.nets
 
@@ -200,7 +203,9 @@ def run(smoke: bool = False, retrain: bool = False) -> dict:
         x = torch.from_numpy(tm.network_input(subject))[None, None]
         m = torch.from_numpy(subject.mask.astype(np.float32))[None, None]
         with torch.no_grad():
-            out = sliding_window_inference(torch.cat([x, m], 1), (32, 32, 32), 16, predictor, overlap=0.75)
+            out = sliding_window_inference(
+                torch.cat([x, m], 1), (REFERENCE_WINDOW,) * 3, 16, predictor, overlap=REFERENCE_OVERLAP
+            )
         return out[0, 1:].numpy().argmax(0).astype(np.uint8)
 
     def same_windows():
@@ -247,7 +252,7 @@ def run(smoke: bool = False, retrain: bool = False) -> dict:
     d_ours = dice_per_class(labels["advnorm"], subject.label)
     d_ref = dice_per_class(labels["reference"], subject.label)
     d_same, brain = dice_per_class(labels["monai_same_windows"], subject.label), subject.mask
-    n_windows = int(np.prod([len(range(0, max(s - 32, 0) + 1, 8)) + (1 if (s - 32) % 8 else 0) for s in shape]))
+    n_windows = window_count(shape, (REFERENCE_WINDOW,) * 3, REFERENCE_OVERLAP)  # MONAI's count
     res = {
         "volume_shape": list(shape),
         "brain_voxels": int(subject.mask.sum()),
@@ -263,8 +268,8 @@ def run(smoke: bool = False, retrain: bool = False) -> dict:
         "reference": {
             "seconds": times["reference"],
             "median_seconds": median(times["reference"]),
-            "window": 32,
-            "overlap": 0.75,
+            "window": REFERENCE_WINDOW,
+            "overlap": REFERENCE_OVERLAP,
             "sw_batch_size": 16,
             "blend": "constant",
             "windows": n_windows,

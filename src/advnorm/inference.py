@@ -173,12 +173,17 @@ class TrainedModel:
         pad = [_round_up(s, stride) - s for s in shape]
         return pad, tuple(min(_round_up(window, stride), s + p) for s, p in zip(shape, pad, strict=True))
 
+    def windows_for(self, shape: tuple[int, ...]) -> tuple[int, tuple[int, ...]]:
+        """How many sliding windows :meth:`predict` places on a working-grid volume of ``shape`` with this model's
+        window (after padding to the pooling grid), and the window it slides."""
+        pad, roi = self._padding_and_roi(shape, self.edge)
+        padded = tuple(s + p for s, p in zip(shape, pad, strict=True))
+        return window_count(padded, roi, self.window.overlap), roi
+
     def warn_if_many_windows(self, subject: Subject) -> None:
         """Warn (naming the input) when ``subject`` needs more than :data:`MANY_WINDOWS` sliding windows with
         this model's window: the CLI calls it before :meth:`predict`, so the user learns it before the wait."""
-        pad, roi = self._padding_and_roi(subject.mask.shape, self.edge)
-        padded = tuple(s + p for s, p in zip(subject.mask.shape, pad, strict=True))
-        count = window_count(padded, roi, self.window.overlap)
+        count, roi = self.windows_for(subject.mask.shape)
         if count > MANY_WINDOWS:
             warnings.warn(
                 AdvnormWarning(
